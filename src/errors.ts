@@ -60,7 +60,12 @@ export class KernelError extends ReuseportError {
   static fromNode(err: NodeJS.ErrnoException, where?: { address?: string; port?: number }): KernelError {
     const errno = typeof err.errno === 'number' ? err.errno : 0;
     const code = err.code ?? (errno ? errnoName(errno) : 'UNKNOWN');
-    return new KernelError(err.message, { code, errno: errno > 0 ? -errno : errno, syscall: err.syscall ?? 'unknown', ...where });
+    return new KernelError(err.message, {
+      code,
+      errno: errno > 0 ? -errno : errno,
+      syscall: err.syscall ?? 'unknown',
+      ...where,
+    });
   }
 }
 
