@@ -1,0 +1,30 @@
+import { type LoadOptions, runLoad } from '../net/load.js';
+import { formatLoadResult } from '../report/load-report.js';
+import { openTerminal, statusLine } from './terminal.js';
+
+export async function loadCommand(options: LoadOptions & { json: boolean }): Promise<number> {
+  const terminal = await openTerminal(options);
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const progress = await statusLine(terminal, `connecting to ${options.host}:${options.port}`);
+  try {
+    const result = await runLoad(options, {
+      signal: controller.signal,
+      onProgress: (done, total) => progress.update(`${progressBar(done, total)} ${done}/${total}`),
+    });
+    progress.stop();
+    terminal.out(options.json ? JSON.stringify(result, null, 2) : formatLoadResult(result, terminal.style));
+    return result.failed === 0 && result.stoppedEarly === null ? 0 : 1;
+  } finally {
+    progress.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function progressBar(done: number, total: number, width = 24): string {
+  const filled = total > 0 ? Math.round((done / total) * width) : 0;
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}

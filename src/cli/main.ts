@@ -1,0 +1,39 @@
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ReuseportError } from '../errors.js';
+import { buildProgram, type RunContext } from './program.js';
+
+interface CommanderLikeError {
+  code: string;
+  exitCode: number;
+  message: string;
+}
+
+function isCommanderError(err: unknown): err is CommanderLikeError {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('commander.');
+}
+
+/** Runs the CLI and returns the exit code; bin/reuseport.js is the one place that exits. */
+export async function run(argv: string[]): Promise<number> {
+  const context: RunContext = { exitCode: EXIT_OK };
+  const program = buildProgram(context);
+  try {
+    await program.parseAsync(argv);
+    return context.exitCode;
+  } catch (err) {
+    if (isCommanderError(err)) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+        return EXIT_OK;
+      }
+      const message = err.message.replace(/^error: /, '');
+      process.stderr.write(`reuseport: ${message} (see \`reuseport --help\`)\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof ReuseportError) {
+      process.stderr.write(`reuseport: ${err.message}\n`);
+      return err.exitCode;
+    }
+    const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`reuseport: internal error: ${message}\n`);
+    return EXIT_FAILURE;
+  }
+}

@@ -1,0 +1,71 @@
+import { type ServeOptions, serve } from '../net/serve.js';
+import type { WorkerEvent } from '../net/worker-pool.js';
+import { acceptLine, startLine } from '../report/serve-report.js';
+import { openTerminal, statusLine } from './terminal.js';
+
+const LIVE_REFRESH_MS = 200;
+
+export async function serveCommand(options: ServeOptions & { json: boolean }): Promise<number> {
+  const terminal = await openTerminal(options);
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const counters = new Map<number, number>();
+  let live = await statusLine(terminal, 'starting workers');
+  let lastRender = 0;
+  const renderLive = () => {
+    const now = Date.now();
+    if (now - lastRender < LIVE_REFRESH_MS) return;
+    lastRender = now;
+    const parts = [...counters].map(([id, n]) => `w${id} ${n}`);
+    const total = [...counters.values()].reduce((a, b) => a + b, 0);
+    live.update(`accepted ${total}  (${parts.join(' · ')})  Ctrl-C to stop`);
+  };
+  const onEvent = (event: WorkerEvent) => {
+    if (options.json) {
+      terminal.out(JSON.stringify(event));
+      return;
+    }
+    switch (event.event) {
+      case 'listening':
+        counters.set(event.workerId, 0);
+        live.stop();
+        terminal.out(startLine(event.address, event.port, event.pid));
+        void statusLine(terminal, 'waiting for connections').then((line) => {
+          live = line;
+        });
+        break;
+      case 'stats':
+        counters.set(event.workerId, event.accepted);
+        renderLive();
+        break;
+      case 'error':
+        live.stop();
+        terminal.err(terminal.style.red(`worker ${event.workerId} (pid ${event.pid}): ${event.message}`));
+        break;
+      case 'exit':
+        counters.set(event.workerId, event.accepted);
+        break;
+    }
+  };
+  try {
+    const summary = await serve(options, onEvent, controller.signal);
+    live.stop();
+    if (options.json) {
+      terminal.out(JSON.stringify({ event: 'stopped', ...summary }));
+    } else {
+      for (const worker of summary.workers) {
+        if (worker.reason !== 'bind-failed') {
+          terminal.out(acceptLine(summary.address, summary.port, worker.pid, worker.accepted));
+        }
+      }
+      if (summary.failure) terminal.err(terminal.style.red(`reuseport: ${summary.failure}`));
+    }
+    return summary.exitCode;
+  } finally {
+    live.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

@@ -1,0 +1,169 @@
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { KernelError, ReuseportError } from '../errors.js';
+import { familyOf, type Protocol } from './address.js';
+import { loadNativeHelper } from './native.js';
+
+export type BinderName = 'builtin' | 'native';
+export type BinderChoice = 'auto' | BinderName;
+export const BINDER_CHOICES: readonly BinderChoice[] = ['auto', 'builtin', 'native'];
+
+export interface BindRequest {
+  protocol: Protocol;
+  address: string;
+  port: number;
+  reusePort: boolean;
+  /** Defaults to the binder's own default: on for TCP listeners (as libuv does), off for UDP. */
+  reuseAddr?: boolean;
+  ipv6Only?: boolean;
+  backlog?: number;
+}
+
+export type BoundSocket = { protocol: 'tcp'; server: net.Server } | { protocol: 'udp'; socket: dgram.Socket };
+
+const DEFAULT_BACKLOG = 511;
+
+/**
+ * Node's own `reusePort` (Node >= 22.12 / 23.1). Older versions ignore the
+ * unknown option silently, so support is found by probing: two listeners on
+ * one port succeed only where the option reaches setsockopt().
+ */
+export async function probeBuiltin(): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const first = net.createServer();
+  const second = net.createServer();
+  try {
+    await listen(first, { host: '127.0.0.1', port: 0, reusePort: true, exclusive: true });
+    const { port } = first.address() as net.AddressInfo;
+    await listen(second, { host: '127.0.0.1', port, reusePort: true, exclusive: true });
+    return { ok: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    return {
+      ok: false,
+      reason: `Node ${process.version} has no working reusePort option (a second reusePort listener got ${code}); it needs Node >= 22.12`,
+    };
+  } finally {
+    first.close();
+    second.close();
+  }
+}
+
+export function probeNative(): { ok: true } | { ok: false; reason: string } {
+  const loaded = loadNativeHelper();
+  return loaded.helper ? { ok: true } : { ok: false, reason: loaded.reason };
+}
+
+/** Resolves `auto` to a concrete binder, or explains why none works. */
+export async function resolveBinder(choice: BinderChoice): Promise<BinderName> {
+  if (choice === 'native') {
+    const native = probeNative();
+    if (!native.ok) throw noBinder(`the native helper is not available: ${native.reason}`);
+    return 'native';
+  }
+  const builtin = await probeBuiltin();
+  if (choice === 'builtin') {
+    if (!builtin.ok) throw noBinder(builtin.reason);
+    return 'builtin';
+  }
+  if (builtin.ok) return 'builtin';
+  const native = probeNative();
+  if (native.ok) return 'native';
+  throw noBinder(`${builtin.reason}, and the native helper is not available: ${native.reason}`);
+}
+
+function noBinder(detail: string): ReuseportError {
+  return new ReuseportError(
+    `no way to set SO_REUSEPORT here: ${detail}. Use Node >= 22.12, or install a C toolchain (gcc, make, python3) and run \`npm rebuild\``,
+    { code: 'ENOBINDER' },
+  );
+}
+
+/** Creates, binds and (for TCP) listens on one socket with the given binder. */
+export async function bindSocket(binder: BinderName, request: BindRequest): Promise<BoundSocket> {
+  const where = { address: request.address, port: request.port };
+  const fd = binder === 'native' ? openNative(request) : undefined;
+  try {
+    if (request.protocol === 'tcp') {
+      const server = net.createServer();
+      if (fd !== undefined) await listen(server, { fd });
+      else
+        await listen(server, {
+          host: request.address,
+          port: request.port,
+          reusePort: request.reusePort,
+          ipv6Only: request.ipv6Only ?? false,
+          backlog: request.backlog ?? DEFAULT_BACKLOG,
+          exclusive: true,
+        });
+      return { protocol: 'tcp', server };
+    }
+    const type = familyOf(request.address) === 6 ? 'udp6' : 'udp4';
+    const socket =
+      fd !== undefined
+        ? dgram.createSocket({ type })
+        : dgram.createSocket({
+            type,
+            reuseAddr: request.reuseAddr ?? false,
+            ipv6Only: request.ipv6Only ?? false,
+            reusePort: request.reusePort,
+          } as dgram.SocketOptions);
+    await bindDgram(
+      socket,
+      fd !== undefined ? { fd, exclusive: true } : { ...toBindAddress(request), exclusive: true },
+    );
+    return { protocol: 'udp', socket };
+  } catch (err) {
+    if (fd !== undefined) loadNativeHelper().helper?.closeFd(fd);
+    if (err instanceof KernelError) throw err;
+    throw KernelError.fromNode(err as NodeJS.ErrnoException, where);
+  }
+}
+
+function openNative(request: BindRequest): number {
+  const helper = loadNativeHelper().helper;
+  if (!helper) throw noBinder('the native helper is not available');
+  return helper.openSocket({
+    family: familyOf(request.address),
+    type: request.protocol,
+    address: request.address,
+    port: request.port,
+    reusePort: request.reusePort,
+    reuseAddr: request.reuseAddr ?? request.protocol === 'tcp',
+    ...(request.ipv6Only !== undefined ? { ipv6Only: request.ipv6Only } : {}),
+    backlog: request.backlog ?? DEFAULT_BACKLOG,
+  });
+}
+
+function toBindAddress(request: BindRequest): { address: string; port: number } {
+  return { address: request.address, port: request.port };
+}
+
+function listen(server: net.Server, options: net.ListenOptions & { reusePort?: boolean; fd?: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen(options, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function bindDgram(socket: dgram.Socket, options: dgram.BindOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => {
+      socket.close();
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.bind(options, () => {
+      socket.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+export function localAddressOf(bound: BoundSocket): { address: string; port: number } {
+  const info = bound.protocol === 'tcp' ? (bound.server.address() as net.AddressInfo) : bound.socket.address();
+  return { address: info.address, port: info.port };
+}

@@ -1,0 +1,27 @@
+import type { Protocol } from './address.js';
+import type { BinderName } from './binder.js';
+import type { UserIdentity } from './users.js';
+
+/** What a worker process is told to do (passed as JSON in argv). */
+export interface WorkerConfig {
+  workerId: number;
+  protocol: Protocol;
+  address: string;
+  port: number;
+  reusePort: boolean;
+  reuseAddr?: boolean;
+  ipv6Only?: boolean;
+  backlog?: number;
+  binder: BinderName;
+  user?: UserIdentity;
+  /** How often unsolicited counter updates are pushed; 0 disables them. */
+  statsIntervalMs: number;
+}
+
+export type ToWorker = { type: 'stop' } | { type: 'count'; seq: number };
+
+export type FromWorker =
+  | { type: 'listening'; address: string; port: number; binder: BinderName; uid: number }
+  | { type: 'bind-error'; code: string; errno: number; syscall: string; message: string }
+  | { type: 'count'; accepted: number; seq: number }
+  | { type: 'stopped'; accepted: number };
