@@ -143,5 +143,55 @@ connection succeeded, 1 otherwise, 2 for bad input.`,
       context.exitCode = await doctorCommand({ json: options.json === true });
     });
 
+  const scenario = program
+    .command('scenario')
+    .description(
+      "run the article's experiments from scenarios/*.yaml, each in its own network namespace, with a verdict",
+    );
+  scenario
+    .command('list')
+    .description('list the shipped scenarios')
+    .option('--json', 'print JSON')
+    .action(async (options) => {
+      const { scenarioListCommand } = await import('./scenario-command.js');
+      context.exitCode = await scenarioListCommand({ json: options.json === true });
+    });
+  const runFlags = (command: Command) =>
+    command
+      .option('--json', 'print one JSON document instead of the report')
+      .option('--junit <file>', 'also write JUnit XML to this file')
+      .option('--strict', 'skipped scenarios fail the run (exit 1)')
+      .addOption(
+        new Option(
+          '--isolation <kind>',
+          'netns: a private network namespace per scenario; host: the host loopback with stand-ins',
+        )
+          .choices(['auto', 'netns', 'host'])
+          .default('auto'),
+      )
+      .addOption(new Option('--binder <kind>', 'force one binder for every server').choices(['builtin', 'native']))
+      .addHelpText(
+        'after',
+        `
+Exit codes: 0 every expectation holds (skips allowed unless --strict), 1 an expectation failed or a
+scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
+      );
+  const runAction = async (names: string[] | 'all', options: Record<string, unknown>) => {
+    const { scenarioRunCommand } = await import('./scenario-command.js');
+    context.exitCode = await scenarioRunCommand(names, {
+      json: options.json === true,
+      ...(typeof options.junit === 'string' ? { junit: options.junit } : {}),
+      strict: options.strict === true,
+      isolation: options.isolation as 'auto' | 'netns' | 'host',
+      ...(typeof options.binder === 'string' ? { binder: options.binder as 'builtin' | 'native' } : {}),
+    });
+  };
+  runFlags(scenario.command('run').description('run scenarios by name (see `scenario list`) or file path'))
+    .argument('<scenario...>', 'scenario names or .yaml/.json files')
+    .action((names: string[], options) => runAction(names, options));
+  runFlags(scenario.command('all').description('run every shipped scenario')).action((options) =>
+    runAction('all', options),
+  );
+
   return program;
 }

@@ -26,8 +26,13 @@ function send(message: FromWorker, then?: () => void): void {
 process.on('disconnect', () => process.exit(0));
 process.on('SIGINT', () => stop());
 process.on('SIGTERM', () => stop());
+let bindNow: () => void = () => {};
+const bindAllowed = new Promise<void>((resolve) => {
+  bindNow = resolve;
+});
 process.on('message', (message: ToWorker) => {
-  if (message.type === 'stop') stop();
+  if (message.type === 'bind') bindNow();
+  else if (message.type === 'stop') stop();
   else if (message.type === 'count') send({ type: 'count', accepted, seq: message.seq });
 });
 
@@ -36,6 +41,11 @@ async function main(): Promise<void> {
   // the other user may not be allowed to (think of a clone under /root).
   if (config.binder === 'native') loadNativeHelper();
   if (config.user) dropPrivileges(config.user);
+  if (config.holdBind) {
+    send({ type: 'ready' });
+    await bindAllowed;
+  }
+  if (stopping) return;
   try {
     bound = await bindSocket(config.binder, config);
   } catch (err) {

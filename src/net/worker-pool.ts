@@ -71,6 +71,8 @@ export class WorkerProcess {
   /** The port the worker actually bound (differs from the spec's when that was 0). */
   port: number | undefined;
   readonly bound: Promise<BindOutcome>;
+  /** Resolves once the worker has booted (only meaningful with `holdBind`). */
+  readonly ready: Promise<void>;
   readonly exited: Promise<WorkerExit>;
   private readonly child: ChildProcess;
   private readonly pendingCounts = new Map<number, (n: number) => void>();
@@ -97,8 +99,15 @@ export class WorkerProcess {
     this.bound = new Promise((resolve) => {
       resolveBound = resolve;
     });
+    let resolveReady: () => void = () => {};
+    this.ready = new Promise((resolve) => {
+      resolveReady = resolve;
+    });
     this.child.on('message', (message: FromWorker) => {
       switch (message.type) {
+        case 'ready':
+          resolveReady();
+          break;
         case 'listening':
           this.port = message.port;
           onEvent({
@@ -165,6 +174,7 @@ export class WorkerProcess {
             exitCode: 1,
           });
         }
+        resolveReady();
         for (const pending of this.pendingCounts.values()) pending(this.accepted);
         this.pendingCounts.clear();
         const exit: WorkerExit = { ...id, accepted: this.accepted, reason, exitCode, signal };
@@ -186,6 +196,12 @@ export class WorkerProcess {
       this.pendingCounts.set(seq, resolve);
       this.post({ type: 'count', seq });
     });
+  }
+
+  /** With `holdBind`: go ahead and bind; resolves with the outcome. */
+  bind(): Promise<BindOutcome> {
+    this.post({ type: 'bind' });
+    return this.bound;
   }
 
   /** Asks the worker to close its socket and report its final counter; kills it if it does not. */

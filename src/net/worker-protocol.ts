@@ -16,11 +16,17 @@ export interface WorkerConfig {
   user?: UserIdentity;
   /** How often unsolicited counter updates are pushed; 0 disables them. */
   statsIntervalMs: number;
+  /**
+   * Boot, say `ready`, and bind only when told. Booting Node is the slow part,
+   * so a scenario boots every worker at once and still binds them in order.
+   */
+  holdBind?: boolean;
 }
 
-export type ToWorker = { type: 'stop' } | { type: 'count'; seq: number };
+export type ToWorker = { type: 'bind' } | { type: 'stop' } | { type: 'count'; seq: number };
 
 export type FromWorker =
+  | { type: 'ready' }
   | { type: 'listening'; address: string; port: number; binder: BinderName; uid: number }
   | { type: 'bind-error'; code: string; errno: number; syscall: string; message: string }
   | { type: 'count'; accepted: number; seq: number }

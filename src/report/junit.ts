@@ -1,0 +1,67 @@
+import type { RunReport } from '../scenario/runner.js';
+
+/** JUnit XML: one testsuite per scenario, one testcase per expectation. */
+export function toJUnit(report: RunReport): string {
+  const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
+  const { summary } = report;
+  out.push(
+    `<testsuites name="reuseport scenarios" tests="${countCases(report)}" failures="${countFailures(report)}" errors="${summary.errors}" skipped="${summary.skipped}" time="${seconds(report.durationMs)}">`,
+  );
+  for (const result of report.results) {
+    const cases = result.expectations;
+    const failures = cases.filter((c) => !c.passed).length;
+    const tests = Math.max(cases.length, 1);
+    out.push(
+      `  <testsuite name="${xml(result.name)}" tests="${tests}" failures="${failures}" errors="${result.status === 'error' ? 1 : 0}" skipped="${result.status === 'skipped' ? 1 : 0}" time="${seconds(result.durationMs)}" file="${xml(result.file)}">`,
+    );
+    out.push('    <properties>');
+    out.push(`      <property name="kernel" value="${xml(report.kernel)}"/>`);
+    out.push(`      <property name="isolation" value="${xml(result.isolation ?? 'none')}"/>`);
+    out.push('    </properties>');
+    if (result.status === 'skipped' || (result.status === 'error' && cases.length === 0)) {
+      out.push(`    <testcase classname="${xml(result.name)}" name="${xml(result.title)}" time="0">`);
+      out.push(
+        result.status === 'skipped'
+          ? `      <skipped message="${xml(result.reason ?? '')}"/>`
+          : `      <error message="${xml(result.reason ?? 'could not run')}"/>`,
+      );
+      out.push('    </testcase>');
+    }
+    for (const c of cases) {
+      out.push(`    <testcase classname="${xml(result.name)}" name="${xml(c.description)}" time="0">`);
+      if (!c.passed) {
+        out.push(
+          `      <failure message="${xml(`expected ${c.expected}; observed ${c.observed}`)}" type="${xml(c.kind)}">${xml(`expected: ${c.expected}\nobserved: ${c.observed}${c.line > 0 ? `\n${result.file}:${c.line}` : ''}`)}</failure>`,
+        );
+      }
+      out.push('    </testcase>');
+    }
+    out.push('  </testsuite>');
+  }
+  out.push('</testsuites>');
+  return `${out.join('\n')}\n`;
+}
+
+function countCases(report: RunReport): number {
+  return report.results.reduce((sum, r) => sum + Math.max(r.expectations.length, 1), 0);
+}
+
+function countFailures(report: RunReport): number {
+  return report.results.reduce((sum, r) => sum + r.expectations.filter((e) => !e.passed).length, 0);
+}
+
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(3);
+}
+
+function xml(text: string): string {
+  return (
+    text
+      .replace(/&/g, '&amp;')
+      .replace(/</g, '&lt;')
+      .replace(/>/g, '&gt;')
+      .replace(/"/g, '&quot;')
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: XML 1.0 forbids these characters
+      .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, '')
+  );
+}

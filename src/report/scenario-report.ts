@@ -1,0 +1,144 @@
+import { formatHostPort } from '../errors.js';
+import type { RunReport, ScenarioResult } from '../scenario/runner.js';
+import { acceptLine } from './serve-report.js';
+import type { Style } from './style.js';
+import { bar, percent, renderTable } from './table.js';
+
+export function formatRunReport(report: RunReport, style: Style): string {
+  const parts = report.results.map((result) => formatScenario(result, style));
+  const { summary } = report;
+  const counts = [
+    style.green(`${summary.passed} passed`),
+    summary.failed > 0 ? style.red(`${summary.failed} failed`) : `${summary.failed} failed`,
+    summary.errors > 0 ? style.red(`${summary.errors} could not run`) : null,
+    summary.skipped > 0 ? style.yellow(`${summary.skipped} skipped`) : `${summary.skipped} skipped`,
+  ].filter((c): c is string => c !== null);
+  parts.push(
+    style.bold(
+      `${summary.total} scenario${summary.total === 1 ? '' : 's'}: ${counts.join(', ')} in ${(report.durationMs / 1000).toFixed(1)} s — ${report.kernel}, Node ${report.node}${report.interrupted ? ' — interrupted' : ''}`,
+    ),
+  );
+  return parts.join('\n\n');
+}
+
+const STATUS_WORD: Record<ScenarioResult['status'], string> = {
+  passed: 'PASSED',
+  failed: 'FAILED',
+  skipped: 'SKIPPED',
+  error: 'COULD NOT RUN',
+};
+
+export function formatScenario(result: ScenarioResult, style: Style): string {
+  const lines: string[] = [];
+  lines.push(style.bold(`━━ ${result.name}: ${result.title}`));
+  lines.push(style.dim(`   ${result.file}`));
+  lines.push(`${style.bold('The article:')} ${oneLine(result.article)}`);
+  if (result.status === 'skipped' || (result.status === 'error' && !result.observations)) {
+    lines.push(colourStatus(result, style, `${STATUS_WORD[result.status]}: ${result.reason ?? ''}`));
+    return lines.join('\n');
+  }
+  const ran = result.ran;
+  const observations = result.observations;
+  lines.push(`${style.bold('Isolation:')} ${result.isolationNote ?? result.isolation ?? ''}`);
+  if (observations) lines.push(`${style.bold('Kernel:')} ${observations.kernel}`);
+  for (const a of result.substitutions.addresses) lines.push(style.dim(`   ${a.from} stands as ${a.to} on the host`));
+  for (const p of result.substitutions.ports) lines.push(style.dim(`   port ${p.from} is ${p.to} on the host`));
+  if (ran && ran.network.addresses.length > 0 && result.isolation === 'netns') {
+    lines.push(`${style.bold('Namespace lo:')} 127.0.0.1, ${ran.network.addresses.map((a) => a.address).join(', ')}`);
+  }
+  if (ran && observations) {
+    lines.push(style.bold('Servers:'));
+    const rows = ran.servers
+      .filter((s) => observations.instances.some((i) => i.server === s.id))
+      .map((s) => {
+        const instances = observations.instances.filter((i) => i.server === s.id);
+        const binds = instances.map((i) => (i.bind === 'ok' ? style.green('ok') : style.red(i.bind)));
+        return [
+          s.id,
+          formatHostPort(s.address, s.port),
+          s.protocol,
+          s.reuseport ? 'SO_REUSEPORT' : 'no SO_REUSEPORT',
+          s.user !== undefined ? `user ${s.user}` : 'this user',
+          `×${s.replicas}`,
+          [...new Set(binds)].join(' '),
+          instances.map((i) => i.pid).join(' '),
+        ];
+      });
+    lines.push(indent(renderTable(['id', 'address', 'proto', 'option', 'owner', 'procs', 'bind', 'pids'], rows)));
+    for (const traffic of observations.traffic) {
+      const noun = traffic.load.protocol === 'tcp' ? 'connections' : 'datagrams';
+      lines.push(
+        style.bold(
+          `Traffic ${traffic.id}: ${traffic.load.attempted} ${noun} to ${formatHostPort(traffic.target, traffic.port)}`,
+        ),
+      );
+      const max = Math.max(0, ...traffic.perInstance.map((p) => p.count));
+      const trafficRows = traffic.perInstance.map((p) => [
+        `${p.server}${countReplicas(traffic, p.server) > 1 ? `#${p.replica}` : ''}`,
+        String(p.pid),
+        String(p.count),
+        percent(p.count, traffic.load.attempted),
+        style.cyan(bar(p.count, max, 24)),
+      ]);
+      if (traffic.load.failed > 0) {
+        trafficRows.push([
+          style.red('failed'),
+          '',
+          String(traffic.load.failed),
+          percent(traffic.load.failed, traffic.load.attempted),
+          traffic.load.failures.map((f) => `${f.code} ${f.count}`).join(', '),
+        ]);
+      }
+      lines.push(
+        indent(renderTable(['server', 'pid', noun, 'share', ''], trafficRows, ['left', 'right', 'right', 'right'])),
+      );
+      // The article's own per-process lines, from each worker's own counter.
+      const server = ran.servers;
+      for (const delta of traffic.workerDeltas) {
+        const spec = server.find((s) => s.id === delta.server);
+        if (spec) lines.push(style.dim(`   ${acceptLine(spec.address, spec.port, delta.pid, delta.accepted)}`));
+      }
+    }
+  }
+  lines.push(style.bold('Expectations:'));
+  for (const e of result.expectations) {
+    const mark = e.passed ? style.green('✔') : style.red('✘');
+    const where = e.line > 0 ? style.dim(` (line ${e.line})`) : '';
+    lines.push(`  ${mark} ${e.description}${where}`);
+    lines.push(
+      e.passed
+        ? style.dim(`      observed: ${e.observed}`)
+        : `      expected: ${e.expected}\n      observed: ${style.red(e.observed)}`,
+    );
+  }
+  lines.push(`${style.bold('Why:')} ${oneLine(result.explanation)}`);
+  lines.push(
+    colourStatus(
+      result,
+      style,
+      `${STATUS_WORD[result.status]}${result.reason ? `: ${result.reason}` : ''} (${(result.durationMs / 1000).toFixed(1)} s)`,
+    ),
+  );
+  return lines.join('\n');
+}
+
+function countReplicas(traffic: { perInstance: { server: string }[] }, server: string): number {
+  return traffic.perInstance.filter((p) => p.server === server).length;
+}
+
+function colourStatus(result: ScenarioResult, style: Style, text: string): string {
+  if (result.status === 'passed') return style.green(style.bold(text));
+  if (result.status === 'skipped') return style.yellow(style.bold(text));
+  return style.red(style.bold(text));
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `   ${line}`)
+    .join('\n');
+}

@@ -1,0 +1,270 @@
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { probeNamespace } from '../net/doctor.js';
+import { isRoot } from '../net/users.js';
+import { type ExpectationResult, evaluate } from './expect.js';
+import type { InnerEvent, Isolation, Observations, Plan } from './observations.js';
+import { hostAddress, type Scenario, sameAddress } from './schema.js';
+
+const INNER_MAIN = fileURLToPath(new URL('./inner-main.js', import.meta.url));
+const SCENARIO_TIMEOUT_MS = 120_000;
+
+export type IsolationChoice = 'auto' | Isolation;
+
+export interface RunOptions {
+  isolation: IsolationChoice;
+  /** Overrides every server's binder. */
+  binder?: 'builtin' | 'native';
+}
+
+export type ScenarioStatus = 'passed' | 'failed' | 'skipped' | 'error';
+
+export interface ScenarioResult {
+  name: string;
+  title: string;
+  file: string;
+  status: ScenarioStatus;
+  article: string;
+  lookFor: string;
+  explanation: string;
+  /** Why it was skipped or could not run, and what to do about it. */
+  reason?: string;
+  isolation?: Isolation;
+  isolationNote?: string;
+  /** Host isolation only: stand-ins used for the file's addresses and ports. */
+  substitutions: { addresses: { from: string; to: string }[]; ports: { from: number; to: number }[] };
+  /** The scenario as it ran (after substitutions). */
+  ran?: Scenario;
+  observations?: Observations;
+  expectations: ExpectationResult[];
+  durationMs: number;
+}
+
+export interface RunReport {
+  kernel: string;
+  node: string;
+  uid: number;
+  results: ScenarioResult[];
+  summary: { total: number; passed: number; failed: number; skipped: number; errors: number };
+  durationMs: number;
+  interrupted: boolean;
+}
+
+export interface RunHooks {
+  signal: AbortSignal;
+  onScenario?: (scenario: Scenario, isolation: Isolation | null) => void;
+  onStep?: (scenario: Scenario, event: Extract<InnerEvent, { type: 'step' }>) => void;
+}
+
+/** Runs each scenario in isolation, one after another, and judges it. */
+export async function runScenarios(scenarios: Scenario[], options: RunOptions, hooks: RunHooks): Promise<RunReport> {
+  const startedAt = Date.now();
+  const namespace = options.isolation === 'host' ? null : await probeNamespace();
+  const results: ScenarioResult[] = [];
+  for (const scenario of scenarios) {
+    if (hooks.signal.aborted) break;
+    results.push(await runOne(scenario, options, namespace, hooks));
+  }
+  const count = (status: ScenarioStatus) => results.filter((r) => r.status === status).length;
+  return {
+    kernel: `Linux ${os.release()}`,
+    node: process.version,
+    uid: process.getuid?.() ?? -1,
+    results,
+    summary: {
+      total: results.length,
+      passed: count('passed'),
+      failed: count('failed'),
+      skipped: count('skipped'),
+      errors: count('error'),
+    },
+    durationMs: Date.now() - startedAt,
+    interrupted: hooks.signal.aborted,
+  };
+}
+
+async function runOne(
+  scenario: Scenario,
+  options: RunOptions,
+  namespace: Awaited<ReturnType<typeof probeNamespace>> | null,
+  hooks: RunHooks,
+): Promise<ScenarioResult> {
+  const startedAt = Date.now();
+  const result: ScenarioResult = {
+    name: scenario.name,
+    title: scenario.title,
+    file: scenario.file,
+    status: 'skipped',
+    article: scenario.article,
+    lookFor: scenario.lookFor,
+    explanation: scenario.explanation,
+    substitutions: { addresses: [], ports: [] },
+    expectations: [],
+    durationMs: 0,
+  };
+  const skip = (reason: string) => {
+    hooks.onScenario?.(scenario, null);
+    result.reason = reason;
+    return result;
+  };
+  if (scenario.requires.includes('root') && !isRoot()) {
+    return skip(
+      `needs real root: it creates sockets as other uids (${describeUsers(scenario)}). Run it as root, e.g. \`sudo reuseport scenario run ${scenario.name}\``,
+    );
+  }
+  let isolation: Isolation;
+  let unshareArgs: string[] = [];
+  if (namespace?.ok) {
+    isolation = 'netns';
+    unshareArgs = namespace.args;
+    result.isolationNote = `private network namespace (${namespace.how}); nothing touches the host's ports`;
+  } else if (options.isolation === 'netns') {
+    return skip(
+      `no private network namespace can be made here (${namespace && !namespace.ok ? namespace.reason : 'unknown'}); run as root, or use --isolation host`,
+    );
+  } else if (scenario.requires.includes('netns')) {
+    const why = options.isolation === 'host' ? '--isolation host was given' : (namespace as { reason: string }).reason;
+    return skip(
+      `needs a private network namespace (its addresses or sysctls have no host stand-in), and ${why}; run as root, or where unprivileged user namespaces are allowed`,
+    );
+  } else {
+    isolation = 'host';
+    result.isolationNote =
+      options.isolation === 'host'
+        ? "the host's loopback (--isolation host), with stand-ins for the article's addresses and free ports"
+        : `the host's loopback, because no namespace could be made (${(namespace as { reason: string }).reason}); stand-ins for the article's addresses and free ports`;
+  }
+  result.isolation = isolation;
+  hooks.onScenario?.(scenario, isolation);
+  let ran = scenario;
+  if (isolation === 'host') {
+    const mapped = await mapForHost(scenario);
+    ran = mapped.scenario;
+    result.substitutions = mapped.substitutions;
+  }
+  result.ran = ran;
+  const plan: Plan = { scenario: ran, isolation, ...(options.binder ? { binder: options.binder } : {}) };
+  const outcome = await runInner(plan, unshareArgs, hooks);
+  result.durationMs = Date.now() - startedAt;
+  if ('error' in outcome) {
+    result.status = 'error';
+    result.reason = outcome.error;
+    return result;
+  }
+  result.observations = outcome.observations;
+  result.expectations = evaluate(ran, outcome.observations);
+  if (isolation === 'host') addHostHints(result);
+  result.status = result.expectations.every((e) => e.passed) ? 'passed' : 'failed';
+  return result;
+}
+
+function describeUsers(scenario: Scenario): string {
+  return [...new Set(scenario.servers.flatMap((s) => (s.user !== undefined ? [String(s.user)] : [])))].join(', ');
+}
+
+/** Spawns the inner runner, in a fresh namespace when `unshareArgs` is given, and collects its result. */
+function runInner(
+  plan: Plan,
+  unshareArgs: string[],
+  hooks: RunHooks,
+): Promise<{ observations: Observations } | { error: string }> {
+  const nodeArgs = [INNER_MAIN, JSON.stringify(plan)];
+  const [command, args] =
+    unshareArgs.length > 0
+      ? ['unshare', [...unshareArgs, '--', process.execPath, ...nodeArgs]]
+      : [process.execPath, nodeArgs];
+  return new Promise((resolve) => {
+    // The IPC channel survives unshare's exec: it is fd 3 plus NODE_CHANNEL_FD.
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' });
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      if (stderr.length < 8192) stderr += chunk;
+    });
+    let outcome: { observations: Observations } | { error: string } | undefined;
+    child.on('message', (event: InnerEvent) => {
+      if (event.type === 'step') hooks.onStep?.(plan.scenario, event);
+      else if (event.type === 'result') outcome = { observations: event.observations };
+      else outcome = { error: event.message };
+    });
+    const interrupt = () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+    };
+    hooks.signal.addEventListener('abort', interrupt, { once: true });
+    const timer = setTimeout(() => {
+      outcome ??= { error: `gave up after ${SCENARIO_TIMEOUT_MS / 1000} s` };
+      child.kill('SIGKILL');
+    }, SCENARIO_TIMEOUT_MS);
+    timer.unref();
+    const done = (code: number | null, signal: string | null) => {
+      clearTimeout(timer);
+      hooks.signal.removeEventListener('abort', interrupt);
+      const last = stderr.trim().split('\n').slice(-1)[0];
+      resolve(
+        outcome ?? {
+          error: `the scenario runner ${signal ? `was killed by ${signal}` : `exited with code ${code}`}${last ? `: ${last}` : ''}`,
+        },
+      );
+    };
+    child.once('exit', done);
+    child.once('error', () => done(null, null));
+  });
+}
+
+/**
+ * On the host the article's addresses become loopback stand-ins and each port
+ * becomes one the kernel says is free right now, so that parallel runs and
+ * other programs on the host do not collide with the file's port 6000.
+ */
+async function mapForHost(
+  scenario: Scenario,
+): Promise<{ scenario: Scenario; substitutions: ScenarioResult['substitutions'] }> {
+  const addresses = scenario.network.addresses
+    .map((a) => ({ from: a.address, to: hostAddress(scenario.network, a.address) }))
+    .filter((a) => !sameAddress(a.from, a.to));
+  const declaredPorts = [
+    ...new Set([
+      ...scenario.servers.map((s) => s.port),
+      ...scenario.steps.flatMap((s) => (s.kind === 'traffic' ? [s.traffic.port] : [])),
+    ]),
+  ];
+  const ports: { from: number; to: number }[] = [];
+  for (const from of declaredPorts) ports.push({ from, to: await freePort() });
+  const address = (a: string) => addresses.find((m) => sameAddress(m.from, a))?.to ?? a;
+  const port = (p: number) => ports.find((m) => m.from === p)?.to ?? p;
+  const mapped: Scenario = {
+    ...scenario,
+    network: {
+      ...scenario.network,
+      addresses: scenario.network.addresses.map((a) => ({ ...a, address: address(a.address) })),
+    },
+    servers: scenario.servers.map((s) => ({ ...s, address: address(s.address), port: port(s.port) })),
+    steps: scenario.steps.map((s) =>
+      s.kind === 'traffic'
+        ? { ...s, traffic: { ...s.traffic, target: address(s.traffic.target), port: port(s.traffic.port) } }
+        : s,
+    ),
+  };
+  return { scenario: mapped, substitutions: { addresses, ports } };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ host: '0.0.0.0', port: 0, exclusive: true }, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+function addHostHints(result: ScenarioResult): void {
+  for (const expectation of result.expectations) {
+    if (!expectation.passed && expectation.observed.includes('EADDRINUSE') && expectation.expected === 'ok') {
+      expectation.observed +=
+        ' (host isolation: another program on this machine may have taken the port since it was chosen; run again, or as root for a private namespace)';
+    }
+  }
+}
