@@ -60,8 +60,8 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
           terminal.out(acceptLine(summary.address, summary.port, worker.pid, worker.accepted));
         }
       }
-      if (summary.failure) terminal.err(terminal.style.red(`reuseport: ${summary.failure}`));
     }
+    if (summary.failure) terminal.err(terminal.style.red(`reuseport: ${summary.failure}`));
     return summary.exitCode;
   } finally {
     live.stop();

@@ -84,7 +84,7 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
   const fd = binder === 'native' ? openNative(request) : undefined;
   try {
     if (request.protocol === 'tcp') {
-      const server = net.createServer();
+      const server = net.createServer({ pauseOnConnect: true });
       if (fd !== undefined) await listen(server, { fd });
       else
         await listen(server, {

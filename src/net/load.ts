@@ -163,33 +163,27 @@ function tcpAttempt(options: LoadOptions, settle: (outcome: Outcome) => void): {
     port: options.port,
     ...(options.sourcePort !== undefined ? { localPort: options.sourcePort } : {}),
   });
-  let connected = false;
-  let reply = '';
+  let reply: Buffer | undefined;
   let errorCode: string | undefined;
-  let settled = false;
-  const done = (outcome: Outcome) => {
-    if (settled) return;
-    settled = true;
-    settle(outcome);
-  };
   socket.setTimeout(options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS, () => {
-    if (!connected) errorCode = 'ETIMEDOUT';
+    // Connected but silent (e.g. `nc -l`): unattributed. Never connected: a failure.
+    if (socket.connecting) errorCode = 'ETIMEDOUT';
     socket.destroy();
   });
-  socket.once('connect', () => {
-    connected = true;
-  });
   socket.on('data', (chunk: Buffer) => {
-    if (reply.length < 512) reply += chunk.toString('latin1');
+    reply = reply === undefined ? chunk : reply.length < 512 ? Buffer.concat([reply, chunk]) : reply;
   });
+  // The server closes first; closing on its FIN (instead of a half-close
+  // handshake) keeps TIME_WAIT on the server side and off our source ports.
+  socket.on('end', () => socket.destroy());
   socket.on('error', (err: NodeJS.ErrnoException) => {
-    errorCode = err.code ?? 'EUNKNOWN';
+    errorCode ??= err.code ?? 'EUNKNOWN';
   });
   socket.once('close', () => {
-    const who = parseGreeting(reply);
-    if (who) done({ kind: 'attributed', who });
-    else if (connected && errorCode === undefined) done({ kind: 'unattributed' });
-    else done({ kind: 'failed', code: errorCode ?? 'ECONNRESET' });
+    const who = reply === undefined ? null : parseGreeting(reply.toString('latin1'));
+    if (who) settle({ kind: 'attributed', who });
+    else if (errorCode === undefined) settle({ kind: 'unattributed' });
+    else settle({ kind: 'failed', code: errorCode });
   });
   return {
     abort: () => {

@@ -61,10 +61,12 @@ async function main(): Promise<void> {
     formatGreeting({ workerId: config.workerId, pid: process.pid, local: `${host}:${local.port}` }),
   );
   if (bound.protocol === 'tcp') {
+    // Paused sockets never start reading: the greeting goes out, the socket
+    // closes, and no read path is armed for a peer that only waits for it.
     bound.server.on('connection', (socket) => {
       accepted++;
       socket.on('error', ignore);
-      socket.end(greeting);
+      socket.end(greeting, () => socket.destroy());
     });
   } else {
     const socket = bound.socket;

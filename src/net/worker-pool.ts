@@ -9,7 +9,7 @@ import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 // A worker holds one socket and a counter; a small young generation keeps its
 // RSS well under 50 MB even while it accepts thousands of connections a second.
-const WORKER_EXEC_ARGV = ['--max-semi-space-size=2', '--max-old-space-size=64'];
+const WORKER_EXEC_ARGV = ['--max-semi-space-size=1', '--max-old-space-size=32'];
 const STOP_TIMEOUT_MS = 3000;
 
 export type WorkerEvent =

@@ -1,0 +1,209 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The package root: the compiled tests live in dist/test/. */
+export const ROOT = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) || !readFileSync(join(dir, 'package.json'), 'utf8').includes('"name": "reuseport"')) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('package root not found');
+    dir = parent;
+  }
+  return dir;
+})();
+
+export const CLI = join(ROOT, 'bin', 'reuseport.js');
+
+/** The binder `auto` is expected to pick under this Node: set by scripts/test.mjs. */
+export const EXPECTED_BINDER = process.env.REUSEPORT_EXPECT_BINDER;
+
+export const isRoot = process.getuid?.() === 0;
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to completion with the same Node that runs the tests. */
+export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, NO_COLOR: '1', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c;
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+export interface ServeEvent {
+  event: string;
+  workerId?: number;
+  pid?: number;
+  port?: number;
+  binder?: string;
+  uid?: number;
+  accepted?: number;
+  code?: string;
+  reason?: string;
+  [key: string]: unknown;
+}
+
+/** A running `reuseport serve --json`, read event by event. */
+export class ServeProcess {
+  readonly child: ChildProcess;
+  readonly events: ServeEvent[] = [];
+  stderr = '';
+  private waiters: (() => void)[] = [];
+  readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [CLI, 'serve', '--json', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buffer = '';
+    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffer += chunk;
+      let newline = buffer.indexOf('\n');
+      while (newline >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        if (line.trim()) this.events.push(JSON.parse(line) as ServeEvent);
+        newline = buffer.indexOf('\n');
+      }
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stderr += chunk;
+    });
+    this.closed = new Promise((resolve) => {
+      this.child.on('close', (code, signal) => {
+        for (const wake of this.waiters.splice(0)) wake();
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  /** Resolves once `count` events match; rejects if the process ends first. */
+  async waitFor(predicate: (e: ServeEvent) => boolean, count = 1): Promise<ServeEvent[]> {
+    for (;;) {
+      const matching = this.events.filter(predicate);
+      if (matching.length >= count) return matching;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new Error(`serve ended before ${count} matching events: ${JSON.stringify(this.events)} ${this.stderr}`);
+      }
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  async listening(workers: number): Promise<{ port: number; pids: number[]; events: ServeEvent[] }> {
+    const events = await this.waitFor((e) => e.event === 'listening', workers);
+    return { port: events[0]!.port!, pids: events.map((e) => e.pid!), events };
+  }
+
+  /** Stops it (if still running) and waits; kills it if it does not go. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    const result = await this.closed;
+    clearTimeout(timer);
+    return result;
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !isZombieOrGone(pid);
+  } catch {
+    return false;
+  }
+}
+
+function isZombieOrGone(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/** Waits (bounded) until none of the pids is alive; returns the ones still alive. */
+export async function waitGone(pids: number[], timeoutMs = 5000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const alive = pids.filter(isAlive);
+    if (alive.length === 0 || Date.now() > deadline) return alive;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Every descendant of `pid`, read from /proc. */
+export function descendants(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = parents.get(ppid) ?? [];
+      list.push(Number(entry));
+      parents.set(ppid, list);
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    for (const child of parents.get(queue.shift()!) ?? []) {
+      out.push(child);
+      queue.push(child);
+    }
+  }
+  return out;
+}
+
+/** The network namespaces in use on this machine (inode strings). */
+export function netNamespaces(): Set<string> {
+  const out = new Set<string>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      out.add(readlinkSync(`/proc/${entry}/ns/net`));
+    } catch {
+      // Gone, or not ours to read.
+    }
+  }
+  return out;
+}
+
+/** A port nothing listens on right now (the kernel's choice, then released). */
+export async function closedPort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
