@@ -6,7 +6,10 @@ import { fileURLToPath } from 'node:url';
 /** The package root: the compiled tests live in dist/test/. */
 export const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) || !readFileSync(join(dir, 'package.json'), 'utf8').includes('"name": "reuseport"')) {
+  while (
+    !existsSync(join(dir, 'package.json')) ||
+    !readFileSync(join(dir, 'package.json'), 'utf8').includes('"name": "reuseport"')
+  ) {
     const parent = dirname(dir);
     if (parent === dir) throw new Error('package root not found');
     dir = parent;
@@ -29,7 +32,10 @@ export interface CliResult {
 }
 
 /** Runs the CLI to completion with the same Node that runs the tests. */
-export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: options.cwd ?? ROOT,

@@ -19,6 +19,8 @@ const execFileAsync = promisify(execFile);
 
 const loaded = loadNativeHelper();
 const skip: string | false = loaded.helper === null ? `native helper unavailable: ${loaded.reason}` : false;
+/** Options for tests that need the addon: skipped with the reason when it is not built. */
+const needsHelper = { skip, timeout: 10_000 };
 
 function native(): NativeHelper {
   if (loaded.helper === null) throw new Error(loaded.reason);
@@ -49,6 +51,7 @@ function cleanups(t: TestContext): (fn: () => unknown) => void {
 /** net.Server#listen({ fd }); the server owns the fd afterwards. */
 async function adoptTcp(fd: number, defer: (fn: () => unknown) => void): Promise<net.Server> {
   const server = net.createServer();
+  const listening = once(server, 'listening');
   try {
     server.listen({ fd });
   } catch (err) {
@@ -56,13 +59,15 @@ async function adoptTcp(fd: number, defer: (fn: () => unknown) => void): Promise
     throw err;
   }
   defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  await once(server, 'listening');
+  await listening;
   return server;
 }
 
 /** dgram.Socket#bind({ fd }); the socket owns the fd afterwards. */
 async function adoptUdp(fd: number, type: 'udp4' | 'udp6', defer: (fn: () => unknown) => void): Promise<dgram.Socket> {
   const socket = dgram.createSocket(type);
+  // dgram emits 'listening' synchronously inside bind({ fd }): listen first.
+  const listening = once(socket, 'listening');
   try {
     socket.bind({ fd });
   } catch (err) {
@@ -70,7 +75,7 @@ async function adoptUdp(fd: number, type: 'udp4' | 'udp6', defer: (fn: () => unk
     throw err;
   }
   defer(() => new Promise<void>((resolve) => socket.close(() => resolve())));
-  await once(socket, 'listening');
+  await listening;
   return socket;
 }
 
@@ -87,7 +92,7 @@ function isNonBlocking(fd: number): boolean {
   return (Number.parseInt(match[1]!, 8) & O_NONBLOCK) !== 0;
 }
 
-test('two reusePort TCP fds bind the same 127.0.0.1 port and accept after net adoption', { skip }, async (t) => {
+test('two reusePort TCP fds bind the same 127.0.0.1 port and accept after net adoption', needsHelper, async (t) => {
   const defer = cleanups(t);
   const first = await adoptTcp(native().openSocket(TCP4), defer);
   const port = portOf(first);
@@ -107,7 +112,7 @@ test('two reusePort TCP fds bind the same 127.0.0.1 port and accept after net ad
   await Promise.all([once(client, 'connect'), accepted]);
 });
 
-test('without reusePort on the second fd, bind fails with EADDRINUSE', { skip }, async (t) => {
+test('without reusePort on the second fd, bind fails with EADDRINUSE', needsHelper, async (t) => {
   const defer = cleanups(t);
   const first = await adoptTcp(native().openSocket(TCP4), defer);
   const port = portOf(first);
@@ -126,7 +131,7 @@ test('without reusePort on the second fd, bind fails with EADDRINUSE', { skip },
   );
 });
 
-test('an address not on this machine fails with EADDRNOTAVAIL', { skip }, () => {
+test('an address not on this machine fails with EADDRNOTAVAIL', needsHelper, () => {
   // 192.0.2.1 is TEST-NET-1: bind only, nothing is ever sent.
   assert.throws(() => native().openSocket({ ...TCP4, address: '192.0.2.1' }), {
     name: 'KernelError',
@@ -136,7 +141,7 @@ test('an address not on this machine fails with EADDRNOTAVAIL', { skip }, () => 
   });
 });
 
-test('a string that is not an IP literal of the family fails in inet_pton with EINVAL', { skip }, () => {
+test('a string that is not an IP literal of the family fails in inet_pton with EINVAL', needsHelper, () => {
   const cases: NativeSocketOptions[] = [
     { ...TCP4, address: '127.0.0.256' },
     { ...TCP4, address: 'localhost' },
@@ -155,7 +160,7 @@ test('a string that is not an IP literal of the family fails in inet_pton with E
   }
 });
 
-test('two reusePort UDP fds share a port and receive after dgram adoption', { skip }, async (t) => {
+test('two reusePort UDP fds share a port and receive after dgram adoption', needsHelper, async (t) => {
   const defer = cleanups(t);
   const first = await adoptUdp(native().openSocket(UDP4), 'udp4', defer);
   const port = portOf(first);
@@ -171,7 +176,43 @@ test('two reusePort UDP fds share a port and receive after dgram adoption', { sk
   assert.equal(await received, 'ping');
 });
 
-test('IPv6 ::1 with ipv6Only binds, listens and accepts', { skip }, async (t) => {
+test('a cbpf program returning 0 steers every datagram to the first socket of the group', needsHelper, async (t) => {
+  const defer = cleanups(t);
+  const retZero = [{ code: 0x06 /* BPF_RET | BPF_K */, jt: 0, jf: 0, k: 0 }];
+  const first = await adoptUdp(native().openSocket({ ...UDP4, cbpf: retZero }), 'udp4', defer);
+  const port = portOf(first);
+  const second = await adoptUdp(native().openSocket({ ...UDP4, port }), 'udp4', defer);
+
+  const total = 16;
+  const counts = [0, 0];
+  const done = new Promise<void>((resolve) => {
+    [first, second].forEach((socket, index) => {
+      socket.on('message', () => {
+        counts[index]! += 1;
+        if (counts[0]! + counts[1]! === total) resolve();
+      });
+    });
+  });
+  for (let i = 0; i < total; i++) {
+    // A new client each time: a new source port, so a new reuseport hash.
+    const client = dgram.createSocket('udp4');
+    defer(() => new Promise<void>((resolve) => client.close(() => resolve())));
+    client.send(`d${i}`, port, '127.0.0.1');
+  }
+  await done;
+  assert.deepEqual(counts, [total, 0]);
+});
+
+test('cbpf accepts negative k (SKF_AD_OFF ancillary loads)', needsHelper, () => {
+  const SKF_AD_CPU = -0x1000 + 36;
+  const returnCpu = [
+    { code: 0x20 /* BPF_LD | BPF_W | BPF_ABS */, jt: 0, jf: 0, k: SKF_AD_CPU },
+    { code: 0x16 /* BPF_RET | BPF_A */, jt: 0, jf: 0, k: 0 },
+  ];
+  native().closeFd(native().openSocket({ ...UDP4, cbpf: returnCpu }));
+});
+
+test('IPv6 ::1 with ipv6Only binds, listens and accepts', needsHelper, async (t) => {
   const defer = cleanups(t);
   let fd: number;
   try {
@@ -192,7 +233,7 @@ test('IPv6 ::1 with ipv6Only binds, listens and accepts', { skip }, async (t) =>
   await Promise.all([once(client, 'connect'), accepted]);
 });
 
-test('failed opens never leak an fd', { skip }, async (t) => {
+test('failed opens never leak an fd', needsHelper, async (t) => {
   const defer = cleanups(t);
   const holder = await adoptTcp(native().openSocket({ ...TCP4, reusePort: false }), defer);
   const port = portOf(holder);
@@ -210,7 +251,7 @@ test('failed opens never leak an fd', { skip }, async (t) => {
   assert.deepEqual(readdirSync('/proc/self/fd'), before);
 });
 
-test('net adoption makes the fd non-blocking (libuv uv_tcp_open)', { skip }, async (t) => {
+test('net adoption makes the fd non-blocking (libuv uv_tcp_open)', needsHelper, async (t) => {
   const defer = cleanups(t);
   const fd = native().openSocket(TCP4);
   assert.equal(isNonBlocking(fd), false, 'the helper leaves the fd blocking');
@@ -218,7 +259,7 @@ test('net adoption makes the fd non-blocking (libuv uv_tcp_open)', { skip }, asy
   assert.equal(isNonBlocking(fd), true);
 });
 
-test('dgram adoption makes the fd non-blocking (libuv uv_udp_open)', { skip }, async (t) => {
+test('dgram adoption makes the fd non-blocking (libuv uv_udp_open)', needsHelper, async (t) => {
   const defer = cleanups(t);
   const fd = native().openSocket(UDP4);
   assert.equal(isNonBlocking(fd), false, 'the helper leaves the fd blocking');
@@ -226,7 +267,7 @@ test('dgram adoption makes the fd non-blocking (libuv uv_udp_open)', { skip }, a
   assert.equal(isNonBlocking(fd), true);
 });
 
-test('dgram adoption turns SO_REUSEADDR on, whatever reuseAddr said (libuv uv_udp_open)', { skip }, async (t) => {
+test('dgram adoption turns SO_REUSEADDR on, whatever reuseAddr said (libuv uv_udp_open)', needsHelper, async (t) => {
   // Without adoption this second bind fails with EADDRINUSE: the first fd has SO_REUSEADDR off.
   const defer = cleanups(t);
   const first = await adoptUdp(native().openSocket({ ...UDP4, reusePort: false, reuseAddr: false }), 'udp4', defer);
@@ -234,12 +275,12 @@ test('dgram adoption turns SO_REUSEADDR on, whatever reuseAddr said (libuv uv_ud
   native().closeFd(second);
 });
 
-test('closeFd of an fd that is not open throws EBADF', { skip }, () => {
+test('closeFd of an fd that is not open throws EBADF', needsHelper, () => {
   // Above any possible RLIMIT_NOFILE, so never a live fd.
   assert.throws(() => native().closeFd(2 ** 31 - 1), { name: 'KernelError', code: 'EBADF', syscall: 'close' });
 });
 
-test('argument errors throw TypeError or RangeError', { skip }, () => {
+test('argument errors throw TypeError or RangeError', needsHelper, () => {
   const openSocket = native().openSocket as (options: unknown) => number;
   assert.throws(() => openSocket(undefined), TypeError);
   assert.throws(() => openSocket({ ...TCP4, family: 5 }), RangeError);
@@ -250,13 +291,15 @@ test('argument errors throw TypeError or RangeError', { skip }, () => {
   assert.throws(() => openSocket({ ...TCP4, cbpf: [{ code: 6, jt: 0, jf: 0 }] }), TypeError);
 });
 
-test('raiseOpenFileLimit sets the soft limit to the hard limit', { skip }, () => {
+test('raiseOpenFileLimit sets the soft limit to the hard limit', needsHelper, () => {
   const raised = native().raiseOpenFileLimit();
   assert.equal(raised.soft, raised.hard);
   assert.deepEqual(native().getOpenFileLimit(), raised);
 });
 
-test('REUSEPORT_NATIVE_DISABLE makes loadNativeHelper report the helper as unavailable', async () => {
+test('REUSEPORT_NATIVE_DISABLE makes loadNativeHelper report the helper as unavailable', {
+  timeout: 10_000,
+}, async () => {
   const moduleUrl = new URL('../src/net/native.js', import.meta.url).href;
   const script =
     'import(process.argv[1]).then((m) => { const r = m.loadNativeHelper(); ' +
@@ -270,7 +313,7 @@ test('REUSEPORT_NATIVE_DISABLE makes loadNativeHelper report the helper as unava
   });
 });
 
-test('the compiled loader finds the addon from any working directory', { skip }, async () => {
+test('the compiled loader finds the addon from any working directory', needsHelper, async () => {
   const moduleUrl = new URL('../src/net/native.js', import.meta.url).href;
   const script =
     'import(process.argv[1]).then((m) => { const r = m.loadNativeHelper(); ' +

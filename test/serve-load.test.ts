@@ -26,7 +26,11 @@ test('two workers share one port and both accept', async (t) => {
   t.after(() => serve.stop());
   const { port, pids, events } = await serve.listening(2);
   assert.equal(new Set(events.map((e) => e.port)).size, 1, 'both workers report the same port');
-  if (EXPECTED_BINDER) assert.ok(events.every((e) => e.binder === EXPECTED_BINDER), `binder is ${EXPECTED_BINDER}`);
+  if (EXPECTED_BINDER)
+    assert.ok(
+      events.every((e) => e.binder === EXPECTED_BINDER),
+      `binder is ${EXPECTED_BINDER}`,
+    );
   const { code, doc } = await load(['--port', String(port), '--connections', '400']);
   assert.equal(code, 0);
   assert.deepEqual(doc.perWorker.map((w) => w.pid).sort(), [...pids].sort(), 'each worker answered some connections');
@@ -54,9 +58,22 @@ test("the workers' accept counters equal the client's attributions for thousands
 });
 
 test('with --no-reuseport the second bind fails with EADDRINUSE', async () => {
-  const result = await runCli(['serve', '--json', '--host', '127.0.0.1', '--port', '0', '--workers', '2', '--no-reuseport']);
+  const result = await runCli([
+    'serve',
+    '--json',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--workers',
+    '2',
+    '--no-reuseport',
+  ]);
   assert.equal(result.code, 1);
-  const events = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; code?: string });
+  const events = result.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { event: string; code?: string });
   const error = events.find((e) => e.event === 'error');
   assert.equal(error?.code, 'EADDRINUSE');
   assert.match(result.stderr, /without SO_REUSEPORT|EADDRINUSE/);
@@ -111,10 +128,11 @@ test('--json events all parse and carry pid and worker id', async (t) => {
     assert.equal(typeof e.pid, 'number');
     assert.equal(typeof e.workerId, 'number');
   }
-  assert.deepEqual(
-    [...new Set(serve.events.map((e) => e.event))].filter((e) => e !== 'stats').sort(),
-    ['exit', 'listening', 'stopped'],
-  );
+  assert.deepEqual([...new Set(serve.events.map((e) => e.event))].filter((e) => e !== 'stats').sort(), [
+    'exit',
+    'listening',
+    'stopped',
+  ]);
 });
 
 test('human output has the article lines', async () => {

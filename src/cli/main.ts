@@ -24,7 +24,7 @@ export async function run(argv: string[]): Promise<number> {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
         return EXIT_OK;
       }
-      const message = err.message.replace(/^error: /, '');
+      const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
       process.stderr.write(`reuseport: ${message} (see \`reuseport --help\`)\n`);
       return EXIT_USAGE;
     }

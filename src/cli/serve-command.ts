@@ -41,8 +41,8 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
         renderLive();
         break;
       case 'error':
+        // The summary says it once, at the end.
         live.stop();
-        terminal.err(terminal.style.red(`worker ${event.workerId} (pid ${event.pid}): ${event.message}`));
         break;
       case 'exit':
         counters.set(event.workerId, event.accepted);

@@ -85,7 +85,8 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
   try {
     if (request.protocol === 'tcp') {
       const server = net.createServer({ pauseOnConnect: true });
-      if (fd !== undefined) await listen(server, { fd });
+      // Node calls listen() again on an adopted fd: pass the backlog, or it becomes 511.
+      if (fd !== undefined) await listen(server, { fd, backlog: request.backlog ?? DEFAULT_BACKLOG });
       else
         await listen(server, {
           host: request.address,
@@ -113,7 +114,7 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
     );
     return { protocol: 'udp', socket };
   } catch (err) {
-    if (fd !== undefined) loadNativeHelper().helper?.closeFd(fd);
+    // An fd handed to net or dgram is theirs to close, and they do on failure.
     if (err instanceof KernelError) throw err;
     throw KernelError.fromNode(err as NodeJS.ErrnoException, where);
   }

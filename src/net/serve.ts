@@ -80,7 +80,8 @@ export async function serve(
     const outcomes = await Promise.race([Promise.all(workers.map((w) => w.bound)), woken.then(() => null)]);
     const badBind = outcomes?.find((outcome) => !outcome.ok);
     if (badBind && !badBind.ok) {
-      failure = { outcome: 'bind-failed', message: badBind.explanation, exitCode: badBind.exitCode };
+      const who = options.workers > 1 ? `worker ${outcomes!.indexOf(badBind) + 1}: ` : '';
+      failure = { outcome: 'bind-failed', message: `${who}${badBind.explanation}`, exitCode: badBind.exitCode };
     } else if (!signal.aborted) {
       for (const worker of workers) {
         void worker.exited.then((exit) => {

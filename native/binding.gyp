@@ -1,0 +1,16 @@
+{
+  "targets": [
+    {
+      "target_name": "reuseport_native",
+      "sources": ["reuseport_native.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "cflags_c": ["-std=gnu11"],
+      "configurations": {
+        "Release": {
+          "cflags!": ["-O3"]
+        }
+      }
+    }
+  ]
+}

@@ -1,0 +1,967 @@
+#!/usr/bin/env node
+// `npm run bench`: measures reuseport against C reference programs on this machine
+// and prints ratios. It is a benchmark, not a test: a missed goal still exits 0.
+// Exit 1 only when the benchmark itself could not run (C build failed, the C
+// reference could not be measured, or a reuseport measurement failed outright).
+//
+// Traffic goes to 127.0.0.1 only; every load is bounded in count and time.
+// Every process started is stopped by pid (SIGTERM, then SIGKILL) on the way out.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+let BIN = join(ROOT, 'bin', 'reuseport.js');
+const HOST = '127.0.0.1';
+
+const GOALS = {
+  serveRatio: 0.9,
+  loadRatio: 0.8,
+  workerRssMB: 50,
+  helpMs: 150,
+  scenarioMs: 5000,
+};
+
+// ---------------------------------------------------------------- options
+
+const USAGE = `usage: node scripts/bench.mjs [options]
+
+  --connections N      connections per measurement (default 20000)
+  --concurrency N      connections in flight (default 64)
+  --workers N          server worker processes (default 2)
+  --runs N             measurements per side, best is kept (default 3)
+  --help-runs N        runs of \`reuseport --help\` (default 15)
+  --scenario-runs N    runs of \`reuseport scenario all\` (default 3)
+  --time-limit MS      hard limit per load run (default 30000)
+  --cli PATH           the reuseport entry point (default bin/reuseport.js)
+  --json               print one JSON document instead of the table
+  -h, --help           this text`;
+
+function parseOptions(argv) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        connections: { type: 'string', default: '20000' },
+        concurrency: { type: 'string', default: '64' },
+        workers: { type: 'string', default: '2' },
+        runs: { type: 'string', default: '3' },
+        'help-runs': { type: 'string', default: '15' },
+        'scenario-runs': { type: 'string', default: '3' },
+        'time-limit': { type: 'string', default: '30000' },
+        cli: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    process.stderr.write(`bench: ${err.message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const v = parsed.values;
+  if (v.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const int = (name, min, max) => {
+    const n = Number(v[name]);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      process.stderr.write(`bench: --${name} must be an integer in ${min}..${max}\n`);
+      process.exit(2);
+    }
+    return n;
+  };
+  if (v.cli !== undefined) BIN = resolve(v.cli);
+  return {
+    connections: int('connections', 100, 1_000_000),
+    concurrency: int('concurrency', 1, 4096),
+    workers: int('workers', 1, 64),
+    runs: int('runs', 1, 20),
+    helpRuns: int('help-runs', 1, 100),
+    scenarioRuns: int('scenario-runs', 0, 10),
+    timeLimitMs: int('time-limit', 1000, 120_000),
+    json: v.json,
+  };
+}
+
+// ---------------------------------------------------------------- process bookkeeping
+
+/** Every child we spawned that may still be running: pid -> { child, name }. */
+const running = new Map();
+/** Grandchildren we learned about (serve workers): pid -> { startTime, name }. */
+const adopted = new Map();
+let tempDir = null;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Progress goes to stderr, so stdout stays the table or the JSON document. */
+function log(_opts, message) {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+/** Field 22 of /proc/<pid>/stat: identifies a pid against reuse. */
+function procStartTime(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return null;
+  }
+}
+
+/** TIME_WAIT sockets in this network namespace (/proc/net/sockstat), or null. */
+function timeWaitCount() {
+  try {
+    const m = /^TCP:.*\btw (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** VmHWM (peak RSS) of a live process, in kB, or null. */
+function vmHwmKb(pid) {
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function childrenOf(pid) {
+  const out = [];
+  let tasks = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tasks) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) {
+        if (c) out.push(Number(c));
+      }
+    } catch {
+      // task exited
+    }
+  }
+  return out;
+}
+
+function descendantsOf(pid) {
+  const out = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    for (const c of childrenOf(queue.shift())) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+function adopt(pid, name) {
+  const startTime = procStartTime(pid);
+  if (startTime !== null) adopted.set(pid, { startTime, name });
+}
+
+/** Still the same process we adopted (pid not reused)? */
+function adoptedAlive(pid) {
+  const a = adopted.get(pid);
+  return a !== undefined && procStartTime(pid) === a.startTime;
+}
+
+let stopping = false;
+
+/** spawn() that records the child for cleanup, and refuses once cleanup began. */
+function launch(cmd, args, options, name) {
+  if (stopping) throw new Error(`bench is stopping; not starting ${name}`);
+  const child = spawn(cmd, args, options);
+  if (child.pid !== undefined) {
+    const { pid } = child;
+    running.set(pid, { child, name });
+    child.once('exit', () => running.delete(pid));
+  }
+  return child;
+}
+
+function waitExit(child, timeoutMs) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.off('exit', onExit);
+      resolve(false);
+    }, timeoutMs);
+    const onExit = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    child.once('exit', onExit);
+  });
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`. Only ever by pid, only our own children. */
+async function stopChild(child, graceMs = 3000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if (await waitExit(child, graceMs)) return;
+  try {
+    process.kill(child.pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  await waitExit(child, 2000);
+}
+
+/** Adopted grandchildren left behind by a parent that died: SIGTERM, then SIGKILL. */
+async function reapAdopted(pids = [...adopted.keys()], graceMs = 2000) {
+  let alive = pids.filter(adoptedAlive);
+  for (const pid of alive) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {}
+  }
+  const until = Date.now() + graceMs;
+  while (alive.length > 0 && Date.now() < until) {
+    await sleep(50);
+    alive = alive.filter(adoptedAlive);
+  }
+  for (const pid of alive) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  for (const pid of pids) adopted.delete(pid);
+}
+
+async function cleanup() {
+  stopping = true;
+  while (running.size > 0) await Promise.all([...running.values()].map(({ child }) => stopChild(child)));
+  await reapAdopted();
+  if (tempDir !== null) {
+    rmSync(tempDir, { recursive: true, force: true });
+    tempDir = null;
+  }
+}
+
+let interruptedBy = null;
+function onSignal(signal) {
+  if (interruptedBy !== null) return;
+  interruptedBy = signal;
+  process.stderr.write(`bench: ${signal}, stopping everything started\n`);
+  cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+}
+
+// ---------------------------------------------------------------- helpers
+
+function median(xs) {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Calls onLine for every complete stdout line of `child`. */
+function onLines(stream, onLine) {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    buf += chunk;
+    let i = buf.indexOf('\n');
+    while (i >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      i = buf.indexOf('\n');
+    }
+  });
+}
+
+function collect(stream, limit = 64 * 1024) {
+  const state = { text: '' };
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    if (state.text.length < limit) state.text += chunk;
+  });
+  return state;
+}
+
+/** The most telling part of a failed program's output: its Error line, else the last lines. */
+function tail(text, lines = 3) {
+  const m = /^(?:\w*Error\b|reuseport:).*$/m.exec(text);
+  if (m) return m[0].trim();
+  return text.trim().split('\n').slice(-lines).join(' | ');
+}
+
+/** Runs a bounded command; resolves { code, signal, stdout, stderr, wallMs, timedOut }. */
+function run(cmd, args, { name, timeoutMs, cwd = ROOT, onSpawn } = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    let child;
+    try {
+      child = launch(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] }, name ?? cmd);
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    const out = collect(child.stdout, 4 * 1024 * 1024);
+    const err = collect(child.stderr);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stopChild(child, 1000);
+    }, timeoutMs);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    if (onSpawn) onSpawn(child);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      resolve({ code, signal, stdout: out.text, stderr: err.text, wallMs, timedOut });
+    });
+  });
+}
+
+function describeFailure(what, r) {
+  const why = r.timedOut ? 'timed out' : r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`;
+  const detail = tail(r.stderr) || tail(r.stdout);
+  let hint = '';
+  if (/ERR_MODULE_NOT_FOUND|Cannot find module/.test(r.stderr)) hint = ' (is the project built? try `npm run build`)';
+  return `${what}: ${why}${detail ? `: ${detail}` : ''}${hint}`;
+}
+
+// ---------------------------------------------------------------- C programs
+
+function buildC(dir) {
+  const out = {};
+  for (const name of ['c-server', 'c-client']) {
+    const src = join(ROOT, 'bench', `${name}.c`);
+    const exe = join(dir, name);
+    const r = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-o', exe, src], { encoding: 'utf8' });
+    if (r.error) throw new Error(`cannot run cc: ${r.error.message}`);
+    if (r.status !== 0) throw new Error(`cc ${name}.c failed:\n${r.stderr}`);
+    if (r.stderr.trim()) process.stderr.write(`bench: warnings from cc ${name}.c:\n${r.stderr}`);
+    out[name] = exe;
+  }
+  return out;
+}
+
+/** Starts c-server; resolves once every worker printed `listening`. */
+async function startCServer(exe, port, workers) {
+  const child = launch(exe, [HOST, String(port), String(workers)], { stdio: ['ignore', 'pipe', 'pipe'] }, 'c-server');
+  const err = collect(child.stderr);
+  const pids = [];
+  const accepted = {};
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`c-server not listening after 5 s: ${tail(err.text)}`)), 5000);
+    onLines(child.stdout, (line) => {
+      let m = /^listening pid=(\d+)/.exec(line);
+      if (m) {
+        pids.push(Number(m[1]));
+        adopt(Number(m[1]), 'c-server worker');
+        if (pids.length === workers) {
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+      m = /^accepted pid=(\d+) count=(\d+)/.exec(line);
+      if (m) accepted[m[1]] = Number(m[2]);
+    });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`c-server: ${e.message}`));
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`c-server exited (${signal ?? code}) before listening: ${tail(err.text)}`));
+    });
+  });
+  try {
+    await ready;
+  } catch (err) {
+    await stopChild(child);
+    await reapAdopted(pids);
+    throw err;
+  }
+  return {
+    pids,
+    rssKb: () => pids.map(vmHwmKb),
+    async stop() {
+      await stopChild(child);
+      for (const pid of pids) adopted.delete(pid);
+      return accepted;
+    },
+  };
+}
+
+async function runCClient(exe, port, connections, concurrency, timeLimitMs) {
+  const r = await run(exe, [HOST, String(port), String(connections), String(concurrency), String(timeLimitMs)], {
+    name: 'c-client',
+    timeoutMs: timeLimitMs + 5000,
+  });
+  if (r.code !== 0) throw new Error(describeFailure('c-client', r));
+  const doc = JSON.parse(r.stdout.trim().split('\n').pop());
+  return {
+    ratePerSec: doc.ratePerSec,
+    elapsedMs: doc.elapsedMs,
+    ok: doc.ok,
+    failed: doc.failed,
+    errors: doc.errors,
+    timedOut: doc.timedOut,
+  };
+}
+
+// ---------------------------------------------------------------- reuseport CLI
+
+function cliArgs(...args) {
+  return [BIN, ...args];
+}
+
+/** Starts `reuseport serve --json`; resolves once `workers` listening events arrived. */
+async function startServe(port, workers) {
+  const child = launch(
+    process.execPath,
+    cliArgs('serve', '--host', HOST, '--port', String(port), '--workers', String(workers), '--json'),
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    'reuseport serve',
+  );
+  const err = collect(child.stderr);
+  const listening = [];
+  const exits = [];
+  const other = [];
+  let stopped = null;
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(`reuseport serve: ${listening.length}/${workers} workers listening after 15 s: ${tail(err.text)}`),
+        ),
+      15_000,
+    );
+    onLines(child.stdout, (line) => {
+      let ev;
+      try {
+        ev = JSON.parse(line);
+      } catch {
+        other.push(line);
+        return;
+      }
+      if (ev.event === 'listening') {
+        listening.push(ev);
+        if (Number.isInteger(ev.pid)) adopt(ev.pid, 'reuseport serve worker');
+        if (listening.length === workers) {
+          clearTimeout(timer);
+          resolve();
+        }
+      } else if (ev.event === 'exit') {
+        exits.push(ev);
+      } else if (ev.event === 'stopped') {
+        stopped = ev;
+      }
+    });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`reuseport serve: ${e.message}`));
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      const detail = tail(err.text) || other.slice(-3).join(' | ');
+      let hint = '';
+      if (/ERR_MODULE_NOT_FOUND|Cannot find module/.test(err.text))
+        hint = ' (is the project built? try `npm run build`)';
+      reject(new Error(`reuseport serve exited (${signal ?? `code ${code}`}) before listening: ${detail}${hint}`));
+    });
+  });
+  try {
+    await ready;
+  } catch (err) {
+    await stopChild(child, 5000);
+    await reapAdopted(listening.map((ev) => ev.pid));
+    throw err;
+  }
+  return {
+    workers: listening.map((ev) => ({ workerId: ev.workerId, pid: ev.pid, binder: ev.binder })),
+    rssKb: () => listening.map((ev) => vmHwmKb(ev.pid)),
+    async stop() {
+      await stopChild(child, 10_000);
+      await sleep(50);
+      const leftovers = listening.map((ev) => ev.pid).filter(adoptedAlive);
+      await reapAdopted(listening.map((ev) => ev.pid));
+      return {
+        exitCode: child.exitCode,
+        signal: child.signalCode,
+        exits: exits.map((ev) => ({ workerId: ev.workerId, pid: ev.pid, accepted: ev.accepted })),
+        stopped: stopped !== null,
+        workersLeftBehind: leftovers.length,
+      };
+    },
+  };
+}
+
+async function runLoad(port, connections, concurrency, timeLimitMs) {
+  const r = await run(
+    process.execPath,
+    cliArgs(
+      'load',
+      '--host',
+      HOST,
+      '--port',
+      String(port),
+      '--connections',
+      String(connections),
+      '--concurrency',
+      String(concurrency),
+      '--json',
+    ),
+    { name: 'reuseport load', timeoutMs: timeLimitMs + 15_000 },
+  );
+  if (r.code !== 0 || r.timedOut) throw new Error(describeFailure('reuseport load', r));
+  let doc;
+  try {
+    doc = JSON.parse(r.stdout);
+  } catch {
+    try {
+      doc = JSON.parse(r.stdout.trim().split('\n').pop());
+    } catch {
+      throw new Error(`reuseport load: stdout is not JSON: ${tail(r.stdout)}`);
+    }
+  }
+  const ok = Number(doc.succeeded ?? doc.ok);
+  const elapsedMs = Number(doc.elapsedMs);
+  let ratePerSec = Number(doc.ratePerSec);
+  if (!Number.isFinite(ratePerSec) && Number.isFinite(ok) && elapsedMs > 0) ratePerSec = (ok * 1000) / elapsedMs;
+  if (!Number.isFinite(ratePerSec)) throw new Error(`reuseport load: no ratePerSec in output: ${tail(r.stdout)}`);
+  return { ratePerSec, elapsedMs, ok, failed: Number(doc.failed), wallMs: Math.round(r.wallMs) };
+}
+
+// ---------------------------------------------------------------- measurements
+
+function summarize(runs) {
+  const rates = runs.map((r) => r.ratePerSec);
+  return {
+    best: Math.max(...rates),
+    median: median(rates),
+    failed: runs.reduce((n, r) => n + (Number(r.failed) || 0), 0),
+    runs,
+  };
+}
+
+/** Alternates A and B `runs` times (order flips every round); best of each side wins. */
+async function alternate(runs, a, b) {
+  const as = [];
+  const bs = [];
+  for (let i = 0; i < runs; i++) {
+    if (i % 2 === 0) {
+      as.push(await a());
+      bs.push(await b());
+    } else {
+      bs.push(await b());
+      as.push(await a());
+    }
+  }
+  return [summarize(as), summarize(bs)];
+}
+
+async function measureServe(opts, exe, results) {
+  const { connections, concurrency, workers, runs, timeLimitMs } = opts;
+  const warm = Math.min(2000, connections);
+  const cPort = await freePort();
+  const cServer = await startCServer(exe['c-server'], cPort, workers);
+  results.reference.cServerPids = cServer.pids;
+  let serve = null;
+  try {
+    const client = (port) => () => runCClient(exe['c-client'], port, connections, concurrency, timeLimitMs);
+    log(opts, `serve: C reference server (${workers} workers) on ${HOST}:${cPort}`);
+    await runCClient(exe['c-client'], cPort, warm, concurrency, timeLimitMs);
+    let rp;
+    if (opts.cli) {
+      try {
+        const rPort = await freePort();
+        serve = await startServe(rPort, workers);
+        log(opts, `serve: reuseport serve (${workers} workers) on ${HOST}:${rPort}`);
+        await runCClient(exe['c-client'], rPort, warm, concurrency, timeLimitMs);
+        rp = rPort;
+      } catch (err) {
+        results.errors.push(err.message);
+        log(opts, err.message);
+      }
+    }
+    if (rp !== undefined) {
+      log(opts, `serve: ${runs} alternating runs of ${connections} connections, concurrency ${concurrency}`);
+      const [c, r] = await alternate(runs, client(cPort), client(rp));
+      results.serve = { reference: c, reuseport: r, ratio: r.best / c.best };
+      const hwm = serve.rssKb();
+      results.rss.serveWorkersKb = serve.workers.map((w, i) => ({ ...w, vmHwmKb: hwm[i] }));
+      results.rss.cServerWorkersKb = cServer.rssKb();
+      const stop = await serve.stop();
+      serve = null;
+      results.serve.shutdown = stop;
+      if (stop.exitCode !== 0)
+        results.errors.push(`reuseport serve exited with ${stop.signal ?? stop.exitCode} on SIGTERM`);
+    } else {
+      log(opts, `serve: C reference only, ${runs} runs`);
+      const cs = [];
+      for (let i = 0; i < runs; i++) cs.push(await client(cPort)());
+      results.serve = { reference: summarize(cs), reuseport: null, ratio: null };
+      results.rss.cServerWorkersKb = cServer.rssKb();
+    }
+  } finally {
+    if (serve !== null) await serve.stop();
+    results.reference.cServerAccepted = await cServer.stop();
+  }
+}
+
+async function measureLoad(opts, exe, results) {
+  const { connections, concurrency, workers, runs, timeLimitMs } = opts;
+  const warm = Math.min(2000, connections);
+  const port = await freePort();
+  const cServer = await startCServer(exe['c-server'], port, workers);
+  try {
+    log(opts, `load: against C reference server (${workers} workers) on ${HOST}:${port}`);
+    const cClient = () => runCClient(exe['c-client'], port, connections, concurrency, timeLimitMs);
+    const rLoad = () => runLoad(port, connections, concurrency, timeLimitMs);
+    await runCClient(exe['c-client'], port, warm, concurrency, timeLimitMs);
+    let loadWorks = opts.cli;
+    if (loadWorks) {
+      try {
+        await runLoad(port, warm, concurrency, timeLimitMs);
+      } catch (err) {
+        loadWorks = false;
+        results.errors.push(err.message);
+        log(opts, err.message);
+      }
+    }
+    if (loadWorks) {
+      log(opts, `load: ${runs} alternating runs of ${connections} connections, concurrency ${concurrency}`);
+      const [c, r] = await alternate(runs, cClient, rLoad);
+      results.load = { reference: c, reuseport: r, ratio: r.best / c.best };
+    } else {
+      const cs = [];
+      for (let i = 0; i < runs; i++) cs.push(await cClient());
+      results.load = { reference: summarize(cs), reuseport: null, ratio: null };
+    }
+  } finally {
+    await cServer.stop();
+  }
+}
+
+async function measureHelp(opts, results) {
+  const times = [];
+  const baseline = [];
+  for (let i = 0; i < opts.helpRuns; i++) {
+    const b = await run(process.execPath, ['-e', '0'], { name: 'node -e 0', timeoutMs: 10_000 });
+    baseline.push(b.wallMs);
+    const r = await run(process.execPath, cliArgs('--help'), { name: 'reuseport --help', timeoutMs: 10_000 });
+    if (r.code !== 0) {
+      results.errors.push(describeFailure('reuseport --help', r));
+      results.help = { medianMs: null, nodeBaselineMs: median(baseline) };
+      return;
+    }
+    times.push(r.wallMs);
+  }
+  results.help = {
+    medianMs: median(times),
+    minMs: Math.min(...times),
+    nodeBaselineMs: median(baseline),
+    runs: times.length,
+  };
+}
+
+async function measureScenario(opts, results) {
+  if (opts.scenarioRuns === 0) {
+    results.scenario = { available: false, skipped: true };
+    return;
+  }
+  const times = [];
+  const peakKb = new Map(); // pid -> max VmHWM seen
+  for (let i = 0; i < opts.scenarioRuns; i++) {
+    // Sample the VmHWM of every descendant while the scenario runs (first run only,
+    // so the sampling does not skew every timing). Short-lived workers may be missed.
+    let sampler = null;
+    const onSpawn =
+      i === 0
+        ? (child) => {
+            sampler = setInterval(() => {
+              for (const pid of descendantsOf(child.pid)) {
+                const kb = vmHwmKb(pid);
+                if (kb !== null && kb > (peakKb.get(pid) ?? 0)) peakKb.set(pid, kb);
+              }
+            }, 100);
+          }
+        : undefined;
+    const r = await run(process.execPath, cliArgs('scenario', 'all', '--json'), {
+      name: 'reuseport scenario all',
+      timeoutMs: 120_000,
+      onSpawn,
+    });
+    if (sampler !== null) clearInterval(sampler);
+    // The contract says exit 2 for an unknown command; commander's default is 1.
+    if ((r.code === 2 || r.code === 1) && /unknown command/i.test(`${r.stderr}\n${r.stdout}`)) {
+      results.scenario = { available: false, reason: tail(r.stderr) || tail(r.stdout) };
+      return;
+    }
+    if (r.code === 1 && !r.timedOut && r.stdout.trim().startsWith('{')) {
+      // It ran and reported a failed expectation: the wall time still counts.
+      results.warnings.push('reuseport scenario all exited 1 (a scenario reported a failure); timed anyway');
+    } else if (r.code !== 0) {
+      results.errors.push(describeFailure('reuseport scenario all', r));
+      results.scenario = { available: true, medianMs: null };
+      return;
+    }
+    times.push({ wallMs: r.wallMs, exitCode: r.code });
+  }
+  const peaks = [...peakKb.values()];
+  results.scenario = {
+    available: true,
+    medianMs: median(times.map((t) => t.wallMs)),
+    runs: times,
+    workerPeakRssKb: peaks.length > 0 ? Math.max(...peaks) : null,
+    workersSampled: peaks.length,
+  };
+}
+
+// ---------------------------------------------------------------- report
+
+function buildRows(opts, res) {
+  const rows = [];
+  const fmt = {
+    'conn/s': (x) => `${Math.round(x)}/s`,
+    ms: (x) => `${Math.round(x)} ms`,
+    kB: (kb) => `${(kb / 1024).toFixed(1)} MB`,
+  };
+  /** One table row; numbers stay numbers for --json, strings are for the table. */
+  const row = ({ id, metric, unit, value, reference, referenceLabel = '', goal, met, note }) => {
+    const ok = (x) => typeof x === 'number' && Number.isFinite(x);
+    const ratio = ok(value) && ok(reference) && reference !== 0 ? value / reference : null;
+    rows.push({
+      id,
+      metric,
+      unit,
+      value: ok(value) ? value : null,
+      reference: ok(reference) ? reference : null,
+      ratio,
+      goal,
+      met: met === undefined ? null : met,
+      valueText: ok(value) ? fmt[unit](value) : (note ?? 'n/a'),
+      referenceText: ok(reference) ? `${fmt[unit](reference)}${referenceLabel}` : '—',
+    });
+    return ratio;
+  };
+
+  const s = res.serve;
+  if (s) {
+    const r = row({
+      id: 'serve.acceptRate',
+      metric: `serve accept rate (c-client, ${opts.workers} workers)`,
+      unit: 'conn/s',
+      value: s.reuseport?.best,
+      reference: s.reference.best,
+      goal: `ratio >= ${GOALS.serveRatio}`,
+    });
+    if (r !== null) rows.at(-1).met = r >= GOALS.serveRatio;
+  }
+  const l = res.load;
+  if (l) {
+    const r = row({
+      id: 'load.connectionRate',
+      metric: 'load connection rate (vs c-server)',
+      unit: 'conn/s',
+      value: l.reuseport?.best,
+      reference: l.reference.best,
+      goal: `ratio >= ${GOALS.loadRatio}`,
+    });
+    if (r !== null) rows.at(-1).met = r >= GOALS.loadRatio;
+  }
+  const cKb = (res.rss.cServerWorkersKb ?? []).filter((x) => x != null);
+  const cRss = cKb.length > 0 ? Math.max(...cKb) : null;
+  const rssGoal = `<= ${GOALS.workerRssMB} MB`;
+  const rssMet = (kb) => (kb == null ? null : kb <= GOALS.workerRssMB * 1024);
+  for (const w of res.rss.serveWorkersKb ?? [{ workerId: null, pid: null, vmHwmKb: null }]) {
+    row({
+      id: 'serve.workerPeakRss',
+      metric: w.pid == null ? 'serve worker peak RSS' : `serve worker ${w.workerId ?? '?'} (pid ${w.pid}) peak RSS`,
+      unit: 'kB',
+      value: w.vmHwmKb,
+      reference: cRss,
+      referenceLabel: ' (c-server)',
+      goal: rssGoal,
+      met: rssMet(w.vmHwmKb),
+    });
+  }
+  const h = res.help;
+  if (h) {
+    row({
+      id: 'help.wallTime',
+      metric: `reuseport --help wall time (median of ${h.runs ?? opts.helpRuns})`,
+      unit: 'ms',
+      value: h.medianMs,
+      reference: h.nodeBaselineMs,
+      referenceLabel: ' (node -e 0)',
+      goal: `<= ${GOALS.helpMs} ms`,
+      met: h.medianMs == null ? null : h.medianMs <= GOALS.helpMs,
+    });
+  }
+  const sc = res.scenario;
+  if (sc && !sc.skipped) {
+    row({
+      id: 'scenario.wallTime',
+      metric: sc.runs?.length
+        ? `reuseport scenario all wall time (median of ${sc.runs.length})`
+        : 'reuseport scenario all wall time',
+      unit: 'ms',
+      value: sc.medianMs,
+      goal: `<= ${GOALS.scenarioMs / 1000} s`,
+      met: sc.medianMs == null ? null : sc.medianMs <= GOALS.scenarioMs,
+      note: sc.available ? 'n/a' : 'not available',
+    });
+    if (sc.workerPeakRssKb != null) {
+      row({
+        id: 'scenario.workerPeakRss',
+        metric: `scenario worker peak RSS (max of ${sc.workersSampled} sampled)`,
+        unit: 'kB',
+        value: sc.workerPeakRssKb,
+        reference: cRss,
+        referenceLabel: ' (c-server)',
+        goal: rssGoal,
+        met: rssMet(sc.workerPeakRssKb),
+      });
+    }
+  }
+  return rows;
+}
+
+function printTable(opts, res, rows) {
+  const header = ['metric', 'reuseport', 'reference', 'ratio', 'goal', 'result'];
+  const cells = rows.map((r) => [
+    r.metric,
+    r.valueText,
+    r.referenceText,
+    r.ratio == null ? '—' : r.ratio.toFixed(2),
+    r.goal,
+    r.met == null ? 'n/a' : r.met ? 'met' : 'NOT MET',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ');
+  const out = [];
+  out.push(
+    `reuseport bench: ${opts.connections} connections x ${opts.runs} runs per side (best kept), concurrency ${opts.concurrency}, ${opts.workers} workers, ${res.machine.cpus} CPUs, node ${process.versions.node}`,
+  );
+  out.push('');
+  out.push(line(header));
+  out.push(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const c of cells) out.push(line(c));
+  out.push('');
+  if (res.serve) {
+    const s = res.serve;
+    out.push(
+      `serve runs (conn/s): c-server ${s.reference.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` +
+        (s.reuseport ? `; reuseport serve ${s.reuseport.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` : ''),
+    );
+    if (s.reuseport?.failed) out.push(`  reuseport serve: ${s.reuseport.failed} failed connections`);
+  }
+  if (res.load) {
+    const l = res.load;
+    out.push(
+      `load runs  (conn/s): c-client ${l.reference.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` +
+        (l.reuseport ? `; reuseport load ${l.reuseport.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` : ''),
+    );
+    if (l.reuseport?.failed) out.push(`  reuseport load: ${l.reuseport.failed} failed connections`);
+  }
+  if (res.scenario && !res.scenario.available && !res.scenario.skipped) out.push('scenario: not available');
+  for (const w of res.warnings) out.push(`warning: ${w}`);
+  for (const e of res.errors) out.push(`error: ${e}`);
+  out.push(`total bench time: ${(res.durationMs / 1000).toFixed(1)} s`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const opts = parseOptions(process.argv.slice(2));
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const t0 = Date.now();
+  const results = {
+    options: opts,
+    machine: { cpus: availableParallelism(), node: process.versions.node },
+    reference: {},
+    serve: null,
+    load: null,
+    rss: {},
+    help: null,
+    scenario: null,
+    warnings: [],
+    errors: [],
+  };
+  let fatal = null;
+  try {
+    results.machine.timeWaitAtStart = timeWaitCount();
+    if (results.machine.timeWaitAtStart > 50_000) {
+      results.warnings.push(
+        `${results.machine.timeWaitAtStart} sockets in TIME_WAIT at start (an earlier run?); rates may be lower, consider waiting 60 s`,
+      );
+    }
+    tempDir = mkdtempSync(join(tmpdir(), 'reuseport-bench-'));
+    const exe = buildC(tempDir);
+    opts.cli = existsSync(BIN);
+    if (!opts.cli) {
+      results.errors.push(`${BIN} does not exist; reuseport measurements skipped`);
+      log(opts, results.errors.at(-1));
+    }
+    await measureServe(opts, exe, results);
+    await measureLoad(opts, exe, results);
+    if (opts.cli) {
+      log(opts, `--help: ${opts.helpRuns} runs`);
+      await measureHelp(opts, results);
+      log(opts, `scenario all: ${opts.scenarioRuns} run(s)`);
+      await measureScenario(opts, results);
+    }
+  } catch (err) {
+    fatal = err;
+  } finally {
+    await cleanup();
+  }
+  if (interruptedBy !== null) return;
+  results.durationMs = Date.now() - t0;
+  results.machine.timeWaitAtEnd = timeWaitCount();
+  if (fatal !== null) {
+    process.stderr.write(`bench: could not run: ${fatal.message}\n`);
+    if (opts.json) process.stdout.write(`${JSON.stringify({ ...results, fatal: fatal.message }, null, 2)}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const rows = buildRows(opts, results);
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify({ metrics: rows, ...results }, null, 2)}\n`);
+  } else {
+    printTable(opts, results, rows);
+  }
+  // A missed goal is a result, not a failure; a measurement that could not be made is.
+  process.exitCode = results.errors.length > 0 ? 1 : 0;
+}
+
+await main();

