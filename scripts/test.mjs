@@ -5,8 +5,8 @@
 //   `auto` means Node's builtin reusePort. It is cached under
 //   ~/.cache/reuseport so later runs skip the download.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -46,28 +46,42 @@ function newerNode() {
   return cached;
 }
 
-const testFiles = readdirSync(join(root, 'dist', 'test'))
-  .filter((f) => f.endsWith('.test.js'))
-  .map((f) => join('dist', 'test', f));
-
 run('lint and format (biome)', join(root, 'node_modules', '.bin', 'biome'), ['check', '.']);
 run('type check and build (tsc, strict)', join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json']);
 const files = readdirSync(join(root, 'dist', 'test'))
   .filter((f) => f.endsWith('.test.js'))
   .map((f) => join('dist', 'test', f));
-const suite = ['--test', '--test-reporter=spec', '--test-concurrency=1', ...(files.length ? files : testFiles)];
+// spec for people, tap to a file for the totals printed at the end.
+const tapDir = mkdtempSync(join(tmpdir(), 'reuseport-tap-'));
+process.on('exit', () => rmSync(tapDir, { recursive: true, force: true }));
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const suite = (name) => [
+  '--test',
+  '--test-concurrency=1',
+  '--test-reporter=spec',
+  '--test-reporter-destination=stdout',
+  '--test-reporter=tap',
+  `--test-reporter-destination=${join(tapDir, `${name}.tap`)}`,
+  ...files,
+];
+function count(name) {
+  const tap = readFileSync(join(tapDir, `${name}.tap`), 'utf8');
+  const total = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+  totals.passed += total('pass');
+  totals.failed += total('fail');
+  totals.skipped += total('skipped');
+}
 
 const here = process.execPath;
 const hereBinder =
   major(here) >= 23 || (major(here) === 22 && Number(process.versions.node.split('.')[1]) >= 12) ? 'builtin' : 'native';
-run(`tests on Node ${process.version} (binder: ${hereBinder})`, here, suite, { REUSEPORT_EXPECT_BINDER: hereBinder });
+run(`tests on Node ${process.version} (binder: ${hereBinder})`, here, suite('here'), {
+  REUSEPORT_EXPECT_BINDER: hereBinder,
+});
+count('here');
 const newer = newerNode();
-run(
-  `tests on Node v${spawnSync(newer, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim()} (binder: builtin)`,
-  newer,
-  suite,
-  {
-    REUSEPORT_EXPECT_BINDER: 'builtin',
-  },
-);
-process.stdout.write('\n== all checks passed on both Node versions\n');
+const newerVersion = spawnSync(newer, ['-p', 'process.version'], { encoding: 'utf8' }).stdout.trim();
+run(`tests on Node ${newerVersion} (binder: builtin)`, newer, suite('newer'), { REUSEPORT_EXPECT_BINDER: 'builtin' });
+count('newer');
+process.stdout.write('\n== lint, types and tests on both Node versions\n');
+process.stdout.write(`tests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
