@@ -1,17 +1,14 @@
 import { type LoadOptions, runLoad } from '../net/load.js';
 import { formatLoadResult } from '../report/load-report.js';
-import { openTerminal, statusLine } from './terminal.js';
+import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
 export async function loadCommand(options: LoadOptions & { json: boolean }): Promise<number> {
   const terminal = await openTerminal(options);
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = interruptSignal();
   const progress = await statusLine(terminal, `connecting to ${options.host}:${options.port}`);
   try {
     const result = await runLoad(options, {
-      signal: controller.signal,
+      signal: interrupt.signal,
       onProgress: (done, total) => progress.update(`${progressBar(done, total)} ${done}/${total}`),
     });
     progress.stop();
@@ -19,8 +16,7 @@ export async function loadCommand(options: LoadOptions & { json: boolean }): Pro
     return result.failed === 0 && result.stoppedEarly === null ? 0 : 1;
   } finally {
     progress.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.release();
   }
 }
 

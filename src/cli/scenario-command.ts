@@ -1,13 +1,12 @@
 import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ReuseportError } from '../errors.js';
 import { toJUnit } from '../report/junit.js';
-import { formatRunReport } from '../report/scenario-report.js';
+import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/load.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import type { Scenario } from '../scenario/schema.js';
-import { openTerminal, type StatusLine, statusLine } from './terminal.js';
+import { interruptSignal, openTerminal, type StatusLine, statusLine } from './terminal.js';
 
 export const SCENARIOS_DIR = fileURLToPath(new URL('../../../scenarios/', import.meta.url));
 
@@ -47,10 +46,7 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
       ? await listScenarioFiles(SCENARIOS_DIR)
       : await Promise.all(names.map((name) => resolveScenario(name, SCENARIOS_DIR)));
   const scenarios = await loadAll(files);
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = interruptSignal();
   let spinner: StatusLine | undefined;
   const progress = !flags.json;
   let report: RunReport;
@@ -59,7 +55,7 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
       scenarios,
       { isolation: flags.isolation, ...(flags.binder ? { binder: flags.binder } : {}) },
       {
-        signal: controller.signal,
+        signal: interrupt.signal,
         onScenario: (scenario, isolation) => {
           if (progress && !terminal.interactive) {
             terminal.err(`${scenario.name}: ${isolation ? `running (${isolation})` : 'skipped'}`);
@@ -86,8 +82,7 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
     );
   } finally {
     spinner?.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.release();
   }
   terminal.out(flags.json ? JSON.stringify(toJsonDocument(report), null, 2) : formatRunReport(report, terminal.style));
   if (flags.junit) {
@@ -134,7 +129,7 @@ function toJsonDocument(report: RunReport): unknown {
     scenarios: report.results.map((r) => ({
       name: r.name,
       title: r.title,
-      file: path.relative(process.cwd(), r.file) || r.file,
+      file: displayPath(r.file),
       status: r.status,
       reason: r.reason ?? null,
       isolation: r.isolation ?? null,

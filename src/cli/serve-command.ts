@@ -1,16 +1,13 @@
 import { type ServeOptions, serve } from '../net/serve.js';
 import type { WorkerEvent } from '../net/worker-pool.js';
 import { acceptLine, startLine } from '../report/serve-report.js';
-import { openTerminal, statusLine } from './terminal.js';
+import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
 const LIVE_REFRESH_MS = 200;
 
 export async function serveCommand(options: ServeOptions & { json: boolean }): Promise<number> {
   const terminal = await openTerminal(options);
-  const controller = new AbortController();
-  const onSignal = () => controller.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupt = interruptSignal();
   const counters = new Map<number, number>();
   let live = await statusLine(terminal, 'starting workers');
   let lastRender = 0;
@@ -50,7 +47,7 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
     }
   };
   try {
-    const summary = await serve(options, onEvent, controller.signal);
+    const summary = await serve(options, onEvent, interrupt.signal);
     live.stop();
     if (options.json) {
       terminal.out(JSON.stringify({ event: 'stopped', ...summary }));
@@ -65,7 +62,6 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
     return summary.exitCode;
   } finally {
     live.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.release();
   }
 }

@@ -48,3 +48,21 @@ export async function statusLine(terminal: Terminal, text: string): Promise<Stat
     stop: () => spinner.stop(),
   };
 }
+
+/**
+ * Ctrl-C and SIGTERM abort the returned signal instead of killing the process,
+ * so that commands can stop their workers and still report. Call `release` when done.
+ */
+export function interruptSignal(): { signal: AbortSignal; release(): void } {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  process.on('SIGINT', abort);
+  process.on('SIGTERM', abort);
+  return {
+    signal: controller.signal,
+    release: () => {
+      process.off('SIGINT', abort);
+      process.off('SIGTERM', abort);
+    },
+  };
+}

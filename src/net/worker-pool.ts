@@ -33,15 +33,7 @@ export type WorkerEvent =
       syscall: string;
       message: string;
     }
-  | {
-      event: 'exit';
-      workerId: number;
-      pid: number;
-      accepted: number;
-      reason: ExitReason;
-      exitCode: number | null;
-      signal: string | null;
-    };
+  | ({ event: 'exit' } & WorkerExit);
 
 export type ExitReason = 'stopped' | 'bind-failed' | 'crashed';
 

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { formatHostPort } from '../errors.js';
 import type { RunReport, ScenarioResult } from '../scenario/runner.js';
 import { acceptLine } from './serve-report.js';
@@ -31,7 +32,7 @@ const STATUS_WORD: Record<ScenarioResult['status'], string> = {
 export function formatScenario(result: ScenarioResult, style: Style): string {
   const lines: string[] = [];
   lines.push(style.bold(`━━ ${result.name}: ${result.title}`));
-  lines.push(style.dim(`   ${result.file}`));
+  lines.push(style.dim(`   ${displayPath(result.file)}`));
   lines.push(`${style.bold('The article:')} ${oneLine(result.article)}`);
   if (result.status === 'skipped' || (result.status === 'error' && !result.observations)) {
     lines.push(colourStatus(result, style, `${STATUS_WORD[result.status]}: ${result.reason ?? ''}`));
@@ -130,6 +131,12 @@ function colourStatus(result: ScenarioResult, style: Style, text: string): strin
   if (result.status === 'passed') return style.green(style.bold(text));
   if (result.status === 'skipped') return style.yellow(style.bold(text));
   return style.red(style.bold(text));
+}
+
+/** Relative to the current directory when the file is below it. */
+export function displayPath(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
 }
 
 function oneLine(text: string): string {
