@@ -80,9 +80,9 @@ export class ServeProcess {
   private waiters: (() => void)[] = [];
   readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [CLI, 'serve', '--json', ...args], {
-      cwd: ROOT,
+  constructor(args: string[], root = ROOT) {
+    this.child = spawn(process.execPath, [join(root, 'bin', 'reuseport.js'), 'serve', '--json', ...args], {
+      cwd: root,
       env: { ...process.env, NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -212,4 +212,43 @@ export async function closedPort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A copy of what the CLI needs at run time (no dev tools), in a fresh temp
+ * directory with the given mode. 0o700 stands for a checkout another user
+ * cannot read (a clone under /root); 0o755 for one they can.
+ */
+export async function runtimeCopy(mode: number): Promise<{ dir: string; remove(): void }> {
+  const { chmodSync, cpSync, mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'reuseport-copy-'));
+  for (const part of ['package.json', 'bin', 'dist', 'scenarios', 'native/build/Release']) {
+    cpSync(join(ROOT, part), join(dir, part), { recursive: true });
+  }
+  cpSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), {
+    recursive: true,
+    filter: (src) => !/node_modules\/(@biomejs|typescript|@types)(\/|$)/.test(src),
+  });
+  const { spawnSync } = await import('node:child_process');
+  spawnSync('chmod', ['-R', mode === 0o700 ? 'go-rwx' : 'a+rX', dir]);
+  chmodSync(dir, mode);
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Runs the CLI of `dir` as the user nobody, with a Node that nobody can execute. */
+export async function runAsNobody(dir: string, args: string[]): Promise<CliResult> {
+  const { spawnSync } = await import('node:child_process');
+  // A Node kept under /root (the Node 24 test run) is out of nobody's reach; the system one serves there.
+  const node =
+    spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '--version']).status === 0
+      ? process.execPath
+      : 'node';
+  const result = spawnSync('runuser', ['-u', 'nobody', '--', node, join(dir, 'bin', 'reuseport.js'), ...args], {
+    encoding: 'utf8',
+    cwd: dir,
+    env: { ...process.env, NO_COLOR: '1' },
+    timeout: 60_000,
+  });
+  return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }

@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI, descendants, isRoot, netNamespaces, ROOT, runCli, waitGone } from './helpers.js';
+import {
+  CLI,
+  descendants,
+  isRoot,
+  netNamespaces,
+  ROOT,
+  runAsNobody,
+  runCli,
+  runtimeCopy,
+  waitGone,
+} from './helpers.js';
 
 interface RunDocument {
   version: number;
@@ -92,37 +102,18 @@ test('run as nobody, cross-user is skipped with a reason, and --strict makes ski
   skip: !isRoot && 'needs root to switch to nobody',
 }, async (t) => {
   // The checkout may sit where nobody cannot read (e.g. /root): run a readable copy of what the CLI needs.
-  const copy = tempDir(t);
-  chmodSync(copy, 0o755);
-  for (const part of ['package.json', 'bin', 'dist', 'scenarios', 'native/build/Release']) {
-    cpSync(join(ROOT, part), join(copy, part), { recursive: true });
-  }
-  cpSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'), {
-    recursive: true,
-    filter: (src) => !/node_modules\/(@biomejs|typescript|@types)(\/|$)/.test(src),
-  });
-  spawnSync('chmod', ['-R', 'a+rX', copy]);
-  // A Node kept under /root (the Node 24 test run) is out of nobody's reach; the system one serves there.
-  const node =
-    spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '--version']).status === 0
-      ? process.execPath
-      : 'node';
-  const asNobody = (args: string[]) =>
-    spawnSync('runuser', ['-u', 'nobody', '--', node, join(copy, 'bin', 'reuseport.js'), ...args], {
-      encoding: 'utf8',
-      cwd: copy,
-      env: { ...process.env, NO_COLOR: '1' },
-      timeout: 60_000,
-    });
-  const plain = asNobody(['scenario', 'run', 'cross-user', 'load-balance', '--json']);
+  const copy = await runtimeCopy(0o755);
+  t.after(() => copy.remove());
+  const asNobody = (args: string[]) => runAsNobody(copy.dir, args);
+  const plain = await asNobody(['scenario', 'run', 'cross-user', 'load-balance', '--json']);
   const doc = JSON.parse(plain.stdout) as RunDocument;
   const crossUser = doc.scenarios.find((s) => s.name === 'cross-user')!;
   assert.equal(crossUser.status, 'skipped');
   assert.match(crossUser.reason ?? '', /needs real root/);
   assert.equal(doc.scenarios.find((s) => s.name === 'load-balance')?.status, 'passed', plain.stdout);
-  assert.equal(plain.status, 0, plain.stderr);
-  const strict = asNobody(['scenario', 'run', 'cross-user', '--strict']);
-  assert.equal(strict.status, 1);
+  assert.equal(plain.code, 0, plain.stderr);
+  const strict = await asNobody(['scenario', 'run', 'cross-user', '--strict']);
+  assert.equal(strict.code, 1);
   assert.match(strict.stdout, /SKIPPED: needs real root/);
 });
 

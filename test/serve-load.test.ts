@@ -207,12 +207,6 @@ test('--user creates the sockets as that user', { skip: !isRoot && 'needs root t
   assert.ok(events.every((e) => e.uid === 65534));
 });
 
-test('--user as a non-root user is a usage error', { skip: isRoot && 'runs only as non-root' }, async () => {
-  const result = await runCli(['serve', '--user', 'nobody', '--port', '0']);
-  assert.equal(result.code, 2);
-  assert.match(result.stderr, /--user needs root/);
-});
-
 test('worker processes are gone after a normal stop', async () => {
   const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
   const { pids } = await serve.listening(2);
