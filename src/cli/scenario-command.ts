@@ -6,7 +6,7 @@ import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/load.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import type { Scenario } from '../scenario/schema.js';
-import { interruptSignal, openTerminal, type StatusLine, statusLine } from './terminal.js';
+import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
 export const SCENARIOS_DIR = fileURLToPath(new URL('../../../scenarios/', import.meta.url));
 
@@ -47,8 +47,7 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
       : await Promise.all(names.map((name) => resolveScenario(name, SCENARIOS_DIR)));
   const scenarios = await loadAll(files);
   const interrupt = interruptSignal();
-  let spinner: StatusLine | undefined;
-  const progress = !flags.json;
+  const progress = flags.json ? null : await statusLine(terminal, 'starting');
   let report: RunReport;
   try {
     report = await runScenarios(
@@ -57,31 +56,18 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
       {
         signal: interrupt.signal,
         onScenario: (scenario, isolation) => {
-          if (progress && !terminal.interactive) {
-            terminal.err(`${scenario.name}: ${isolation ? `running (${isolation})` : 'skipped'}`);
-          }
+          progress?.log(`${terminal.style.bold(scenario.name)}: ${isolation ? `running (${isolation})` : 'skipped'}`);
+          if (isolation) progress?.update(`${scenario.name}: starting the worker processes`);
         },
-        onStep: async (scenario, event) => {
-          if (!progress) return;
+        onStep: (scenario, event) => {
           const text = `${scenario.name}: ${event.text}`;
-          const done = `${text}${event.detail ? ` → ${event.detail}` : ''}`;
-          if (!terminal.interactive) {
-            if (event.status === 'done') terminal.err(`  ${done}`);
-            return;
-          }
-          if (event.status === 'start') {
-            spinner?.stop();
-            spinner = await statusLine(terminal, text);
-          } else {
-            spinner?.stop();
-            spinner = undefined;
-            terminal.err(`${terminal.style.green('•')} ${done}`);
-          }
+          if (event.status === 'start') progress?.update(text);
+          else progress?.log(`  ${terminal.style.green('•')} ${text}${event.detail ? ` → ${event.detail}` : ''}`);
         },
       },
     );
   } finally {
-    spinner?.stop();
+    progress?.stop();
     interrupt.release();
   }
   terminal.out(flags.json ? JSON.stringify(toJsonDocument(report), null, 2) : formatRunReport(report, terminal.style));

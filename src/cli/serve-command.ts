@@ -10,15 +10,15 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
   const interrupt = interruptSignal();
   const counters = new Map<number, number>();
   let live = await statusLine(terminal, 'starting workers');
-  let lastRender = 0;
+  // Redrawn on a timer, not per event, so the line always ends on the latest counts.
   const renderLive = () => {
-    const now = Date.now();
-    if (now - lastRender < LIVE_REFRESH_MS) return;
-    lastRender = now;
-    const parts = [...counters].map(([id, n]) => `w${id} ${n}`);
+    if (counters.size === 0) return;
+    const parts = [...counters].sort((a, b) => a[0] - b[0]).map(([id, n]) => `w${id} ${n}`);
     const total = [...counters.values()].reduce((a, b) => a + b, 0);
     live.update(`accepted ${total}  (${parts.join(' · ')})  Ctrl-C to stop`);
   };
+  const refresh = terminal.interactive ? setInterval(renderLive, LIVE_REFRESH_MS) : undefined;
+  refresh?.unref();
   const onEvent = (event: WorkerEvent) => {
     if (options.json) {
       terminal.out(JSON.stringify(event));
@@ -35,7 +35,6 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
         break;
       case 'stats':
         counters.set(event.workerId, event.accepted);
-        renderLive();
         break;
       case 'error':
         // The summary says it once, at the end.
@@ -61,6 +60,7 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
     if (summary.failure) terminal.err(terminal.style.red(`reuseport: ${summary.failure}`));
     return summary.exitCode;
   } finally {
+    clearInterval(refresh);
     live.stop();
     interrupt.release();
   }

@@ -33,17 +33,25 @@ export async function openTerminal(options: { json?: boolean }): Promise<Termina
 
 export interface StatusLine {
   update(text: string): void;
+  /** Prints a finished line above the spinner, which keeps running. */
+  log(text: string): void;
   stop(): void;
 }
 
-/** An ora spinner on stderr when interactive; nothing otherwise. */
+/** One ora spinner on stderr when interactive; on a plain stderr, only `log` prints. */
 export async function statusLine(terminal: Terminal, text: string): Promise<StatusLine> {
-  if (!terminal.interactive) return { update() {}, stop() {} };
+  if (!terminal.interactive) return { update() {}, log: (line) => terminal.err(line), stop() {} };
   const { default: ora } = await import('ora');
   const spinner = ora({ text, stream: process.stderr, discardStdin: false }).start();
   return {
     update: (next) => {
       spinner.text = next;
+    },
+    log: (line) => {
+      const current = spinner.text;
+      spinner.stop();
+      terminal.err(line);
+      spinner.start(current);
     },
     stop: () => spinner.stop(),
   };
