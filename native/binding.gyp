@@ -4,8 +4,9 @@
       "target_name": "reuseport_native",
       "sources": ["reuseport_native.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
-      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "cflags": ["-Wall", "-Wextra", "-O2", "-pthread"],
       "cflags_c": ["-std=gnu11"],
+      "ldflags": ["-pthread"],
       "configurations": {
         "Release": {
           "cflags!": ["-O3"]

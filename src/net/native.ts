@@ -8,11 +8,15 @@
 //   `listen({ fd, backlog })` says otherwise), replacing `backlog` given here;
 // - dgram: libuv's uv_udp_open sets SO_REUSEADDR=1 on the fd, whatever
 //   `reuseAddr` was given here.
+//
+// The addon also carries two optional engines (`helper.engines`), each with a
+// JS fallback elsewhere: an accept loop for `serve` workers and a connection
+// generator for `load`. `REUSEPORT_ENGINE=node` keeps the JS paths.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KernelError } from '../errors.js';
+import { KernelError, UsageError } from '../errors.js';
 
 /** Path of the addon relative to the package root. */
 export const NATIVE_ADDON_RELATIVE_PATH = 'native/build/Release/reuseport_native.node';
@@ -62,9 +66,102 @@ export interface NativeHelper {
   raiseOpenFileLimit(): OpenFileLimit;
   /** Current RLIMIT_NOFILE limits (Infinity stands for RLIM_INFINITY). */
   getOpenFileLimit(): OpenFileLimit;
+  /** The accept loop and load engine, or null when this build of the addon predates them. */
+  readonly engines: NativeEngines | null;
 }
 
 export type NativeLoadResult = { helper: NativeHelper } | { helper: null; reason: string };
+
+/** Which implementation serves and loads: `auto` takes the native engine wherever it applies. */
+export type EngineChoice = 'auto' | 'node' | 'native';
+export const ENGINE_CHOICES: readonly EngineChoice[] = ['auto', 'node', 'native'];
+/** Default engine for `serve` workers and `load` when nothing else says: node, native or auto. */
+export const ENGINE_ENV = 'REUSEPORT_ENGINE';
+
+/** The engine named by REUSEPORT_ENGINE; undefined when unset or empty. Throws UsageError on anything else. */
+export function engineFromEnv(env: NodeJS.ProcessEnv = process.env): EngineChoice | undefined {
+  const value = env[ENGINE_ENV]?.trim();
+  if (value === undefined || value === '') return undefined;
+  if ((ENGINE_CHOICES as readonly string[]).includes(value)) return value as EngineChoice;
+  throw new UsageError(`${ENGINE_ENV} must be one of ${ENGINE_CHOICES.join(', ')}, got "${value}"`);
+}
+
+export interface SocketName {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+/** What `loadRun` is told. `host` is an IP literal of `family`. */
+export interface NativeLoadOptions {
+  family: 4 | 6;
+  host: string;
+  port: number;
+  connections: number;
+  /** At most this many in flight; clamped to `connections`. */
+  concurrency: number;
+  /** A connection with no data for this long is closed (reset by any data received). */
+  replyTimeoutMs: number;
+  /** The whole run stops after this long; what has not started is not attempted. */
+  deadlineMs: number;
+  /** SO_REUSEADDR + bind to this local port before connect; needs concurrency 1. */
+  sourcePort?: number;
+}
+
+/**
+ * `errno` value in `replies` and `failures` for a connection that was still in
+ * flight when the run stopped early (deadline or abort): not a real errno.
+ */
+export const LOAD_CUT_OFF = -1;
+
+/** What `loadRun` found, aggregated. Every attempted connection is in exactly one of replies, noReply, failures. */
+export interface NativeLoadReport {
+  attempted: number;
+  /**
+   * Connections that ended after at least one byte (or cleanly with none), by
+   * their first line (without the newline; '' for an empty reply) and by the
+   * errno that ended them: 0 for a clean close or a timeout after some data,
+   * a positive errno, or LOAD_CUT_OFF.
+   */
+  replies: { text: string; errno: number; count: number }[];
+  /** Connected, but no byte before the reply timeout. */
+  noReply: number;
+  /** Ended without any byte by an error: a positive errno (ETIMEDOUT when never connected) or LOAD_CUT_OFF. */
+  failures: { errno: number; count: number }[];
+  elapsedNs: number;
+  stoppedEarly: 'deadline' | 'aborted' | null;
+}
+
+/** Slots of the `progress` array handed to loadRun. */
+export const LOAD_PROGRESS_DONE = 0;
+export const LOAD_PROGRESS_ABORT = 1;
+
+/** The optional fast paths; null when the addon was built before they existed. */
+export interface NativeEngines {
+  /** The local address of a socket. Throws KernelError. */
+  getsockname(fd: number): SocketName;
+  /**
+   * Starts a thread that accepts on the listening `fd` (made non-blocking),
+   * counts each connection, sends `greeting` (copied) and closes it. The fd
+   * stays the caller's: close it after acceptLoopStop. Returns a handle;
+   * throws KernelError (e.g. syscall 'pthread_create').
+   */
+  acceptLoopStart(fd: number, greeting: Uint8Array): number;
+  /** Connections accepted so far (an atomic read). */
+  acceptLoopCount(handle: number): number;
+  /** accept4() failures so far (EMFILE, ECONNABORTED, ...). */
+  acceptLoopErrors(handle: number): number;
+  /** Stops and joins the thread; returns the final count. Stopping again returns the same count. */
+  acceptLoopStop(handle: number): number;
+  /**
+   * Runs a TCP load off the event loop. `progress` is an Int32Array (best on a
+   * SharedArrayBuffer) of length >= 2: [LOAD_PROGRESS_DONE] counts finished
+   * connections, storing 1 at [LOAD_PROGRESS_ABORT] stops the run. Bad options
+   * throw a TypeError / RangeError; the promise rejects with a KernelError only
+   * when the run could not start at all (epoll_create1, memory).
+   */
+  loadRun(options: NativeLoadOptions, progress: Int32Array): Promise<NativeLoadReport>;
+}
 
 /** What the C functions return: failed syscalls are values, never exceptions. */
 type RawErrno = { errno: number; syscall: string; option?: string };
@@ -77,6 +174,24 @@ interface RawBinding {
   raiseOpenFileLimit(): RawLimitResult;
   getOpenFileLimit(): RawLimitResult;
 }
+
+interface RawEngines {
+  getsockname(fd: number): SocketName | RawErrno;
+  acceptLoopStart(fd: number, greeting: Uint8Array): number | RawErrno;
+  acceptLoopCount(handle: number): number;
+  acceptLoopErrors(handle: number): number;
+  acceptLoopStop(handle: number): number;
+  loadRun(options: NativeLoadOptions, progress: Int32Array): Promise<NativeLoadReport | RawErrno>;
+}
+
+const ENGINE_FUNCTIONS = [
+  'getsockname',
+  'acceptLoopStart',
+  'acceptLoopCount',
+  'acceptLoopErrors',
+  'acceptLoopStop',
+  'loadRun',
+] as const;
 
 const PACKAGE_NAME = 'reuseport';
 
@@ -112,8 +227,38 @@ function isRawBinding(value: unknown): value is RawBinding {
   return ['openSocket', 'closeFd', 'raiseOpenFileLimit', 'getOpenFileLimit'].every((k) => typeof v[k] === 'function');
 }
 
+function hasRawEngines(value: RawBinding): value is RawBinding & RawEngines {
+  const v = value as unknown as Record<string, unknown>;
+  return ENGINE_FUNCTIONS.every((k) => typeof v[k] === 'function');
+}
+
 function isRawErrno(value: object): value is RawErrno {
-  return 'errno' in value;
+  return 'errno' in value && 'syscall' in value;
+}
+
+function wrapEngines(raw: RawEngines): NativeEngines {
+  return {
+    getsockname(fd) {
+      const result = raw.getsockname(fd);
+      if (isRawErrno(result)) throw KernelError.fromErrno(result.errno, result.syscall);
+      return { address: result.address, port: result.port, family: result.family };
+    },
+    acceptLoopStart(fd, greeting) {
+      const result = raw.acceptLoopStart(fd, greeting);
+      if (typeof result !== 'number') throw KernelError.fromErrno(result.errno, result.syscall);
+      return result;
+    },
+    acceptLoopCount: (handle) => raw.acceptLoopCount(handle),
+    acceptLoopErrors: (handle) => raw.acceptLoopErrors(handle),
+    acceptLoopStop: (handle) => raw.acceptLoopStop(handle),
+    loadRun(options, progress) {
+      // Argument errors throw here and now; only the run itself is asynchronous.
+      return raw.loadRun(options, progress).then((result) => {
+        if (isRawErrno(result)) throw KernelError.fromErrno(result.errno, result.syscall);
+        return result;
+      });
+    },
+  };
 }
 
 function wrap(raw: RawBinding, path: string): NativeHelper {
@@ -136,6 +281,7 @@ function wrap(raw: RawBinding, path: string): NativeHelper {
     },
     raiseOpenFileLimit: () => limits(raw.raiseOpenFileLimit()),
     getOpenFileLimit: () => limits(raw.getOpenFileLimit()),
+    engines: hasRawEngines(raw) ? wrapEngines(raw) : null,
   };
 }
 

@@ -2,20 +2,42 @@
  * One `serve` worker: its own process and its own socket, like one of the
  * article's test-server terminals. It reports to its parent over IPC only;
  * the parent does all the printing.
+ *
+ * TCP connections are accepted one of two ways. With the native binder and
+ * the addon's engines (engine `auto` or `native`), a C thread accepts, counts,
+ * greets and closes: no JavaScript runs per connection. Otherwise (engine
+ * `node`, the builtin binder, or UDP) Node's net.Server / dgram do it.
  */
+import net from 'node:net';
 import { KernelError } from '../errors.js';
+import { familyOf } from './address.js';
 import { type BoundSocket, bindSocket, localAddressOf } from './binder.js';
 import { formatGreeting } from './greeting.js';
-import { loadNativeHelper } from './native.js';
+import { type EngineChoice, engineFromEnv, loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
 import { dropPrivileges } from './users.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
 
 const STOP_GRACE_MS = 1000;
+/** The same default as binder.ts. */
+const DEFAULT_BACKLOG = 511;
+
+interface NativeLoop {
+  helper: NativeHelper;
+  engines: NativeEngines;
+  fd: number;
+  handle: number;
+}
 
 const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
+/** The Node path's counter, and the final count once a native loop has stopped. */
 let accepted = 0;
 let bound: BoundSocket | undefined;
+let nativeLoop: NativeLoop | undefined;
 let stopping = false;
+
+function acceptedSoFar(): number {
+  return nativeLoop ? nativeLoop.engines.acceptLoopCount(nativeLoop.handle) : accepted;
+}
 
 function send(message: FromWorker, then?: () => void): void {
   if (process.send && process.connected) process.send(message, undefined, {}, () => then?.());
@@ -33,10 +55,50 @@ const bindAllowed = new Promise<void>((resolve) => {
 process.on('message', (message: ToWorker) => {
   if (message.type === 'bind') bindNow();
   else if (message.type === 'stop') stop();
-  else if (message.type === 'count') send({ type: 'count', accepted, seq: message.seq });
+  else if (message.type === 'count') send({ type: 'count', accepted: acceptedSoFar(), seq: message.seq });
 });
 
+/** The addon's accept loop, when this worker should use it; null for the Node path. */
+function nativeEnginesFor(engine: EngineChoice): { helper: NativeHelper; engines: NativeEngines } | null {
+  if (engine === 'node' || config.binder !== 'native' || config.protocol !== 'tcp') return null;
+  const helper = loadNativeHelper().helper;
+  if (helper?.engines) return { helper, engines: helper.engines };
+  if (engine === 'native') {
+    throw new Error(
+      `the native engine was asked for, but ${helper ? 'this build of the addon has no accept loop: rebuild it' : 'the native helper is not available'}`,
+    );
+  }
+  return null;
+}
+
+/** socket + SO_REUSEPORT + bind + listen, with the options binder.ts gives the native binder. */
+function openNativeListener(helper: NativeHelper): number {
+  return helper.openSocket({
+    family: familyOf(config.address),
+    type: 'tcp',
+    address: config.address,
+    port: config.port,
+    reusePort: config.reusePort,
+    reuseAddr: config.reuseAddr ?? true,
+    ...(config.ipv6Only !== undefined ? { ipv6Only: config.ipv6Only } : {}),
+    backlog: config.backlog ?? DEFAULT_BACKLOG,
+  });
+}
+
+/** The Node path for an fd we opened ourselves (when the accept loop cannot start). */
+function adoptTcp(fd: number): Promise<BoundSocket> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ pauseOnConnect: true });
+    server.once('error', reject);
+    server.listen({ fd, backlog: config.backlog ?? DEFAULT_BACKLOG }, () => {
+      server.off('error', reject);
+      resolve({ protocol: 'tcp', server });
+    });
+  });
+}
+
 async function main(): Promise<void> {
+  const engine = config.engine ?? engineFromEnv() ?? 'auto';
   // Load the helper while we may still read the checkout: after the drop,
   // the other user may not be allowed to (think of a clone under /root).
   if (config.binder === 'native') loadNativeHelper();
@@ -46,8 +108,22 @@ async function main(): Promise<void> {
     await bindAllowed;
   }
   if (stopping) return;
+  const native = nativeEnginesFor(engine);
+  let local: { address: string; port: number };
+  let fd: number | undefined;
   try {
-    bound = await bindSocket(config.binder, config);
+    if (native) {
+      fd = openNativeListener(native.helper);
+      try {
+        local = native.engines.getsockname(fd);
+      } catch (err) {
+        native.helper.closeFd(fd);
+        throw err;
+      }
+    } else {
+      bound = await bindSocket(config.binder, config);
+      local = localAddressOf(bound);
+    }
   } catch (err) {
     const e = err instanceof KernelError ? err : KernelError.fromNode(err as NodeJS.ErrnoException);
     send({ type: 'bind-error', code: e.code, errno: e.errno, syscall: e.syscall, message: e.message }, () =>
@@ -55,12 +131,20 @@ async function main(): Promise<void> {
     );
     return;
   }
-  const local = localAddressOf(bound);
   const host = local.address.includes(':') ? `[${local.address}]` : local.address;
   const greeting = Buffer.from(
     formatGreeting({ workerId: config.workerId, pid: process.pid, local: `${host}:${local.port}` }),
   );
-  if (bound.protocol === 'tcp') {
+  if (native && fd !== undefined) {
+    try {
+      nativeLoop = { ...native, fd, handle: native.engines.acceptLoopStart(fd, greeting) };
+    } catch (err) {
+      // No thread to be had (e.g. pthread_create EAGAIN): the socket is bound, so serve it from Node.
+      process.stderr.write(`worker ${config.workerId}: accept loop unavailable (${String(err)}); using Node\n`);
+      bound = await adoptTcp(fd);
+    }
+  }
+  if (bound?.protocol === 'tcp') {
     // Paused sockets never start reading: the greeting goes out, the socket
     // closes, and no read path is armed for a peer that only waits for it.
     bound.server.on('connection', (socket) => {
@@ -68,7 +152,7 @@ async function main(): Promise<void> {
       socket.on('error', ignore);
       socket.end(greeting, () => socket.destroy());
     });
-  } else {
+  } else if (bound?.protocol === 'udp') {
     const socket = bound.socket;
     socket.on('message', (_message, peer) => {
       accepted++;
@@ -78,9 +162,10 @@ async function main(): Promise<void> {
   if (config.statsIntervalMs > 0) {
     let reported = 0;
     setInterval(() => {
-      if (accepted !== reported) {
-        reported = accepted;
-        send({ type: 'count', accepted, seq: 0 });
+      const now = acceptedSoFar();
+      if (now !== reported) {
+        reported = now;
+        send({ type: 'count', accepted: now, seq: 0 });
       }
     }, config.statsIntervalMs).unref();
   }
@@ -102,6 +187,19 @@ function stop(): void {
     finished = true;
     send({ type: 'stopped', accepted }, () => process.exit(0));
   };
+  if (nativeLoop) {
+    // The loop sends each greeting before it closes: nothing is left to drain.
+    const { helper, engines, fd, handle } = nativeLoop;
+    accepted = engines.acceptLoopStop(handle);
+    nativeLoop = undefined;
+    try {
+      helper.closeFd(fd);
+    } catch {
+      // Ours and open, so this cannot fail; if it ever did, exiting closes it anyway.
+    }
+    finish();
+    return;
+  }
   if (!bound) {
     finish();
     return;

@@ -1,5 +1,6 @@
 import type { Protocol } from './address.js';
 import type { BinderName } from './binder.js';
+import type { EngineChoice } from './native.js';
 import type { UserIdentity } from './users.js';
 
 /** What a worker process is told to do (passed as JSON in argv). */
@@ -21,6 +22,12 @@ export interface WorkerConfig {
    * so a scenario boots every worker at once and still binds them in order.
    */
   holdBind?: boolean;
+  /**
+   * Who accepts TCP connections: `native` is the addon's accept loop (with the
+   * native binder only), `node` a net.Server; `auto` is native where it applies.
+   * When absent, REUSEPORT_ENGINE in the worker's environment decides, else auto.
+   */
+  engine?: EngineChoice;
 }
 
 export type ToWorker = { type: 'bind' } | { type: 'stop' } | { type: 'count'; seq: number };
