@@ -2,19 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { test } from 'node:test';
+import type { LoadResult } from '../src/net/load.js';
 import { CLI, closedPort, EXPECTED_BINDER, isAlive, isRoot, runCli, ServeProcess, waitGone } from './helpers.js';
 
-interface LoadDocument {
-  attempted: number;
-  succeeded: number;
-  attributed: number;
-  unattributed: number;
-  failed: number;
-  failures: { code: string; count: number }[];
-  perWorker: { workerId: number; pid: number; local: string; count: number }[];
-  ratePerSec: number;
-  elapsedMs: number;
-}
+type LoadDocument = LoadResult;
 
 async function load(args: string[]): Promise<{ code: number | null; doc: LoadDocument; stderr: string }> {
   const result = await runCli(['load', '--json', ...args]);

@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { UsageError } from '../errors.js';
 import { parseCount, parseHost, parsePort, parseProtocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
+import type { EngineChoice } from '../net/native.js';
 
 /** Shared by every action: the exit code the one exit point will use. */
 export interface RunContext {
@@ -9,6 +10,7 @@ export interface RunContext {
 }
 
 const BINDERS = ['auto', 'builtin', 'native'];
+const ENGINES = ['auto', 'node', 'native'];
 
 export function buildProgram(context: RunContext): Command {
   const program = new Command('reuseport')
@@ -50,6 +52,14 @@ Exit codes: 0 ok, 1 an expectation or run failed, 2 bad usage or bad input.`,
         .choices(BINDERS)
         .default('auto'),
     )
+    .addOption(
+      new Option(
+        '--engine <kind>',
+        "who accepts: the C helper's accept loop (native), a net.Server (node), or native where it applies (auto)",
+      )
+        .choices(ENGINES)
+        .default('auto'),
+    )
     .option('--json', 'print NDJSON events (listening, stats, error, exit, stopped) instead of text')
     .addHelpText(
       'after',
@@ -68,6 +78,7 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
         protocol: options.protocol,
         reusePort: options.reuseport,
         binder: options.binder as BinderChoice,
+        engine: options.engine as EngineChoice,
         ...(options.user !== undefined ? { user: String(options.user) } : {}),
         json: options.json === true,
       });
@@ -103,6 +114,14 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
       (v) => parseCount(v, '--deadline', 3600),
       120,
     )
+    .addOption(
+      new Option(
+        '--engine <kind>',
+        "TCP client: the C helper's epoll loop (native), net.Socket (node), or native where available (auto)",
+      )
+        .choices(ENGINES)
+        .default('auto'),
+    )
     .option('--json', 'print one JSON document instead of text')
     .addHelpText(
       'after',
@@ -130,6 +149,7 @@ connection succeeded, 1 otherwise, 2 for bad input.`,
         ...(options.sourcePort !== undefined ? { sourcePort: options.sourcePort } : {}),
         replyTimeoutMs: options.timeout,
         deadlineMs: options.deadline * 1000,
+        engine: options.engine as EngineChoice,
         json: options.json === true,
       });
     });

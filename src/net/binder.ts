@@ -81,21 +81,19 @@ function noBinder(detail: string): ReuseportError {
 /** Creates, binds and (for TCP) listens on one socket with the given binder. */
 export async function bindSocket(binder: BinderName, request: BindRequest): Promise<BoundSocket> {
   const where = { address: request.address, port: request.port };
-  const fd = binder === 'native' ? openNative(request) : undefined;
+  const fd = binder === 'native' ? openNativeSocket(request) : undefined;
   try {
     if (request.protocol === 'tcp') {
+      if (fd !== undefined) return { protocol: 'tcp', server: await adoptTcpListener(fd, request.backlog) };
       const server = net.createServer({ pauseOnConnect: true });
-      // Node calls listen() again on an adopted fd: pass the backlog, or it becomes 511.
-      if (fd !== undefined) await listen(server, { fd, backlog: request.backlog ?? DEFAULT_BACKLOG });
-      else
-        await listen(server, {
-          host: request.address,
-          port: request.port,
-          reusePort: request.reusePort,
-          ipv6Only: request.ipv6Only ?? false,
-          backlog: request.backlog ?? DEFAULT_BACKLOG,
-          exclusive: true,
-        });
+      await listen(server, {
+        host: request.address,
+        port: request.port,
+        reusePort: request.reusePort,
+        ipv6Only: request.ipv6Only ?? false,
+        backlog: request.backlog ?? DEFAULT_BACKLOG,
+        exclusive: true,
+      });
       return { protocol: 'tcp', server };
     }
     const type = familyOf(request.address) === 6 ? 'udp6' : 'udp4';
@@ -120,7 +118,8 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
   }
 }
 
-function openNative(request: BindRequest): number {
+/** socket + options + bind (+ listen) in the C helper; returns the fd, which the caller owns. */
+export function openNativeSocket(request: BindRequest): number {
   const helper = loadNativeHelper().helper;
   if (!helper) throw noBinder('the native helper is not available');
   return helper.openSocket({
@@ -137,6 +136,17 @@ function openNative(request: BindRequest): number {
 
 function toBindAddress(request: BindRequest): { address: string; port: number } {
   return { address: request.address, port: request.port };
+}
+
+/**
+ * A net.Server on a listening fd opened elsewhere. Its sockets start paused:
+ * workers only write. Node calls listen() again on an adopted fd, so the
+ * backlog is passed on, or it would become 511.
+ */
+export async function adoptTcpListener(fd: number, backlog = DEFAULT_BACKLOG): Promise<net.Server> {
+  const server = net.createServer({ pauseOnConnect: true });
+  await listen(server, { fd, backlog });
+  return server;
 }
 
 function listen(server: net.Server, options: net.ListenOptions & { reusePort?: boolean; fd?: number }): Promise<void> {

@@ -8,18 +8,14 @@
  * greets and closes: no JavaScript runs per connection. Otherwise (engine
  * `node`, the builtin binder, or UDP) Node's net.Server / dgram do it.
  */
-import net from 'node:net';
 import { KernelError } from '../errors.js';
-import { familyOf } from './address.js';
-import { type BoundSocket, bindSocket, localAddressOf } from './binder.js';
+import { adoptTcpListener, type BoundSocket, bindSocket, localAddressOf, openNativeSocket } from './binder.js';
 import { formatGreeting } from './greeting.js';
 import { type EngineChoice, engineFromEnv, loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
 import { dropPrivileges } from './users.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
 
 const STOP_GRACE_MS = 1000;
-/** The same default as binder.ts. */
-const DEFAULT_BACKLOG = 511;
 
 interface NativeLoop {
   helper: NativeHelper;
@@ -71,32 +67,6 @@ function nativeEnginesFor(engine: EngineChoice): { helper: NativeHelper; engines
   return null;
 }
 
-/** socket + SO_REUSEPORT + bind + listen, with the options binder.ts gives the native binder. */
-function openNativeListener(helper: NativeHelper): number {
-  return helper.openSocket({
-    family: familyOf(config.address),
-    type: 'tcp',
-    address: config.address,
-    port: config.port,
-    reusePort: config.reusePort,
-    reuseAddr: config.reuseAddr ?? true,
-    ...(config.ipv6Only !== undefined ? { ipv6Only: config.ipv6Only } : {}),
-    backlog: config.backlog ?? DEFAULT_BACKLOG,
-  });
-}
-
-/** The Node path for an fd we opened ourselves (when the accept loop cannot start). */
-function adoptTcp(fd: number): Promise<BoundSocket> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer({ pauseOnConnect: true });
-    server.once('error', reject);
-    server.listen({ fd, backlog: config.backlog ?? DEFAULT_BACKLOG }, () => {
-      server.off('error', reject);
-      resolve({ protocol: 'tcp', server });
-    });
-  });
-}
-
 async function main(): Promise<void> {
   const engine = config.engine ?? engineFromEnv() ?? 'auto';
   // Load the helper while we may still read the checkout: after the drop,
@@ -113,7 +83,7 @@ async function main(): Promise<void> {
   let fd: number | undefined;
   try {
     if (native) {
-      fd = openNativeListener(native.helper);
+      fd = openNativeSocket(config);
       try {
         local = native.engines.getsockname(fd);
       } catch (err) {
@@ -141,7 +111,7 @@ async function main(): Promise<void> {
     } catch (err) {
       // No thread to be had (e.g. pthread_create EAGAIN): the socket is bound, so serve it from Node.
       process.stderr.write(`worker ${config.workerId}: accept loop unavailable (${String(err)}); using Node\n`);
-      bound = await adoptTcp(fd);
+      bound = { protocol: 'tcp', server: await adoptTcpListener(fd, config.backlog) };
     }
   }
   if (bound?.protocol === 'tcp') {

@@ -1,18 +1,10 @@
-import type { Protocol } from './address.js';
-import type { BinderName } from './binder.js';
+import type { BinderName, BindRequest } from './binder.js';
 import type { EngineChoice } from './native.js';
 import type { UserIdentity } from './users.js';
 
 /** What a worker process is told to do (passed as JSON in argv). */
-export interface WorkerConfig {
+export interface WorkerConfig extends BindRequest {
   workerId: number;
-  protocol: Protocol;
-  address: string;
-  port: number;
-  reusePort: boolean;
-  reuseAddr?: boolean;
-  ipv6Only?: boolean;
-  backlog?: number;
   binder: BinderName;
   user?: UserIdentity;
   /** How often unsolicited counter updates are pushed; 0 disables them. */
