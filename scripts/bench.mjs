@@ -156,6 +156,14 @@ function childrenOf(pid) {
   return out;
 }
 
+function isWorkerProcess(pid) {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker-main');
+  } catch {
+    return false;
+  }
+}
+
 function descendantsOf(pid) {
   const out = [];
   const queue = [pid];
@@ -706,7 +714,8 @@ async function measureScenario(opts, results) {
       i === 0
         ? (child) => {
             sampler = setInterval(() => {
-              for (const pid of descendantsOf(child.pid)) {
+              // Workers only: the scenario's own runner process is not one.
+              for (const pid of descendantsOf(child.pid).filter(isWorkerProcess)) {
                 const kb = vmHwmKb(pid);
                 if (kb !== null && kb > (peakKb.get(pid) ?? 0)) peakKb.set(pid, kb);
               }

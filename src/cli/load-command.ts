@@ -3,14 +3,14 @@ import type { EngineChoice } from '../net/native.js';
 import { formatLoadResult } from '../report/load-report.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
-export async function loadCommand(options: LoadOptions & { json: boolean; engine: EngineChoice }): Promise<number> {
+export async function loadCommand(options: LoadOptions & { json: boolean; engine?: EngineChoice }): Promise<number> {
   const terminal = await openTerminal(options);
   const interrupt = interruptSignal();
   const progress = await statusLine(terminal, `connecting to ${options.host}:${options.port}`);
   try {
     const result = await runLoad(options, {
       signal: interrupt.signal,
-      engine: options.engine,
+      ...(options.engine ? { engine: options.engine } : {}),
       onProgress: (done, total) => progress.update(`${progressBar(done, total)} ${done}/${total}`),
     });
     progress.stop();

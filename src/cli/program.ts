@@ -55,10 +55,8 @@ Exit codes: 0 ok, 1 an expectation or run failed, 2 bad usage or bad input.`,
     .addOption(
       new Option(
         '--engine <kind>',
-        "who accepts: the C helper's accept loop (native), a net.Server (node), or native where it applies (auto)",
-      )
-        .choices(ENGINES)
-        .default('auto'),
+        "who accepts: the C helper's accept loop (native), a net.Server (node), or native where it applies (auto: the default, unless $REUSEPORT_ENGINE says otherwise)",
+      ).choices(ENGINES),
     )
     .option('--json', 'print NDJSON events (listening, stats, error, exit, stopped) instead of text')
     .addHelpText(
@@ -78,7 +76,7 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
         protocol: options.protocol,
         reusePort: options.reuseport,
         binder: options.binder as BinderChoice,
-        engine: options.engine as EngineChoice,
+        ...(options.engine ? { engine: options.engine as EngineChoice } : {}),
         ...(options.user !== undefined ? { user: String(options.user) } : {}),
         json: options.json === true,
       });
@@ -117,10 +115,8 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
     .addOption(
       new Option(
         '--engine <kind>',
-        "TCP client: the C helper's epoll loop (native), net.Socket (node), or native where available (auto)",
-      )
-        .choices(ENGINES)
-        .default('auto'),
+        "TCP client: the C helper's epoll loop (native), net.Socket (node), or native where available (auto: the default, unless $REUSEPORT_ENGINE says otherwise)",
+      ).choices(ENGINES),
     )
     .option('--json', 'print one JSON document instead of text')
     .addHelpText(
@@ -149,7 +145,7 @@ connection succeeded, 1 otherwise, 2 for bad input.`,
         ...(options.sourcePort !== undefined ? { sourcePort: options.sourcePort } : {}),
         replyTimeoutMs: options.timeout,
         deadlineMs: options.deadline * 1000,
-        engine: options.engine as EngineChoice,
+        ...(options.engine ? { engine: options.engine as EngineChoice } : {}),
         json: options.json === true,
       });
     });
