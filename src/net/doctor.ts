@@ -61,9 +61,15 @@ export async function runDoctor(): Promise<DoctorReport> {
       id: 'binder.native',
       label: 'Native helper',
       status: native.ok ? 'ok' : builtin.ok ? 'warn' : 'fail',
-      value: native.ok ? 'works' : 'unavailable',
+      value: native.ok
+        ? loadNativeHelper().helper?.engines
+          ? 'works, with its engines'
+          : 'works, without engines'
+        : 'unavailable',
       meaning: native.ok
-        ? 'the C helper sets SO_REUSEPORT and hands the socket to Node (--binder native)'
+        ? loadNativeHelper().helper?.engines
+          ? 'the C helper sets SO_REUSEPORT (--binder native); its accept loop and epoll client keep up with C (--engine native)'
+          : 'the C helper sets SO_REUSEPORT (--binder native); this build has no engines, so serve and load run in JavaScript: `npm rebuild`'
         : `${native.reason}${builtin.ok ? '' : ': with no builtin binder either, nothing can bind with SO_REUSEPORT'}`,
     },
     {
