@@ -252,3 +252,14 @@ export async function runAsNobody(dir: string, args: string[]): Promise<CliResul
   });
   return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }
+
+/** Cleanups run last-in first-out after the test, whatever its outcome. */
+export function cleanups(t: { after(fn: () => unknown): void }): (fn: () => unknown) => void {
+  const stack: Array<() => unknown> = [];
+  t.after(async () => {
+    for (const fn of stack.reverse()) await fn();
+  });
+  return (fn) => {
+    stack.push(fn);
+  };
+}

@@ -15,7 +15,7 @@ import {
   type NativeEngines,
   type NativeHelper,
 } from '../src/net/native.js';
-import { closedPort, runCli, ServeProcess, waitGone } from './helpers.js';
+import { cleanups, closedPort, runCli, ServeProcess, waitGone } from './helpers.js';
 
 type Engine = 'node' | 'native';
 
@@ -34,17 +34,6 @@ function needEngines(t: TestContext): { helper: NativeHelper; engines: NativeEng
     return null;
   }
   return { helper: loaded.helper, engines: loaded.helper.engines };
-}
-
-/** Cleanups run last-in first-out after the test, whatever its outcome. */
-function cleanups(t: TestContext): (fn: () => unknown) => void {
-  const stack: Array<() => unknown> = [];
-  t.after(async () => {
-    for (const fn of stack.reverse()) await fn();
-  });
-  return (fn) => {
-    stack.push(fn);
-  };
 }
 
 /**

@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import test, { type TestContext } from 'node:test';
+import test from 'node:test';
 import { promisify } from 'node:util';
 import { KernelError } from '../src/errors.js';
 import {
@@ -14,6 +14,7 @@ import {
   type NativeHelper,
   type NativeSocketOptions,
 } from '../src/net/native.js';
+import { cleanups } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -36,17 +37,6 @@ const TCP4: NativeSocketOptions = {
   reuseAddr: false,
 };
 const UDP4: NativeSocketOptions = { ...TCP4, type: 'udp' };
-
-/** Cleanups run last-in first-out after the test, whatever its outcome. */
-function cleanups(t: TestContext): (fn: () => unknown) => void {
-  const stack: Array<() => unknown> = [];
-  t.after(async () => {
-    for (const fn of stack.reverse()) await fn();
-  });
-  return (fn) => {
-    stack.push(fn);
-  };
-}
 
 /** net.Server#listen({ fd }); the server owns the fd afterwards. */
 async function adoptTcp(fd: number, defer: (fn: () => unknown) => void): Promise<net.Server> {
