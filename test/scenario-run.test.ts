@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import {
   CLI,
   descendants,
+  EXPECTED_BINDER,
   isRoot,
   netNamespaces,
   ROOT,
@@ -24,6 +25,7 @@ interface RunDocument {
     status: string;
     reason: string | null;
     isolation: string | null;
+    servers: { server: string; bind: string; binder: string | null }[];
     expectations: { passed: boolean; description: string; observed: string }[];
   }[];
 }
@@ -54,6 +56,12 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
     ['load-balance', 'passed', 'netns'],
     ['priority', 'passed', 'netns'],
   ]);
+  if (EXPECTED_BINDER) {
+    const binders = new Set(
+      doc.scenarios.flatMap((s) => s.servers.filter((i) => i.bind === 'ok').map((i) => i.binder)),
+    );
+    assert.deepEqual([...binders], [EXPECTED_BINDER], 'auto picked the binder this Node supports');
+  }
   const xml = readFileSync(junit, 'utf8');
   const parsed = spawnSync(
     'python3',
@@ -228,6 +236,13 @@ test('two runs at the same time do not disturb each other', { skip: noNamespace 
   ]);
   assert.equal(a.code, 0, a.stdout);
   assert.equal(b.code, 0, b.stdout);
+});
+
+test('--binder forces one binder on every server', { skip: noNamespace }, async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--binder', 'native', '--json']);
+  assert.equal(result.code, 0, result.stdout);
+  const doc = JSON.parse(result.stdout) as RunDocument;
+  assert.deepEqual([...new Set(doc.scenarios[0]!.servers.map((s) => s.binder))], ['native']);
 });
 
 test('scenario list names the three experiments', async () => {

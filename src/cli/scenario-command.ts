@@ -129,6 +129,7 @@ function toJsonDocument(report: RunReport): unknown {
           pid: i.pid,
           uid: i.uid ?? null,
           bind: i.bind,
+          binder: i.binder ?? null,
           message: i.bindMessage ?? null,
         })) ?? [],
       traffic:
