@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { UsageError } from '../errors.js';
 import { parseCount, parseHost, parsePort, parseProtocol } from '../net/address.js';
@@ -12,12 +13,21 @@ export interface RunContext {
 const BINDERS = ['auto', 'builtin', 'native'];
 const ENGINES = ['auto', 'node', 'native'];
 
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(context: RunContext): Command {
   const program = new Command('reuseport')
     .description(
       'A lab for Linux SO_REUSEPORT: several processes bind one port, and the kernel picks which one gets each connection.',
     )
-    .version(process.env.npm_package_version ?? '0.1.0', '-V, --version')
+    .version(packageVersion(), '-V, --version')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({ outputError: () => {} })
