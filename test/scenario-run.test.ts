@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   CLI,
+  type CliResult,
   descendants,
   EXPECTED_BINDER,
   isRoot,
@@ -26,13 +27,28 @@ interface RunDocument {
     reason: string | null;
     isolation: string | null;
     servers: { server: string; bind: string; binder: string | null }[];
-    expectations: { passed: boolean; description: string; observed: string }[];
+    expectations: { kind: string; passed: boolean; description: string; observed: string }[];
   }[];
 }
 
 const canNamespace =
   spawnSync('unshare', isRoot ? ['--net', 'true'] : ['--net', '--map-root-user', 'true']).status === 0;
 const noNamespace = !canNamespace && 'cannot create a network namespace here';
+
+/**
+ * Runs shipped scenarios, which must pass. A balance check fails by design in
+ * 0.1 % of honest runs (p < 0.001 happens that often under a uniform spread),
+ * so a run whose only failures are such p-values is run once more: two in a
+ * row would happen once in a million.
+ */
+async function runShipped(args: string[], run: (args: string[]) => Promise<CliResult> = runCli): Promise<CliResult> {
+  const first = await run(args);
+  if (first.code !== 1 || !args.includes('--json')) return first;
+  const doc = JSON.parse(first.stdout) as RunDocument;
+  const failed = doc.scenarios.flatMap((s) => s.expectations.filter((e) => !e.passed));
+  const onlyChance = failed.length > 0 && failed.every((e) => e.kind === 'balanced' && /p \S+ < /.test(e.observed));
+  return onlyChance ? run(args) : first;
+}
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'reuseport-test-'));
@@ -44,7 +60,7 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
   skip: noNamespace || (!isRoot && 'cross-user needs root'),
 }, async (t) => {
   const junit = join(tempDir(t), 'report.xml');
-  const result = await runCli(['scenario', 'all', '--json', '--strict', '--junit', junit]);
+  const result = await runShipped(['scenario', 'all', '--json', '--strict', '--junit', junit]);
   const doc = JSON.parse(result.stdout) as RunDocument;
   const failures = doc.scenarios.flatMap((s) =>
     s.expectations.filter((e) => !e.passed).map((e) => `${s.name}: ${e.description}: ${e.observed}`),
@@ -84,7 +100,7 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
 });
 
 test('the host fallback runs load-balance and priority on the host loopback with stand-ins', async () => {
-  const result = await runCli(['scenario', 'run', 'load-balance', 'priority', '--isolation', 'host', '--json']);
+  const result = await runShipped(['scenario', 'run', 'load-balance', 'priority', '--isolation', 'host', '--json']);
   const doc = JSON.parse(result.stdout) as RunDocument & {
     scenarios: {
       substitutions: { addresses: { from: string; to: string }[]; ports: { from: number; to: number }[] };
@@ -113,7 +129,7 @@ test('run as nobody, cross-user is skipped with a reason, and --strict makes ski
   const copy = await runtimeCopy(0o755);
   t.after(() => copy.remove());
   const asNobody = (args: string[]) => runAsNobody(copy.dir, args);
-  const plain = await asNobody(['scenario', 'run', 'cross-user', 'load-balance', '--json']);
+  const plain = await runShipped(['scenario', 'run', 'cross-user', 'load-balance', '--json'], asNobody);
   const doc = JSON.parse(plain.stdout) as RunDocument;
   const crossUser = doc.scenarios.find((s) => s.name === 'cross-user')!;
   assert.equal(crossUser.status, 'skipped');
@@ -231,15 +247,15 @@ test('a worker that crashes mid-run fails the scenario and leaves nothing behind
 
 test('two runs at the same time do not disturb each other', { skip: noNamespace }, async () => {
   const [a, b] = await Promise.all([
-    runCli(['scenario', 'run', 'load-balance', 'priority', '--json']),
-    runCli(['scenario', 'run', 'priority', 'load-balance', '--json']),
+    runShipped(['scenario', 'run', 'load-balance', 'priority', '--json']),
+    runShipped(['scenario', 'run', 'priority', 'load-balance', '--json']),
   ]);
   assert.equal(a.code, 0, a.stdout);
   assert.equal(b.code, 0, b.stdout);
 });
 
 test('--binder forces one binder on every server', { skip: noNamespace }, async () => {
-  const result = await runCli(['scenario', 'run', 'load-balance', '--binder', 'native', '--json']);
+  const result = await runShipped(['scenario', 'run', 'load-balance', '--binder', 'native', '--json']);
   assert.equal(result.code, 0, result.stdout);
   const doc = JSON.parse(result.stdout) as RunDocument;
   assert.deepEqual([...new Set(doc.scenarios[0]!.servers.map((s) => s.binder))], ['native']);
