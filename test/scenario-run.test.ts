@@ -245,7 +245,9 @@ test('a worker that crashes mid-run fails the scenario and leaves nothing behind
   assert.deepEqual(await waitGone(all), []);
 });
 
-test('two `scenario all` runs at the same time do not disturb each other', { skip: noNamespace || (!isRoot && 'cross-user needs root') }, async () => {
+test('two `scenario all` runs at the same time do not disturb each other', {
+  skip: noNamespace || (!isRoot && 'cross-user needs root'),
+}, async () => {
   const [a, b] = await Promise.all([
     runShipped(['scenario', 'all', '--json']),
     runShipped(['scenario', 'all', '--json']),
