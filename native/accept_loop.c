@@ -1,0 +1,353 @@
+/*
+ * Accept loop: one thread per listening fd that accepts, counts, sends a fixed
+ * greeting and closes, with no JS per connection. JS functions
+ * acceptLoopStart, acceptLoopCount, acceptLoopErrors and acceptLoopStop.
+ */
+#include "addon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCEPT_LOOPS_MAX 64
+/* Accepts per wakeup before looking at the stop eventfd again. */
+#define ACCEPT_BATCH 256
+/* Pause after EMFILE/ENFILE/ENOBUFS/ENOMEM or an unexpected error: never spin. */
+#define ACCEPT_BACKOFF_MS 5
+#define ACCEPT_STACK_SIZE (256 * 1024)
+#define GREETING_MAX 65536
+#define EV_LISTEN 0u
+#define EV_STOP 1u
+
+typedef struct {
+  int listen_fd; /* not ours: the caller closes it after stop */
+  int epoll_fd;
+  int event_fd;
+  pthread_t thread;
+  atomic_uint_fast64_t accepted;
+  atomic_uint_fast64_t errors;
+  uint8_t *greeting;
+  size_t greeting_len;
+  napi_env env;
+} accept_loop;
+
+/*
+ * Handles are plain numbers: generation * ACCEPT_LOOPS_MAX + slot + 1. A
+ * stopped slot keeps its final counts until a later start reuses it, so a
+ * second stop returns the same count; a stale handle is a TypeError.
+ */
+typedef struct {
+  uint64_t handle; /* 0: never used */
+  uint64_t generation;
+  accept_loop *loop; /* NULL once stopped */
+  uint64_t final_accepted;
+  uint64_t final_errors;
+} accept_slot;
+
+static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+static accept_slot accept_slots[ACCEPT_LOOPS_MAX];
+
+/* Waits up to ACCEPT_BACKOFF_MS for a stop request; returns 1 if one came. */
+static int accept_backoff(accept_loop *l) {
+  struct pollfd p = {l->event_fd, POLLIN, 0};
+  int n = poll(&p, 1, ACCEPT_BACKOFF_MS);
+  return n > 0 && (p.revents & POLLIN) != 0;
+}
+
+/* Accepts until EAGAIN (or a batch). Returns 1 if a stop was seen while backing off. */
+static int accept_drain(accept_loop *l) {
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    int fd = accept4(l->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      switch (errno) {
+      case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+      case EWOULDBLOCK:
+#endif
+        return 0;
+      case EINTR:
+        continue;
+      /* The connection went away or the network failed for this one peer: next. */
+      case ECONNABORTED:
+      case EPROTO:
+      case EPERM:
+      case ENETDOWN:
+      case ENOPROTOOPT:
+      case EHOSTDOWN:
+      case ENONET:
+      case EHOSTUNREACH:
+      case ENETUNREACH:
+        atomic_fetch_add(&l->errors, 1);
+        continue;
+      default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM, or a broken listening fd */
+        atomic_fetch_add(&l->errors, 1);
+        return accept_backoff(l);
+      }
+    }
+    /* Counted once accepted, before the greeting: a client that has read it is always counted. */
+    atomic_fetch_add(&l->accepted, 1);
+    if (l->greeting_len > 0) {
+      ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)w; /* best effort: a peer that left is not an error */
+    }
+    close(fd);
+  }
+  return 0;
+}
+
+static void *accept_thread(void *arg) {
+  accept_loop *l = arg;
+  struct epoll_event events[2];
+  pthread_setname_np(pthread_self(), "rp-accept");
+  for (;;) {
+    int n = epoll_wait(l->epoll_fd, events, 2, -1);
+    int listen_ready = 0;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      atomic_fetch_add(&l->errors, 1);
+      if (accept_backoff(l)) return NULL;
+      continue;
+    }
+    for (int i = 0; i < n; i++) {
+      if (events[i].data.u32 == EV_STOP) return NULL;
+      listen_ready = 1;
+    }
+    if (listen_ready && accept_drain(l)) return NULL;
+  }
+}
+
+static void accept_loop_free(accept_loop *l) {
+  if (l == NULL) return;
+  if (l->epoll_fd >= 0) close(l->epoll_fd);
+  if (l->event_fd >= 0) close(l->event_fd);
+  free(l->greeting);
+  free(l);
+}
+
+/* Stops and frees the loop of a running slot. Call with accept_lock held. */
+static void accept_slot_halt(accept_slot *slot) {
+  accept_loop *l = slot->loop;
+  uint64_t one = 1;
+  ssize_t w;
+  do {
+    w = write(l->event_fd, &one, sizeof(one));
+  } while (w < 0 && errno == EINTR);
+  /* The eventfd counter cannot overflow from one write; the thread only ever waits on it. */
+  pthread_join(l->thread, NULL);
+  slot->final_accepted = atomic_load(&l->accepted);
+  slot->final_errors = atomic_load(&l->errors);
+  slot->loop = NULL;
+  accept_loop_free(l);
+}
+
+/* Environment teardown (e.g. a worker_thread ending) stops its loops. */
+static void accept_loop_cleanup_hook(void *arg) {
+  pthread_mutex_lock(&accept_lock);
+  for (int i = 0; i < ACCEPT_LOOPS_MAX; i++) {
+    if (accept_slots[i].loop == arg) {
+      accept_slot_halt(&accept_slots[i]);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&accept_lock);
+}
+
+/* Finds the slot of a handle. Call with accept_lock held; NULL if unknown. */
+static accept_slot *accept_slot_of(int64_t handle) {
+  accept_slot *slot;
+  if (handle < 1) return NULL;
+  slot = &accept_slots[(handle - 1) % ACCEPT_LOOPS_MAX];
+  return slot->handle == (uint64_t)handle ? slot : NULL;
+}
+
+static int read_handle(napi_env env, napi_callback_info info, int64_t *handle, const char *message) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return 0;
+  return read_int(env, argv[0], 1, 9007199254740991.0, handle, message);
+}
+
+static napi_value accept_fail(napi_env env, accept_loop *l, int err, const char *syscall, const char *option) {
+  accept_loop_free(l);
+  return errno_object(env, err, syscall, option);
+}
+
+/* acceptLoopStart(fd, greeting) -> handle | { errno, syscall, option? } */
+napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  napi_value out;
+  int64_t fd;
+  const uint8_t *bytes = NULL;
+  size_t len = 0;
+  int listening = 0, flags, rc, slot_index = -1;
+  socklen_t optlen = sizeof(listening);
+  accept_loop *l;
+  struct epoll_event ev;
+  pthread_attr_t attr;
+  sigset_t all, old;
+  accept_slot *slot;
+  uint64_t handle;
+
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!read_int(env, argv[0], 0, 2147483647.0, &fd, "acceptLoopStart(fd, greeting): fd must be an integer >= 0"))
+    return NULL;
+  if (!read_bytes(env, argv[1], &bytes, &len, "acceptLoopStart(fd, greeting): greeting must be a Buffer"))
+    return NULL;
+  if (len > GREETING_MAX) {
+    throw_range(env, "acceptLoopStart(fd, greeting): greeting is longer than 65536 bytes");
+    return NULL;
+  }
+
+  l = calloc(1, sizeof(*l));
+  if (l == NULL) return errno_object(env, ENOMEM, "calloc", NULL);
+  l->listen_fd = (int)fd;
+  l->epoll_fd = -1;
+  l->event_fd = -1;
+  l->env = env;
+  atomic_init(&l->accepted, 0);
+  atomic_init(&l->errors, 0);
+  l->greeting = malloc(len ? len : 1);
+  if (l->greeting == NULL) return accept_fail(env, l, ENOMEM, "malloc", NULL);
+  if (len) memcpy(l->greeting, bytes, len);
+  l->greeting_len = len;
+
+  /* Only a listening socket will do; anything else would never become readable as expected. */
+  if (getsockopt(l->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0)
+    return accept_fail(env, l, errno, "getsockopt", "SO_ACCEPTCONN");
+  if (!listening) return accept_fail(env, l, EINVAL, "accept4", NULL);
+  /* accept4() until EAGAIN needs a non-blocking listening fd. */
+  flags = fcntl(l->listen_fd, F_GETFL);
+  if (flags < 0) return accept_fail(env, l, errno, "fcntl", NULL);
+  if (!(flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags | O_NONBLOCK) != 0)
+    return accept_fail(env, l, errno, "fcntl", NULL);
+
+  l->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (l->event_fd < 0) return accept_fail(env, l, errno, "eventfd", NULL);
+  l->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (l->epoll_fd < 0) return accept_fail(env, l, errno, "epoll_create1", NULL);
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.u32 = EV_LISTEN;
+  if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, l->listen_fd, &ev) != 0) return accept_fail(env, l, errno, "epoll_ctl", NULL);
+  ev.data.u32 = EV_STOP;
+  if (epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, l->event_fd, &ev) != 0) return accept_fail(env, l, errno, "epoll_ctl", NULL);
+
+  pthread_mutex_lock(&accept_lock);
+  for (int i = 0; i < ACCEPT_LOOPS_MAX && slot_index < 0; i++)
+    if (accept_slots[i].handle == 0) slot_index = i;
+  for (int i = 0; i < ACCEPT_LOOPS_MAX && slot_index < 0; i++)
+    if (accept_slots[i].loop == NULL) slot_index = i;
+  if (slot_index < 0) {
+    pthread_mutex_unlock(&accept_lock);
+    accept_loop_free(l);
+    napi_throw_error(env, NULL, "acceptLoopStart: too many accept loops in this process (64)");
+    return NULL;
+  }
+
+  /* The thread takes no signals: they stay with Node's own threads. */
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, ACCEPT_STACK_SIZE);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&l->thread, &attr, accept_thread, l);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    pthread_mutex_unlock(&accept_lock);
+    return accept_fail(env, l, rc, "pthread_create", NULL);
+  }
+  slot = &accept_slots[slot_index];
+  slot->generation++;
+  slot->handle = slot->generation * ACCEPT_LOOPS_MAX + (uint64_t)slot_index + 1;
+  slot->loop = l;
+  slot->final_accepted = 0;
+  slot->final_errors = 0;
+  handle = slot->handle;
+  napi_add_env_cleanup_hook(env, accept_loop_cleanup_hook, l);
+  pthread_mutex_unlock(&accept_lock);
+
+  if (napi_create_double(env, (double)handle, &out) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  return out;
+}
+
+/* acceptLoopCount(handle) / acceptLoopErrors(handle) -> number. Cheap: a lock and an atomic read. */
+static napi_value accept_loop_read(napi_env env, napi_callback_info info, int errors) {
+  int64_t handle;
+  accept_slot *slot;
+  uint64_t value = 0;
+  int known;
+  napi_value out;
+  if (!read_handle(env, info, &handle, "acceptLoop handle must be an integer >= 1")) return NULL;
+  pthread_mutex_lock(&accept_lock);
+  slot = accept_slot_of(handle);
+  known = slot != NULL;
+  if (known && slot->loop != NULL)
+    value = atomic_load(errors ? &slot->loop->errors : &slot->loop->accepted);
+  else if (known)
+    value = errors ? slot->final_errors : slot->final_accepted;
+  pthread_mutex_unlock(&accept_lock);
+  if (!known) {
+    throw_type(env, "acceptLoop: unknown handle");
+    return NULL;
+  }
+  if (napi_create_double(env, (double)value, &out) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  return out;
+}
+
+napi_value js_accept_loop_count(napi_env env, napi_callback_info info) {
+  return accept_loop_read(env, info, 0);
+}
+
+napi_value js_accept_loop_errors(napi_env env, napi_callback_info info) {
+  return accept_loop_read(env, info, 1);
+}
+
+/* acceptLoopStop(handle) -> final count. Leaves the listening fd open. Again: the same count. */
+napi_value js_accept_loop_stop(napi_env env, napi_callback_info info) {
+  int64_t handle;
+  accept_slot *slot;
+  accept_loop *l;
+  uint64_t value = 0;
+  const char *problem = NULL;
+  napi_value out;
+  if (!read_handle(env, info, &handle, "acceptLoopStop(handle): handle must be an integer >= 1")) return NULL;
+  pthread_mutex_lock(&accept_lock);
+  slot = accept_slot_of(handle);
+  if (slot == NULL) {
+    problem = "acceptLoopStop: unknown handle";
+  } else if (slot->loop != NULL && slot->loop->env != env) {
+    problem = "acceptLoopStop: the loop belongs to another thread";
+  } else {
+    l = slot->loop;
+    if (l != NULL) {
+      napi_remove_env_cleanup_hook(env, accept_loop_cleanup_hook, l);
+      accept_slot_halt(slot);
+    }
+    value = slot->final_accepted;
+  }
+  pthread_mutex_unlock(&accept_lock);
+  if (problem != NULL) {
+    throw_type(env, problem);
+    return NULL;
+  }
+  if (napi_create_double(env, (double)value, &out) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  return out;
+}
