@@ -10,6 +10,7 @@ export interface RunContext {
   exitCode: number;
 }
 
+// Spelled out here rather than imported from net/, which would load sockets and the addon just for --help.
 const BINDERS = ['auto', 'builtin', 'native'];
 const ENGINES = ['auto', 'node', 'native'];
 

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { formatHostPort, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 
 export type Protocol = 'tcp' | 'udp';
 
@@ -35,13 +35,3 @@ export function parseProtocol(text: string): Protocol {
 export function familyOf(address: string): 4 | 6 {
   return isIP(address) === 6 ? 6 : 4;
 }
-
-export function isWildcard(address: string): boolean {
-  return address === '0.0.0.0' || address === '::';
-}
-
-export function isLoopback(address: string): boolean {
-  return /^127\./.test(address) || address === '::1' || address === '::ffff:127.0.0.1';
-}
-
-export { formatHostPort };

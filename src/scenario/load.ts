@@ -2,7 +2,6 @@
  * Reading scenario files: YAML or JSON, parsed with the `yaml` package so that
  * every issue carries a line and column, then validated by schema.ts.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
@@ -53,18 +52,6 @@ export async function loadScenario(file: string): Promise<Scenario> {
   let text: string;
   try {
     text = await readFile(absolute, 'utf8');
-  } catch (err) {
-    throw unreadable(absolute, err);
-  }
-  return parseScenario(text, absolute);
-}
-
-/** Synchronous loadScenario. */
-export function loadScenarioSync(file: string): Scenario {
-  const absolute = path.resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(absolute, 'utf8');
   } catch (err) {
     throw unreadable(absolute, err);
   }
@@ -131,18 +118,6 @@ export async function listScenarioFiles(dir: string): Promise<string[]> {
   return filterScenarioNames(names).map((n) => path.join(absolute, n));
 }
 
-/** Synchronous listScenarioFiles. */
-export function listScenarioFilesSync(dir: string): string[] {
-  const absolute = path.resolve(dir);
-  let names: string[];
-  try {
-    names = readdirSync(absolute);
-  } catch (err) {
-    throw new UsageError(`cannot list scenarios in ${absolute}: ${errorText(err)}`);
-  }
-  return filterScenarioNames(names).map((n) => path.join(absolute, n));
-}
-
 /**
  * A bare name (`priority`: letters, digits, dashes) is looked up in
  * `scenariosDir` as priority.yaml, then .yml, then .json. Anything else
@@ -166,37 +141,6 @@ export async function resolveScenario(nameOrPath: string, scenariosDir: string):
     if (info?.isFile()) return candidate;
   }
   const available = await listScenarioFiles(dir).catch(() => [] as string[]);
-  throw unknownName(nameOrPath, dir, available);
-}
-
-/** Synchronous resolveScenario. */
-export function resolveScenarioSync(nameOrPath: string, scenariosDir: string): string {
-  if (isPathLike(nameOrPath)) {
-    const absolute = path.resolve(nameOrPath);
-    let isFile: boolean;
-    try {
-      isFile = statSync(absolute).isFile();
-    } catch (err) {
-      throw new UsageError(`scenario file ${nameOrPath} not found: ${errorText(err)}`);
-    }
-    if (!isFile) throw new UsageError(`scenario ${nameOrPath} is not a file`);
-    return absolute;
-  }
-  const dir = path.resolve(scenariosDir);
-  for (const ext of SCENARIO_EXTENSIONS) {
-    const candidate = path.join(dir, `${nameOrPath}${ext}`);
-    try {
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // try the next extension
-    }
-  }
-  let available: string[] = [];
-  try {
-    available = listScenarioFilesSync(dir);
-  } catch {
-    // reported as "none available"
-  }
   throw unknownName(nameOrPath, dir, available);
 }
 

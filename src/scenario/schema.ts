@@ -11,6 +11,8 @@
  * See docs/scenarios.md for the reference of the format.
  */
 import { isIP } from 'node:net';
+import type { Protocol } from '../net/address.js';
+import type { BinderChoice } from '../net/binder.js';
 
 // ---------------------------------------------------------------------------
 // Types
@@ -18,8 +20,9 @@ import { isIP } from 'node:net';
 
 /** 'root': real root in the initial user namespace. 'netns': cannot run with `--isolation host`. */
 export type Requirement = 'root' | 'netns';
-export type Protocol = 'tcp' | 'udp';
-export type Binder = 'auto' | 'builtin' | 'native';
+// One vocabulary with serve and load.
+export type { Protocol } from '../net/address.js';
+export type Binder = BinderChoice;
 
 export const REQUIREMENTS: readonly Requirement[] = ['root', 'netns'];
 export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
@@ -233,13 +236,6 @@ export function isLoopback(address: string): boolean {
 export function hostAddress(network: NetworkSpec, address: string): string {
   const declared = network.addresses.find((a) => sameAddress(a.address, address));
   return declared?.hostStandIn ?? address;
-}
-
-/** Every server id a step names (start, stop), in order of appearance. */
-export function serversStartedBy(steps: readonly Step[]): string[] {
-  const out: string[] = [];
-  for (const step of steps) if (step.kind === 'start') for (const s of step.servers) if (!out.includes(s)) out.push(s);
-  return out;
 }
 
 // ---------------------------------------------------------------------------
