@@ -116,25 +116,25 @@ async function runOne(
   }
   let isolation: Isolation;
   let unshareArgs: string[] = [];
+  // Why the host is used instead of a namespace (null when a namespace is used).
+  const noNamespace =
+    options.isolation === 'host' ? '--isolation host was given' : namespace && !namespace.ok ? namespace.reason : null;
   if (namespace?.ok) {
     isolation = 'netns';
     unshareArgs = namespace.args;
     result.isolationNote = `private network namespace (${namespace.how}); nothing touches the host's ports`;
   } else if (options.isolation === 'netns') {
-    return skip(
-      `no private network namespace can be made here (${namespace && !namespace.ok ? namespace.reason : 'unknown'}); run as root, or use --isolation host`,
-    );
+    return skip(`no private network namespace can be made here (${noNamespace}); run as root, or use --isolation host`);
   } else if (scenario.requires.includes('netns')) {
-    const why = options.isolation === 'host' ? '--isolation host was given' : (namespace as { reason: string }).reason;
     return skip(
-      `needs a private network namespace (its addresses or sysctls have no host stand-in), and ${why}; run as root, or where unprivileged user namespaces are allowed`,
+      `needs a private network namespace (its addresses or sysctls have no host stand-in), and ${noNamespace}; run as root, or where unprivileged user namespaces are allowed`,
     );
   } else {
     isolation = 'host';
     result.isolationNote =
       options.isolation === 'host'
         ? "the host's loopback (--isolation host), with stand-ins for the article's addresses and free ports"
-        : `the host's loopback, because no namespace could be made (${(namespace as { reason: string }).reason}); stand-ins for the article's addresses and free ports`;
+        : `the host's loopback, because no namespace could be made (${noNamespace}); stand-ins for the article's addresses and free ports`;
   }
   result.isolation = isolation;
   hooks.onScenario?.(scenario, isolation);
