@@ -1,4 +1,5 @@
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ReuseportError } from '../errors.js';
+import { safeText } from '../report/untrusted-text.js';
 import { buildProgram, type RunContext } from './program.js';
 
 interface CommanderLikeError {
@@ -21,15 +22,15 @@ export async function run(argv: string[]): Promise<number> {
     return context.exitCode;
   } catch (err) {
     if (isCommanderError(err)) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
-        return EXIT_OK;
-      }
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      // Asked for (`reuseport help`) exits 0; shown because no subcommand was given, it is a usage mistake.
+      if (err.code === 'commander.help') return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
       const message = err.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
-      process.stderr.write(`reuseport: ${message} (see \`reuseport --help\`)\n`);
+      process.stderr.write(`reuseport: ${safeText(message)} (see \`reuseport --help\`)\n`);
       return EXIT_USAGE;
     }
     if (err instanceof ReuseportError) {
-      process.stderr.write(`reuseport: ${err.message}\n`);
+      process.stderr.write(`reuseport: ${safeText(err.message)}\n`);
       return err.exitCode;
     }
     const message = err instanceof Error ? (err.stack ?? err.message) : String(err);

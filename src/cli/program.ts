@@ -4,6 +4,7 @@ import { UsageError } from '../errors.js';
 import { parseCount, parseHost, parsePort, parseProtocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
 import type { EngineChoice } from '../net/native.js';
+import { COLOR_MODES, type ColorMode, setColorMode } from './terminal.js';
 
 /** Shared by every action: the exit code the one exit point will use. */
 export interface RunContext {
@@ -30,6 +31,12 @@ export function buildProgram(context: RunContext): Command {
     )
     .version(packageVersion(), '-V, --version')
     .showSuggestionAfterError(true)
+    .addOption(
+      new Option('--color <when>', 'colour in human output: auto follows NO_COLOR, FORCE_COLOR, TERM and the terminal')
+        .choices(COLOR_MODES)
+        .default('auto'),
+    )
+    .hook('preAction', (command) => setColorMode(command.opts().color as ColorMode))
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .addHelpText(

@@ -3,8 +3,7 @@ import { plainStyle } from '../report/style.js';
 
 /**
  * Where output goes and how it looks. Results go to stdout; logs, live
- * counters and spinners to stderr. Colour is off for NO_COLOR, --json or a
- * stdout that is not a terminal; chalk does not read NO_COLOR itself.
+ * counters and spinners go to stderr.
  */
 export interface Terminal {
   out(text: string): void;
@@ -12,22 +11,69 @@ export interface Terminal {
   style: Style;
   /** Whether stderr may show spinners and live lines. */
   interactive: boolean;
+  /** Columns to fit prose and tables into (80 when stdout is not a terminal). */
+  columns: number;
+}
+
+export type ColorMode = 'auto' | 'always' | 'never';
+export const COLOR_MODES: readonly ColorMode[] = ['auto', 'always', 'never'];
+
+/** Set once from the global --color flag, before any command opens its terminal. */
+let colorFlag: ColorMode = 'auto';
+export function setColorMode(mode: ColorMode): void {
+  colorFlag = mode;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * The colour policy, by hand because no library does all of it: chalk's
+ * supports-color ignores NO_COLOR and sniffs process.argv for its own flags.
+ * Order: the --color flag, then --json (machine output is never painted),
+ * NO_COLOR, FORCE_COLOR, TERM=dumb, and finally whether stdout is a terminal.
+ */
+export function colorLevel(options: { json?: boolean; flag?: ColorMode; env?: Env; stdoutIsTTY?: boolean }): 0 | 1 {
+  const env = options.env ?? process.env;
+  const flag = options.flag ?? colorFlag;
+  if (options.json) return 0;
+  if (flag === 'never') return 0;
+  if (flag === 'always') return 1;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return 0;
+  const force = env.FORCE_COLOR;
+  if (force !== undefined) return force === '0' || force === 'false' ? 0 : 1;
+  if (env.TERM === 'dumb') return 0;
+  return (options.stdoutIsTTY ?? process.stdout.isTTY === true) ? 1 : 0;
+}
+
+/**
+ * Spinners and live lines need a terminal that can move the cursor: a TTY
+ * with a real width (ora divides by the column count, and spins forever at
+ * 100 % CPU when a wrapper reports 0 columns), not TERM=dumb, not CI.
+ */
+export function usableTerminal(stream: { isTTY?: boolean; columns?: number }, env: Env = process.env): boolean {
+  return (
+    stream.isTTY === true &&
+    typeof stream.columns === 'number' &&
+    stream.columns > 0 &&
+    env.TERM !== 'dumb' &&
+    env.CI === undefined
+  );
 }
 
 export async function openTerminal(options: { json?: boolean }): Promise<Terminal> {
-  const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== '';
-  const colour = !options.json && !noColor && process.stdout.isTTY === true;
   let style = plainStyle;
-  if (colour) {
+  if (colorLevel(options) > 0) {
     const { Chalk } = await import('chalk');
     const chalk = new Chalk({ level: 1 });
     style = chalk as unknown as Style;
   }
+  const stdoutColumns = process.stdout.isTTY === true ? process.stdout.columns : 0;
   return {
     out: (text) => process.stdout.write(`${text}\n`),
     err: (text) => process.stderr.write(`${text}\n`),
     style,
-    interactive: !options.json && process.stderr.isTTY === true && process.env.CI === undefined,
+    interactive: !options.json && usableTerminal(process.stderr),
+    columns: stdoutColumns > 0 ? stdoutColumns : 80,
   };
 }
 

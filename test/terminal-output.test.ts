@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { colorLevel, usableTerminal } from '../src/cli/terminal.js';
+import { safeProse, safeText } from '../src/report/untrusted-text.js';
+import { CLI, runCli } from './helpers.js';
+
+test('colour: --color wins over the environment, then --json, NO_COLOR, FORCE_COLOR, TERM=dumb, the TTY', () => {
+  const tty = { stdoutIsTTY: true };
+  assert.equal(colorLevel({ ...tty, env: {} }), 1);
+  assert.equal(colorLevel({ stdoutIsTTY: false, env: {} }), 0);
+  assert.equal(colorLevel({ ...tty, env: { NO_COLOR: '1' } }), 0);
+  assert.equal(colorLevel({ ...tty, env: { NO_COLOR: '' } }), 1, 'an empty NO_COLOR does not count (no-color.org)');
+  assert.equal(colorLevel({ stdoutIsTTY: false, env: { FORCE_COLOR: '1' } }), 1);
+  assert.equal(colorLevel({ ...tty, env: { FORCE_COLOR: '0' } }), 0);
+  assert.equal(colorLevel({ ...tty, env: { TERM: 'dumb' } }), 0);
+  assert.equal(colorLevel({ ...tty, env: { NO_COLOR: '1' }, flag: 'always' }), 1);
+  assert.equal(colorLevel({ ...tty, env: { FORCE_COLOR: '1' }, flag: 'never' }), 0);
+  assert.equal(colorLevel({ ...tty, env: {}, flag: 'always', json: true }), 0, 'JSON is never painted');
+});
+
+test('spinners need a terminal with a width: 0 columns, TERM=dumb or CI turn them off', () => {
+  assert.equal(usableTerminal({ isTTY: true, columns: 80 }, {}), true);
+  assert.equal(usableTerminal({ isTTY: true, columns: 0 }, {}), false);
+  assert.equal(usableTerminal({ isTTY: true, columns: 80 }, { TERM: 'dumb' }), false);
+  assert.equal(usableTerminal({ isTTY: true, columns: 80 }, { CI: 'true' }), false);
+  assert.equal(usableTerminal({ isTTY: false, columns: 80 }, {}), false);
+});
+
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+test('a terminal that reports 0 columns: load finishes instead of spinning forever', {
+  skip: !hasScript && 'needs script(1) from util-linux to make a pseudo-terminal',
+}, async () => {
+  const { CI: _ci, ...env } = process.env;
+  // Port 1 on loopback: nothing listens there, so every connection is refused at once.
+  const inner = `stty cols 0; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} load --port 1 -n 3`;
+  const child = spawn('script', ['-qec', inner, '/dev/null'], {
+    env: { ...env, TERM: 'xterm' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let bytes = 0;
+  child.stdout.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  clearTimeout(timer);
+  assert.equal(code, 1, 'load exits 1 (every connection refused), not killed by the test');
+  assert.ok(bytes < 4096, `a few lines of output, not a spinner loop (${bytes} bytes)`);
+});
+
+test('no subcommand is a usage mistake (exit 2); asking for help is not', async () => {
+  assert.equal((await runCli([])).code, 2);
+  assert.equal((await runCli(['scenario'])).code, 2);
+  assert.equal((await runCli(['help'])).code, 0);
+  assert.equal((await runCli(['--help'])).code, 0);
+});
+
+test('--color takes auto, always or never', async () => {
+  const bad = await runCli(['--color', 'rainbow', 'doctor']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--color <when>.*auto, always, never/);
+});
+
+test('untrusted text cannot drive the terminal: ESC, BEL, C1 and bidi overrides are shown escaped', () => {
+  assert.equal(safeText('\x1b[2K\rPASSED\x07'), '\\e[2K\\rPASSED\\x07');
+  assert.equal(safeText('abc\u202edcba'), 'abc\\u202edcba');
+  assert.equal(safeText('\u009b31m'), '\\x9b31m');
+  assert.equal(safeText('plain café ✔'), 'plain café ✔');
+  assert.equal(safeProse('line one\nline two\x1b[31m'), 'line one\nline two\\e[31m');
+});
+
+test('an error that quotes a user-given name escapes its control characters', async () => {
+  const result = await runCli(['scenario', 'run', '\x1b[32mPASSED\x1b[0m']);
+  assert.equal(result.code, 2);
+  assert.ok(!result.stderr.includes('\x1b'), 'no raw ESC reaches stderr');
+  assert.match(result.stderr, /\\e\[32mPASSED/);
+});
