@@ -409,8 +409,8 @@ int main(int argc, char **argv) {
   }
   if (o.phases[PHASE_HEAVY]) {
     load_spec spec = {.concurrency = heavy_concurrency,
-                      .warmup_ns = ms(&o, 100),
-                      .measure_ns = ms(&o, 300),
+                      .warmup_ns = ms(&o, 60),
+                      .measure_ns = ms(&o, 250),
                       .timeout_ns = 5000000000ull};
     for (int round = 0; round < o.heavy_rounds && !compare_interrupted; round++) {
       for (int m = 0; m < o.model_count && !compare_interrupted; m++) {
@@ -422,7 +422,7 @@ int main(int argc, char **argv) {
     load_spec spec = {.concurrency = 2048,
                       .rate = 2000,
                       .warmup_ns = ms(&o, 50),
-                      .measure_ns = ms(&o, 600),
+                      .measure_ns = ms(&o, 500),
                       .timeout_ns = 2000000000ull,
                       .stall_at_ns = ms(&o, 50),
                       .stall_ns = ms(&o, 400)};
