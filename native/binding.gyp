@@ -12,6 +12,14 @@
           "cflags!": ["-O3"]
         }
       }
+    },
+    {
+      "target_name": "reuseport-compare",
+      "type": "executable",
+      "sources": ["compare_main.c", "compare_server.c", "compare_client.c"],
+      "defines": ["_GNU_SOURCE"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "cflags_c": ["-std=gnu11"]
     }
   ]
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { MODELS, PHASES, parseNameList } from '../compare/protocol.js';
 import { UsageError } from '../errors.js';
 import { parseCount, parseHost, parsePort, parseProtocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
@@ -226,6 +227,43 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
   runFlags(scenario.command('all').description('run every shipped scenario')).action((options) =>
     runAction('all', options),
   );
+
+  program
+    .command('compare')
+    .description(
+      'run SO_REUSEPORT, shared-listener and dispatcher models side by side, with verdicts against published figures',
+    )
+    .option('-w, --workers <n>', 'worker processes per model', (v) => parseCount(v, '--workers', 64), 4)
+    .option('--models <list>', `comma-separated models (default: all): ${MODELS.join(', ')}`, (v) =>
+      parseNameList(v, '--models', MODELS),
+    )
+    .option('--phases <list>', `comma-separated phases (default: all): ${PHASES.join(', ')}`, (v) =>
+      parseNameList(v, '--phases', PHASES),
+    )
+    .addOption(
+      new Option('--isolation <kind>', "netns: a fresh network namespace; host: the host's 127.0.0.1")
+        .choices(['auto', 'netns', 'host'])
+        .default('auto'),
+    )
+    .option('--json', 'print one versioned JSON document with every figure instead of the report')
+    .addHelpText(
+      'after',
+      `
+Each model runs as real worker processes with the same C handler; every load is bounded and stays on
+127.0.0.1 in a fresh network namespace when one can be made. Takes about 15 s with the defaults.
+Exit codes: 0 the run completed (verdicts are findings, not failures), 1 a model could not run,
+2 bad usage, 130 interrupted.`,
+    )
+    .action(async (options) => {
+      const { compareCommand } = await import('./compare-command.js');
+      context.exitCode = await compareCommand({
+        workers: options.workers,
+        models: options.models ?? [...MODELS],
+        phases: options.phases ?? [...PHASES],
+        isolation: options.isolation as 'auto' | 'netns' | 'host',
+        json: options.json === true,
+      });
+    });
 
   return program;
 }

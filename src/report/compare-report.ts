@@ -1,0 +1,183 @@
+import type { CompareReport } from '../compare/compare.js';
+import type { Verdict } from '../compare/verdicts.js';
+import type { Style } from './style.js';
+import { bar, renderTable } from './table.js';
+
+const ms = (us: number) => (us / 1000).toFixed(2);
+const pct = (value: number) => `${(value * 100).toFixed(0)}%`;
+const times = (value: number | undefined) =>
+  value === undefined ? '-' : Number.isFinite(value) ? `${value.toFixed(1)}×` : '∞';
+
+function verdictLine(v: Verdict, style: Style): string {
+  const mark =
+    v.status === 'reproduced'
+      ? style.green('reproduced')
+      : v.status === 'unclear'
+        ? style.yellow('unclear')
+        : style.yellow('not reproduced here');
+  const lines = [`  ${style.bold(v.source)}: ${v.published}.`, `    here: ${v.measured} → ${mark}`];
+  if (v.reason) lines.push(style.dim(`    why: ${v.reason}`));
+  return lines.join('\n');
+}
+
+function section(title: string, body: string, verdicts: Verdict[], style: Style): string {
+  return [style.bold(title), body, ...verdicts.map((v) => verdictLine(v, style))].join('\n');
+}
+
+/** The choosing-a-model paragraph, from what this run showed. */
+function advice(report: CompareReport): string {
+  const said = (id: string) => report.verdicts.find((v) => v.id === id)?.status === 'reproduced';
+  const parts = [
+    'What this means for choosing a model:',
+    '- Short, even requests: reuseport, blocking shared accept and the dispatchers all spread connections evenly; reuseport spends the least server CPU per connection, a dispatcher the most.',
+  ];
+  parts.push(
+    said('heavy.cloudflare')
+      ? '- Uneven or CPU-heavy requests: a shared queue (blocking accept) or a least-loaded dispatcher keeps tail latency low; reuseport queues behind busy workers.'
+      : '- Uneven or CPU-heavy requests: prefer a shared queue or a least-loaded dispatcher for tail latency (this run could not show the gap clearly; see the heavy verdict).',
+  );
+  parts.push(
+    said('stall.reuseport')
+      ? '- Workers that can stall (GC, blocking I/O): reuseport keeps sending them 1/N of new connections; load-aware models do not.'
+      : '- Workers that can stall: load-aware models route around them; check the stall verdict for reuseport here.',
+  );
+  parts.push(
+    '- epoll with EPOLLEXCLUSIVE on a shared socket concentrates connections on one worker: good for cache warmth at low load, bad for balance.',
+  );
+  return parts.join('\n');
+}
+
+export function formatCompareReport(report: CompareReport, style: Style): string {
+  const { figures } = report;
+  const of = (phase: Verdict['phase']) => report.verdicts.filter((v) => v.phase === phase);
+  const out: string[] = [
+    style.bold(
+      `reuseport compare: ${report.kernel}, ${report.cores} cores, ${report.workers} workers per model, ${(report.durationMs / 1000).toFixed(1)} s`,
+    ),
+    style.dim(`ran in ${report.isolation.note}`),
+    '',
+  ];
+  if (figures.order.length > 0) {
+    const rows = figures.order.map((f) => [
+      f.model,
+      `${pct(f.sameAsPrevious).padStart(4)} ${bar(f.sameAsPrevious, 1, 20)}`,
+      pct(f.expectedByChance),
+      f.classification,
+      String(f.evidence.listeners),
+      String(f.evidence.fdsPassed),
+    ]);
+    out.push(
+      section(
+        `order: ${figures.order[0]?.connections ?? 0} sequential connections, who serves the next one`,
+        renderTable(['model', 'same worker as previous', 'chance', 'fingerprint', 'listeners', 'fds passed'], rows, [
+          'left',
+          'left',
+          'right',
+          'left',
+          'right',
+          'right',
+        ]),
+        of('order'),
+        style,
+      ),
+      '',
+    );
+  }
+  if (figures.light.length > 0) {
+    const top = Math.max(...figures.light.map((f) => f.connectionsPerSecond));
+    const rows = figures.light.map((f) => [
+      f.model,
+      `${Math.round(f.connectionsPerSecond).toString().padStart(6)} ${bar(f.connectionsPerSecond, top, 16)}${f.bound ? style.dim(` ${f.bound}-bound`) : ''}`,
+      f.serverCpuUsPerConnection.toFixed(1),
+      f.contextSwitchesPerConnection.toFixed(2),
+      f.emptyWakeupsPerConnection.toFixed(2),
+      times(f.maxOverMin).replace('×', ':1'),
+      pct(f.topTwoShare),
+      f.chiSquare.pValue.toFixed(3),
+      ms(f.latency.stdevUs),
+    ]);
+    out.push(
+      section(
+        'light: closed loop, 8 clients, a two-byte reply',
+        renderTable(
+          [
+            'model',
+            'connections/s',
+            'server µs/conn',
+            'switches/conn',
+            'empty wakeups',
+            'max:min',
+            'top 2',
+            'χ² p (ports)',
+            'stdev ms',
+          ],
+          rows,
+          ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+        ),
+        of('light'),
+        style,
+      ),
+      '',
+    );
+  }
+  if (figures.heavy.length > 0) {
+    const top = Math.max(...figures.heavy.map((f) => f.ratioToSharedFifo?.stdev ?? 0));
+    const rows = figures.heavy.map((f) => [
+      f.model,
+      ms(f.median.meanUs),
+      ms(f.median.p50Us),
+      ms(f.median.p99Us),
+      ms(f.median.maxUs),
+      ms(f.median.stdevUs),
+      `${times(f.ratioToSharedFifo?.stdev).padStart(6)} ${bar(f.ratioToSharedFifo?.stdev ?? 0, top, 16)}`,
+      times(f.ratioToSharedFifo?.max),
+      times(f.ratioToSharedFifo?.mean),
+    ]);
+    out.push(
+      section(
+        `heavy: ${report.setup.burnUs} µs of CPU per request, ${report.setup.heavyConcurrency} clients, medians of ${figures.heavy[0]?.rounds.length ?? 0} alternating rounds${report.heavyRerun ? ' (rerun once: the first baseline was too noisy)' : ''}`,
+        renderTable(
+          ['model', 'mean ms', 'p50', 'p99', 'max', 'stdev', 'stdev vs fifo', 'max vs fifo', 'mean vs fifo'],
+          rows,
+          ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'right', 'right'],
+        ),
+        of('heavy'),
+        style,
+      ),
+      '',
+    );
+  }
+  if (figures.stall.length > 0) {
+    const top = Math.max(...figures.stall.map((f) => f.landedOnStopped), 1);
+    const first = figures.stall[0];
+    const rows = figures.stall.map((f) => [
+      f.model,
+      `${`${f.landedOnStopped}/${f.startedWhileStopped}`.padStart(9)} ${bar(f.landedOnStopped, top, 16)}`,
+      times(f.ofExpected),
+      String(f.delayed),
+      String(f.timedOut),
+      String(f.failed),
+      ms(f.maxLatencyUs),
+      f.resumed ? 'yes' : style.red('NO'),
+    ]);
+    out.push(
+      section(
+        `stall: worker ${first?.stoppedWorker ?? 0} stopped (SIGSTOP) for ${Math.round(first?.stoppedForMs ?? 0)} ms under 2000 connections/s`,
+        renderTable(
+          ['model', 'landed on stopped', 'of 1/N share', 'delayed >100ms', 'timed out', 'failed', 'max ms', 'resumed'],
+          rows,
+          ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
+        ),
+        of('stall'),
+        style,
+      ),
+      '',
+    );
+  }
+  for (const failure of report.failures) {
+    out.push(style.red(`${failure.phase} ${failure.model}: ${failure.syscall} failed (errno ${failure.errno})`));
+  }
+  out.push(style.bold('This machine'), report.regime, '', advice(report));
+  if (report.interrupted) out.push('', style.yellow('interrupted: the figures above are partial'));
+  return out.join('\n');
+}
