@@ -5,6 +5,7 @@
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { countStates, HoldingClient } from '../src/net/holding-client.js';
 import { counterDeltas, countTimeWait, readTcpExtCounters } from '../src/net/kernel-counters.js';
 import { loadNativeHelper } from '../src/net/native.js';
@@ -174,10 +175,13 @@ async function backlogOverflow() {
   must(listener.listen(1), 'listen');
   const before = readTcpExtCounters();
   const clients = HoldingClient.open({ host: HOST, port: PORT, count: 4, lifetimeMs: 10_000 });
-  const reached = await until(() => {
-    const d = counterDeltas(before, readTcpExtCounters());
-    return (d.ListenOverflows ?? 0) >= 2;
-  });
+  const twoConnected = await clients.waitUntil((r) => countStates(r).waiting === 2, 5000);
+  const reached =
+    twoConnected &&
+    (await until(() => {
+      const d = counterDeltas(before, readTcpExtCounters());
+      return (d.ListenOverflows ?? 0) >= 2;
+    }));
   const counters = counterDeltas(before, readTcpExtCounters());
   const queue = listener.acceptQueue();
   const states = countStates(clients.report());
@@ -209,10 +213,57 @@ function ownerRule() {
     socket.close();
     return { bind: bind.outcome, listen: listen?.outcome ?? null };
   };
-  return { sameOwner: other('never'), chownBeforeBind: other('before-bind'), chownAfterBind: other('after-bind') };
+  // fchown between bind and listen: the bind bucket still caches the old owner (tb->fastuid).
+  const stale = () => {
+    const { socket: a } = must(LifecycleSocket.create(4, 'tcp'), 'socket');
+    must(a.setOption('SO_REUSEPORT', true), 'reuseport');
+    must(a.bind(HOST, PORT), 'bind');
+    must(a.chown(NOBODY), 'fchown');
+    const { socket: b } = must(LifecycleSocket.create(4, 'tcp'), 'socket');
+    must(b.setOption('SO_REUSEPORT', true), 'reuseport');
+    const out = {
+      secondBind: b.bind(HOST, PORT).outcome,
+      secondListen: b.listen().outcome,
+      firstListen: a.listen().outcome,
+    };
+    a.close();
+    b.close();
+    return out;
+  };
+  return {
+    sameOwner: other('never'),
+    chownBeforeBind: other('before-bind'),
+    chownAfterBind: other('after-bind'),
+    chownBetweenBindAndListen: stale(),
+  };
+}
+
+function connectOutcome(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: HOST, port });
+    socket.on('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+  });
+}
+
+/** A listener bound to a fixed port keeps it through shutdown (SOCK_BINDPORT_LOCK). */
+async function shutdownRelisten() {
+  const listener = member('tcp');
+  must(listener.listen(), 'listen');
+  must(listener.shutdown(), 'shutdown');
+  const afterShutdown = await connectOutcome(PORT);
+  const listen = listener.listen().outcome;
+  const name = listener.localAddress();
+  const afterListen = await connectOutcome(PORT);
+  listener.close();
+  return { afterShutdown, listen, port: name.ok ? name.port : name.outcome, afterListen };
 }
 
 const cases: Record<string, () => unknown> = {
+  'shutdown-relisten': shutdownRelisten,
   'close-resets': () => closeQueued(false),
   'close-migrates': () => closeQueued(true),
   'sweep-tcp': () => sweep('tcp'),

@@ -117,6 +117,7 @@ interface RawLifecycle {
   lcDetachBpf(fd: number): 0 | RawErrno;
   lcAccept(fd: number, options: AcceptOptions): RawAccepted | RawErrno;
   lcAcceptQueue(fd: number): { queued: number; backlog: number } | RawErrno;
+  getsockname(fd: number): { address: string; port: number; family: 4 | 6 } | RawErrno;
   closeFd(fd: number): number;
 }
 
@@ -134,6 +135,7 @@ const RAW_FUNCTIONS = [
   'lcDetachBpf',
   'lcAccept',
   'lcAcceptQueue',
+  'getsockname',
   'closeFd',
 ] as const;
 
@@ -248,6 +250,18 @@ export class LifecycleSocket {
   bind(host: string, port: number): LifecycleResult<{ address: string; port: number }> {
     return this.#call('bind', (fd) => {
       const raw = lifecycle().lcBind(fd, { host, port });
+      return isRawErrno(raw) ? fromRaw(raw) : { ok: true, outcome: 'ok', address: raw.address, port: raw.port };
+    });
+  }
+
+  /**
+   * getsockname(2): the local address and port now. A shutdown() listener
+   * that was bound to port 0 loses its port (tcp_set_state(TCP_CLOSE) puts
+   * it back without SOCK_BINDPORT_LOCK), so a later listen() gets a new one.
+   */
+  localAddress(): LifecycleResult<{ address: string; port: number }> {
+    return this.#call('getsockname', (fd) => {
+      const raw = lifecycle().getsockname(fd);
       return isRawErrno(raw) ? fromRaw(raw) : { ok: true, outcome: 'ok', address: raw.address, port: raw.port };
     });
   }
