@@ -51,15 +51,22 @@ async function closeQueued(migrate: boolean) {
   must(a.listen(), 'listen A');
   const payload = Buffer.from('hello!');
   const clients = HoldingClient.open({ host: HOST, port: PORT, count: 3, payload });
-  const queuedOnA = await until(() => {
-    const q = a.acceptQueue();
-    return q.ok && q.queued === 3;
-  });
+  // Connected on the client side (so the payload is written) and queued on the server side.
+  const connected = await clients.waitUntil((r) => r.every((c) => c.state === 'waiting'), 5000);
+  const queuedOnA =
+    connected &&
+    (await until(() => {
+      const q = a.acceptQueue();
+      return q.ok && q.queued === 3;
+    }));
   must(b.listen(), 'listen B');
   const before = readTcpExtCounters();
   const closed = a.close();
   const accepted = b.acceptAll({ greeting: Buffer.from('served-by=B\n'), minBytes: payload.length, waitMs: 1000 });
-  const settled = await clients.waitUntil((r) => r.every((c) => c.state !== 'waiting'), 5000);
+  const settled = await clients.waitUntil(
+    (r) => r.every((c) => c.state !== 'waiting' && c.state !== 'connecting'),
+    5000,
+  );
   const counters = counterDeltas(before, readTcpExtCounters());
   const report = clients.report();
   clients.close();
