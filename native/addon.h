@@ -9,11 +9,24 @@
 #define _GNU_SOURCE
 #endif
 
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <node_api.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#ifndef SO_INCOMING_CPU
+#define SO_INCOMING_CPU 49
+#endif
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+#ifndef SO_DETACH_REUSEPORT_BPF
+#define SO_DETACH_REUSEPORT_BPF 68
+#endif
+/* struct sock_fprog.len is an unsigned short. */
+#define CBPF_MAX_LEN 65535
 
 /* Room for the longest IPv6 literal; longer strings are an inet_pton failure. */
 #define ADDRESS_MAX 64
@@ -64,6 +77,15 @@ int set_string(napi_env env, napi_value obj, const char *name, const char *value
 /* { errno, syscall, option? }; option may be NULL. */
 napi_value errno_object(napi_env env, int err, const char *syscall, const char *option);
 
+/* ---- Helpers of one part that another part reuses. ---- */
+
+/* sockets.c: an array of { code, jt, jf, k } into prog (prog->filter is malloc'd: free it, also on failure). */
+int read_cbpf(napi_env env, napi_value arr, struct sock_fprog *prog, const char *message);
+/* load_engine.c: the IP literal in obj.host, of family AF_INET or AF_INET6, port 0. */
+int read_address(napi_env env, napi_value obj, int family, any_addr *addr, socklen_t *len);
+void set_port(any_addr *addr, int port);
+int64_t mono_ns(void);
+
 /* ---- The JS functions each part exposes; reuseport_native.c registers them. ---- */
 
 /* sockets.c */
@@ -81,6 +103,24 @@ napi_value js_accept_loop_stop(napi_env env, napi_callback_info info);
 
 /* load_engine.c */
 napi_value js_load_run(napi_env env, napi_callback_info info);
+
+/* socket_lifecycle.c */
+napi_value js_lc_socket(napi_env env, napi_callback_info info);
+napi_value js_lc_set_option(napi_env env, napi_callback_info info);
+napi_value js_lc_get_option(napi_env env, napi_callback_info info);
+napi_value js_lc_bind_to_device(napi_env env, napi_callback_info info);
+napi_value js_lc_bind(napi_env env, napi_callback_info info);
+napi_value js_lc_listen(napi_env env, napi_callback_info info);
+napi_value js_lc_shutdown(napi_env env, napi_callback_info info);
+napi_value js_lc_connect(napi_env env, napi_callback_info info);
+napi_value js_lc_fchown(napi_env env, napi_callback_info info);
+napi_value js_lc_attach_cbpf(napi_env env, napi_callback_info info);
+napi_value js_lc_detach_bpf(napi_env env, napi_callback_info info);
+napi_value js_lc_accept(napi_env env, napi_callback_info info);
+napi_value js_lc_accept_queue(napi_env env, napi_callback_info info);
+
+/* port_sweep.c */
+napi_value js_port_sweep(napi_env env, napi_callback_info info);
 
 #pragma GCC visibility pop
 

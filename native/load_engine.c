@@ -95,7 +95,7 @@ typedef struct {
   char scratch[4096];
 } load_state;
 
-static int64_t mono_ns(void) {
+int64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -502,7 +502,7 @@ static void load_complete(napi_env env, napi_status status, void *data) {
   load_job_free(j);
 }
 
-static int read_address(napi_env env, napi_value obj, int family, any_addr *addr, socklen_t *len) {
+int read_address(napi_env env, napi_value obj, int family, any_addr *addr, socklen_t *len) {
   napi_value v;
   int present;
   size_t n = 0;
@@ -528,7 +528,7 @@ static int read_address(napi_env env, napi_value obj, int family, any_addr *addr
   return 1;
 }
 
-static void set_port(any_addr *addr, int port) {
+void set_port(any_addr *addr, int port) {
   if (addr->sa.sa_family == AF_INET)
     addr->v4.sin_port = htons((uint16_t)port);
   else

@@ -22,6 +22,11 @@
  *                      closeFd, getsockname, getOpenFileLimit, raiseOpenFileLimit
  *   accept_loop.c      the accept loop thread; acceptLoopStart/Count/Errors/Stop
  *   load_engine.c      the load engine (napi async work); loadRun
+ *   socket_lifecycle.c one syscall per call for scenario lifecycle steps: lcSocket,
+ *                      lcSetOption, lcGetOption, lcBindToDevice, lcBind, lcListen,
+ *                      lcShutdown, lcConnect, lcFchown, lcAttachCbpf, lcDetachBpf,
+ *                      lcAccept, lcAcceptQueue
+ *   port_sweep.c       source-port sweep client (napi async work); portSweep
  *   reuseport_native.c this file: the module init registering every JS function
  */
 #include "addon.h"
@@ -38,6 +43,20 @@ NAPI_MODULE_INIT() {
       {"acceptLoopErrors", NULL, js_accept_loop_errors, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptLoopStop", NULL, js_accept_loop_stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"loadRun", NULL, js_load_run, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcSocket", NULL, js_lc_socket, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcSetOption", NULL, js_lc_set_option, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcGetOption", NULL, js_lc_get_option, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcBindToDevice", NULL, js_lc_bind_to_device, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcBind", NULL, js_lc_bind, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcListen", NULL, js_lc_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcShutdown", NULL, js_lc_shutdown, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcConnect", NULL, js_lc_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcFchown", NULL, js_lc_fchown, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcAttachCbpf", NULL, js_lc_attach_cbpf, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcDetachBpf", NULL, js_lc_detach_bpf, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcAccept", NULL, js_lc_accept, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"lcAcceptQueue", NULL, js_lc_accept_queue, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"portSweep", NULL, js_port_sweep, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
     throw_last_error(env);

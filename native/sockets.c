@@ -16,17 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#ifndef SO_INCOMING_CPU
-#define SO_INCOMING_CPU 49
-#endif
-#ifndef SO_ATTACH_REUSEPORT_CBPF
-#define SO_ATTACH_REUSEPORT_CBPF 51
-#endif
-
 #define DEFAULT_BACKLOG 511
 #define MAX_SOCKOPT_STEPS 8
-/* struct sock_fprog.len is an unsigned short. */
-#define CBPF_MAX_LEN 65535
 
 /* ------------------------------------------------------------------------ */
 /* Plain C: option record, sockopt plan, open/bind/listen.                   */
@@ -143,37 +134,44 @@ static void free_open_opts(open_opts *o) {
 /* Option parsing and the JS functions.                                      */
 /* ------------------------------------------------------------------------ */
 
-static int parse_cbpf(napi_env env, napi_value arr, open_opts *o) {
+/* Reads an array of { code, jt, jf, k } into prog->filter (malloc'd: the caller frees it, also on failure). */
+int read_cbpf(napi_env env, napi_value arr, struct sock_fprog *prog, const char *message) {
   bool is_array;
   uint32_t len, i;
+  prog->len = 0;
+  prog->filter = NULL;
   NAPI_OK(env, napi_is_array(env, arr, &is_array));
-  if (!is_array) return throw_type(env, "options.cbpf must be an array of { code, jt, jf, k }");
+  if (!is_array) return throw_type(env, message);
   NAPI_OK(env, napi_get_array_length(env, arr, &len));
-  if (len > CBPF_MAX_LEN) return throw_range(env, "options.cbpf has more than 65535 instructions");
-  o->cbpf.len = (unsigned short)len;
-  o->cbpf.filter = calloc(len ? len : 1, sizeof(struct sock_filter));
-  if (o->cbpf.filter == NULL) {
+  if (len > CBPF_MAX_LEN) return throw_range(env, message);
+  prog->len = (unsigned short)len;
+  prog->filter = calloc(len ? len : 1, sizeof(struct sock_filter));
+  if (prog->filter == NULL) {
     napi_throw_error(env, NULL, "reuseport_native: out of memory");
     return 0;
   }
-  o->has_cbpf = 1;
   for (i = 0; i < len; i++) {
     napi_value insn;
     int64_t code, jt, jf, k;
-    const char *msg = "options.cbpf[i] must be { code: u16, jt: u8, jf: u8, k: u32 or i32 }";
     NAPI_OK(env, napi_get_element(env, arr, i, &insn));
-    if (!expect_type(env, insn, napi_object, msg)) return 0;
-    if (!read_int_prop(env, insn, "code", 0, 0xffff, &code, msg)) return 0;
-    if (!read_int_prop(env, insn, "jt", 0, 0xff, &jt, msg)) return 0;
-    if (!read_int_prop(env, insn, "jf", 0, 0xff, &jf, msg)) return 0;
+    if (!expect_type(env, insn, napi_object, message)) return 0;
+    if (!read_int_prop(env, insn, "code", 0, 0xffff, &code, message)) return 0;
+    if (!read_int_prop(env, insn, "jt", 0, 0xff, &jt, message)) return 0;
+    if (!read_int_prop(env, insn, "jf", 0, 0xff, &jf, message)) return 0;
     /* Negative k is allowed: SKF_AD_OFF + SKF_AD_CPU etc. are negative offsets. */
-    if (!read_int_prop(env, insn, "k", -2147483648.0, 4294967295.0, &k, msg)) return 0;
-    o->cbpf.filter[i].code = (uint16_t)code;
-    o->cbpf.filter[i].jt = (uint8_t)jt;
-    o->cbpf.filter[i].jf = (uint8_t)jf;
-    o->cbpf.filter[i].k = (uint32_t)(k & 0xffffffff);
+    if (!read_int_prop(env, insn, "k", -2147483648.0, 4294967295.0, &k, message)) return 0;
+    prog->filter[i].code = (uint16_t)code;
+    prog->filter[i].jt = (uint8_t)jt;
+    prog->filter[i].jf = (uint8_t)jf;
+    prog->filter[i].k = (uint32_t)(k & 0xffffffff);
   }
   return 1;
+}
+
+static int parse_cbpf(napi_env env, napi_value arr, open_opts *o) {
+  o->has_cbpf = 1;
+  return read_cbpf(env, arr, &o->cbpf,
+                   "options.cbpf must be an array of at most 65535 { code: u16, jt: u8, jf: u8, k: u32 or i32 }");
 }
 
 static int parse_open_opts(napi_env env, napi_value obj, open_opts *o) {

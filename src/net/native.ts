@@ -68,6 +68,8 @@ export interface NativeHelper {
   getOpenFileLimit(): OpenFileLimit;
   /** The accept loop and load engine, or null when this build of the addon predates them. */
   readonly engines: NativeEngines | null;
+  /** The addon's raw exports, for modules that type and wrap further parts of it (socket-lifecycle.ts). */
+  readonly exports: object;
 }
 
 export type NativeLoadResult = { helper: NativeHelper } | { helper: null; reason: string };
@@ -164,7 +166,7 @@ export interface NativeEngines {
 }
 
 /** What the C functions return: failed syscalls are values, never exceptions. */
-type RawErrno = { errno: number; syscall: string; option?: string };
+export type RawErrno = { errno: number; syscall: string; option?: string };
 type RawOpenResult = { fd: number } | RawErrno;
 type RawLimitResult = OpenFileLimit | RawErrno;
 
@@ -232,7 +234,7 @@ function hasRawEngines(value: RawBinding): value is RawBinding & RawEngines {
   return ENGINE_FUNCTIONS.every((k) => typeof v[k] === 'function');
 }
 
-function isRawErrno(value: object): value is RawErrno {
+export function isRawErrno(value: object): value is RawErrno {
   return 'errno' in value && 'syscall' in value;
 }
 
@@ -282,6 +284,7 @@ function wrap(raw: RawBinding, path: string): NativeHelper {
     raiseOpenFileLimit: () => limits(raw.raiseOpenFileLimit()),
     getOpenFileLimit: () => limits(raw.getOpenFileLimit()),
     engines: hasRawEngines(raw) ? wrapEngines(raw) : null,
+    exports: raw,
   };
 }
 
