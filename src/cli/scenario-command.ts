@@ -187,6 +187,7 @@ function toJsonDocument(report: RunReport): unknown {
       substitutions: r.substitutions,
       durationMs: r.durationMs,
       kernel: r.observations?.kernel ?? report.kernel,
+      portRange: r.observations?.portRange ?? null,
       servers:
         r.observations?.instances.map((i) => ({
           server: i.server,

@@ -174,7 +174,9 @@ export async function executePlan(
 function noteExit(instance: Instance, exit: WorkerExit, position: Position): void {
   instance.running = false;
   if (exit.reason === 'bind-failed') return;
-  if (instance.stopRequested && exit.reason === 'stopped') return;
+  // A worker exits 0 only after its final report (or when its parent went): asked to stop, that is a clean stop
+  // even when Node delivered 'exit' before the last IPC message.
+  if (instance.stopRequested && (exit.reason === 'stopped' || (exit.exitCode === 0 && exit.signal === null))) return;
   if (instance.observation.fault) return;
   const how = instance.stopRequested
     ? `did not stop when asked, and was killed (${describeExit(exit)})`

@@ -1,0 +1,414 @@
+// The scenario runner's verdicts through faults: failed traffic, dead and
+// frozen workers, restarts, socket options, large plans, JUnit and host mode.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import {
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadNativeHelper } from '../src/net/native.js';
+import { CliProcess, isRoot, namespacesOf, runCli, waitGone, waitNamespacesGone, workerPids } from './helpers.js';
+
+interface Doc {
+  version: number;
+  scenarios: {
+    name: string;
+    status: string;
+    reason: string | null;
+    isolationNote: string | null;
+    portRange: { low: number; high: number } | null;
+    substitutions: { addresses: { from: string; to: string }[] };
+    servers: {
+      server: string;
+      pid: number;
+      uid: number | null;
+      bind: string;
+      startStep: number | null;
+      options: { reuseAddr: boolean | null; reusePort: boolean | null } | null;
+      fault: { kind: string; how: string; step: number; signal: string | null; description: string } | null;
+    }[];
+    expectations: { kind: string; passed: boolean; observed: string }[];
+  }[];
+}
+
+const canNamespace =
+  spawnSync('unshare', isRoot ? ['--net', 'true'] : ['--net', '--map-root-user', 'true']).status === 0;
+const noNamespace = !canNamespace && 'cannot create a network namespace here';
+/** Where a scenario of ours runs: a namespace when one can be made, else the host. */
+const ISOLATION = canNamespace ? ['--isolation', 'netns'] : ['--isolation', 'host'];
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'reuseport-faults-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A scenario file named after `name` (the file's base name must equal it). */
+function scenarioFile(dir: string, name: string, body: string, prose = 'x'): string {
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    `name: ${name}\ntitle: ${name}\narticle: ${prose}\nlookFor: ${prose}\nexplanation: ${prose}\n${body}`,
+  );
+  return file;
+}
+
+function parse(stdout: string): Doc {
+  return JSON.parse(stdout) as Doc;
+}
+
+const REFUSED = `servers:
+  - { id: A, address: 127.0.0.1, port: 6000 }
+steps:
+  - start: [A]
+  - traffic: { id: nowhere, target: 127.0.0.1, port: 6001, connections: 50 }
+expect:
+  - bind: A
+    outcome: ok
+`;
+
+test('refused connections fail the scenario: exit 1, a JUnit failure, counts by errno', async (t) => {
+  const dir = tempDir(t);
+  const junit = join(dir, 'report.xml');
+  const file = scenarioFile(dir, 'refused', REFUSED);
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--junit', junit]);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(result.stdout, /✘ nowhere: every connection answered \(no expectation allows failures\)/);
+  assert.match(result.stdout, /observed: 0\/50 answered; ECONNREFUSED 50/);
+  assert.match(result.stdout, /FAILED/);
+  assert.match(readFileSync(junit, 'utf8'), /<testsuites [^>]*failures="1"/);
+});
+
+test('refused UDP datagrams fail the scenario too', async (t) => {
+  const file = scenarioFile(
+    tempDir(t),
+    'refused-udp',
+    REFUSED.replace('port: 6000 }', 'port: 6000, protocol: udp }').replace(
+      'connections: 50 }',
+      'protocol: udp, connections: 50 }',
+    ),
+  );
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--json']);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  const traffic = parse(result.stdout).scenarios[0]!.expectations.find((e) => e.kind === 'implicit-traffic');
+  assert.equal(traffic?.passed, false);
+  assert.match(traffic?.observed ?? '', /^0\/50 answered; /);
+});
+
+const TWO_STEPS = (connections: number) => `servers:
+  - { id: W, address: 127.0.0.1, port: 6000, replicas: 2, reuseport: true }
+steps:
+  - start: [W]
+  - traffic: { id: first, target: 127.0.0.1, port: 6000, connections: ${connections}, concurrency: 8 }
+  - traffic: { id: second, target: 127.0.0.1, port: 6000, connections: ${connections}, concurrency: 8 }
+expect:
+  - bind: W
+    outcome: ok
+`;
+
+test('a worker killed between traffic steps is named with its signal and step, and fails the run', {
+  skip: noNamespace,
+}, async (t) => {
+  const file = scenarioFile(tempDir(t), 'killed-between', TWO_STEPS(200));
+  const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns']);
+  t.after(() => run.child.kill('SIGKILL'));
+  await run.waitForStderr(/first\)? → /);
+  const [victim] = workerPids(run.child.pid!);
+  assert.ok(victim, 'a worker is running');
+  process.kill(victim, 'SIGKILL');
+  const { code } = await run.finish();
+  assert.equal(code, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stdout,
+    new RegExp(`W#\\d \\(pid ${victim}\\) was killed by SIGKILL (after step 2|during step 3) \\(`),
+    run.stdout,
+  );
+  assert.match(run.stdout, /ok, then died/, 'the servers table does not list it as simply running');
+  assert.match(run.stdout, /✘ every worker ran and answered until it was told to stop/);
+});
+
+test('a worker killed mid-traffic is named as dead, not blamed on a counter mismatch', {
+  skip: noNamespace,
+}, async (t) => {
+  const file = scenarioFile(
+    tempDir(t),
+    'killed-during',
+    `servers:
+  - { id: W, address: 127.0.0.1, port: 6000, replicas: 2, reuseport: true }
+steps:
+  - start: [W]
+  - traffic: { id: long, target: 127.0.0.1, port: 6000, connections: 20000, concurrency: 8 }
+expect:
+  - bind: W
+    outcome: ok
+`,
+  );
+  const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns', '--json']);
+  t.after(() => run.child.kill('SIGKILL'));
+  // Start steps print nothing under --json; the workers exist once they are bound, and the load follows at once.
+  let victim: number | undefined;
+  for (let tries = 0; tries < 3000 && victim === undefined; tries++) {
+    const pids = workerPids(run.child.pid!);
+    if (pids.length === 2 && pids.every((pid) => hasListeningSocket(pid))) victim = pids[0];
+    else await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.ok(victim, 'both workers were listening');
+  process.kill(victim, 'SIGKILL');
+  const { code } = await run.finish();
+  assert.equal(code, 1, run.stdout + run.stderr);
+  const doc = parse(run.stdout).scenarios[0]!;
+  const dead = doc.servers.find((s) => s.pid === victim);
+  assert.equal(dead?.fault?.kind, 'died', JSON.stringify(doc.servers));
+  assert.equal(dead?.fault?.signal, 'SIGKILL');
+  assert.equal(dead?.fault?.step, 2, 'during the traffic step');
+  const accounting = doc.expectations.find((e) => e.kind === 'accounting');
+  assert.doesNotMatch(accounting?.observed ?? '', /counted \d+ accepts but the client attributed/);
+});
+
+/** True once the process holds a listening TCP socket (its namespace's table, matched by socket inode). */
+function hasListeningSocket(pid: number): boolean {
+  try {
+    const inodes = new Set(
+      readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+        try {
+          const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+          return m ? [m[1]!] : [];
+        } catch {
+          return [];
+        }
+      }),
+    );
+    const table = readFileSync(`/proc/${pid}/net/tcp`, 'utf8').split('\n').slice(1);
+    return table.some((line) => {
+      const cols = line.trim().split(/\s+/);
+      return cols[3] === '0A' && inodes.has(cols[9] ?? '');
+    });
+  } catch {
+    return false;
+  }
+}
+
+test('a worker frozen mid-traffic is named, measured results are kept, and nothing is left behind', {
+  skip: noNamespace,
+  timeout: 100_000,
+}, async (t) => {
+  const file = scenarioFile(tempDir(t), 'frozen', TWO_STEPS(300));
+  const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns']);
+  t.after(() => run.child.kill('SIGKILL'));
+  await run.waitForStderr(/first\)? → /);
+  const workers = workerPids(run.child.pid!);
+  const namespaces = namespacesOf(workers);
+  const [victim] = workers;
+  assert.ok(victim, 'a worker is running');
+  process.kill(victim, 'SIGSTOP');
+  t.after(() => {
+    try {
+      process.kill(victim, 'SIGKILL');
+    } catch {
+      // Gone, as it should be.
+    }
+  });
+  const startedAt = Date.now();
+  const { code } = await run.finish(90_000);
+  assert.ok(Date.now() - startedAt < 60_000, 'well before the 120 s scenario limit');
+  assert.equal(code, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stdout,
+    new RegExp(
+      `W#\\d \\(pid ${victim}\\) did not answer its counter query within \\d+ s \\(process state: stopped by a signal\\)`,
+    ),
+  );
+  assert.match(run.stdout, /Traffic first: 300 connections/, 'the first step is still reported');
+  assert.match(run.stdout, /Traffic second: 300 connections/, 'so is the step it froze in');
+  assert.deepEqual(await waitGone([...workers, run.child.pid!]), [], 'the frozen worker was killed');
+  assert.deepEqual(await waitNamespacesGone(namespaces), [], 'its namespace is gone');
+});
+
+test('a server started again after stop binds a fresh socket and takes traffic', async (t) => {
+  const file = scenarioFile(
+    tempDir(t),
+    'restart',
+    `servers:
+  - { id: A, address: 127.0.0.1, port: 6000 }
+steps:
+  - start: [A]
+  - stop: [A]
+  - start: [A]
+  - traffic: { id: again, target: 127.0.0.1, port: 6000, connections: 40 }
+expect:
+  - bind: A
+    outcome: ok
+  - traffic: again
+    all: A
+`,
+  );
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--json']);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const servers = parse(result.stdout).scenarios[0]!.servers;
+  assert.deepEqual(
+    servers.map((s) => [s.server, s.bind, s.startStep]),
+    [
+      ['A', 'ok', 1],
+      ['A', 'ok', 3],
+    ],
+  );
+  assert.notEqual(servers[0]!.pid, servers[1]!.pid, 'a fresh worker');
+});
+
+test('UDP reuseaddr: false holds after adoption: a later SO_REUSEADDR-only socket gets EADDRINUSE', {
+  skip: !loadNativeHelper().helper?.socketFlags && 'needs the native helper',
+}, async (t) => {
+  const file = scenarioFile(
+    tempDir(t),
+    'udp-reuseaddr',
+    `servers:
+  - { id: first, address: 127.0.0.1, port: 6000, protocol: udp, reuseport: false, reuseaddr: false }
+  - { id: second, address: 127.0.0.1, port: 6000, protocol: udp, reuseport: false, reuseaddr: true }
+steps:
+  - start: [first]
+  - start: [second]
+expect:
+  - bind: first
+    outcome: ok
+  - bind: second
+    outcome: EADDRINUSE
+`,
+  );
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--binder', 'native', '--json']);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const doc = parse(result.stdout);
+  const first = doc.scenarios[0]!.servers.find((s) => s.server === 'first');
+  assert.deepEqual(first?.options, { reuseAddr: false, reusePort: false, ipv6Only: null });
+});
+
+test('--json: version, and each server with its uid', async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', ...ISOLATION, '--json']);
+  const doc = parse(result.stdout);
+  assert.equal(doc.version, 1);
+  const uids = new Set(doc.scenarios[0]!.servers.map((s) => s.uid));
+  assert.deepEqual([...uids], [process.getuid?.() === 0 || !canNamespace ? process.getuid?.() : 0]);
+});
+
+test('the namespace widens its ephemeral port range', { skip: noNamespace }, async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--isolation', 'netns', '--json']);
+  assert.deepEqual(parse(result.stdout).scenarios[0]!.portRange, { low: 1024, high: 65535 });
+});
+
+test('a scenario whose plan is over 128 KiB runs (the plan goes over IPC, not argv)', async (t) => {
+  const prose = 'The kernel spreads connections over the group. '.repeat(3200);
+  assert.ok(prose.length > 140_000);
+  const file = scenarioFile(
+    tempDir(t),
+    'large',
+    `servers:
+  - { id: A, address: 127.0.0.1, port: 6000 }
+steps:
+  - start: [A]
+expect:
+  - bind: A
+    outcome: ok
+`,
+    prose,
+  );
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(parse(result.stdout).scenarios[0]!.status, 'passed');
+  assert.doesNotMatch(result.stderr, /E2BIG/);
+});
+
+test("--junit '' is a usage error", async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--junit', '']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--junit needs a file name/);
+  assert.equal(result.stdout, '', 'nothing ran');
+});
+
+test('--junit to a folder that does not exist fails before the run', async (t) => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--junit', join(tempDir(t), 'no', 'r.xml')]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /cannot write the JUnit report .* does not exist/);
+  assert.equal(result.stdout, '', 'nothing ran');
+});
+
+test('--junit replaces a planted symlink instead of writing through it', async (t) => {
+  const dir = tempDir(t);
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  const junit = join(dir, 'report.xml');
+  symlinkSync(victim, junit);
+  const result = await runCli(['scenario', 'run', 'load-balance', ...ISOLATION, '--junit', junit]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+  assert.ok(lstatSync(junit).isFile(), 'the link was replaced by a file');
+  assert.match(readFileSync(junit, 'utf8'), /^<\?xml/);
+  assert.deepEqual(readdirSync(dir).sort(), ['report.xml', 'victim'], 'no temporary file left');
+});
+
+test('--isolation host binds wildcards as 127.0.0.1 and says so', async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--isolation', 'host', '--json']);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const scenario = parse(result.stdout).scenarios[0]!;
+  assert.deepEqual(scenario.substitutions.addresses, [{ from: '0.0.0.0', to: '127.0.0.1' }]);
+  assert.match(scenario.isolationNote ?? '', /wildcard addresses are bound as loopback/);
+});
+
+test('--isolation host refuses a server on an address that is not loopback', async (t) => {
+  const address = nonLoopbackAddress();
+  if (!address) return t.skip('this machine has no non-loopback IPv4 address');
+  const file = scenarioFile(
+    tempDir(t),
+    'outside',
+    `servers:
+  - { id: A, address: ${address}, port: 6000 }
+steps:
+  - start: [A]
+expect:
+  - bind: A
+    outcome: ok
+`,
+  );
+  const result = await runCli(['scenario', 'run', file, '--isolation', 'host', '--json', '--strict']);
+  const scenario = parse(result.stdout).scenarios[0];
+  assert.equal(scenario?.status, 'skipped', result.stdout + result.stderr);
+  assert.match(scenario?.reason ?? '', /not a loopback address/);
+});
+
+function nonLoopbackAddress(): string | undefined {
+  // Only read the interface list: nothing is ever sent to it (the scenario is refused before any bind).
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+}
+
+test('a namespace-only scenario skipped on the host does not tell root to run as root', {
+  skip: !isRoot && 'needs root',
+}, async (t) => {
+  const file = scenarioFile(
+    tempDir(t),
+    'sysctl',
+    `network:
+  sysctls: { net.ipv4.tcp_migrate_req: 1 }
+servers:
+  - { id: A, address: 127.0.0.1, port: 6000 }
+steps:
+  - start: [A]
+expect:
+  - bind: A
+    outcome: ok
+`,
+  );
+  const result = await runCli(['scenario', 'run', file, '--isolation', 'host', '--json']);
+  const scenario = parse(result.stdout).scenarios[0];
+  assert.equal(scenario?.status, 'skipped', result.stdout + result.stderr);
+  assert.match(scenario?.reason ?? '', /needs a private network namespace/);
+  assert.doesNotMatch(scenario?.reason ?? '', /run as root/);
+});
