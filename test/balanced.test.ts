@@ -2,15 +2,12 @@
 // distinct 4-tuples, and says plainly when it cannot.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import { runLoad } from '../src/net/load.js';
 import { evaluate } from '../src/scenario/expect.js';
 import type { Observations, TrafficObservation } from '../src/scenario/observations.js';
 import type { Scenario } from '../src/scenario/schema.js';
-import { closedPort, isRoot, runCli } from './helpers.js';
+import { closedPort, isRoot, replicatedW, runCli, scenarioFile } from './helpers.js';
 
 const SOCKETS = 64;
 
@@ -146,25 +143,18 @@ test('64 replicas and 30,000 connections in a namespace pass balanced', { timeou
   if (!('distinctSourcePorts' in probe)) {
     return t.skip('the load client does not report distinct source ports yet, which judging 30,000 connections needs');
   }
-  const dir = mkdtempSync(join(tmpdir(), 'reuseport-balanced-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'wide.yaml');
-  writeFileSync(
-    file,
-    `name: wide
-title: 64 replicas
-article: x
-lookFor: x
-explanation: x
-servers:
-  - { id: W, address: 0.0.0.0, port: 6000, replicas: 64, reuseport: true }
-steps:
-  - start: [W]
-  - traffic: { id: lb, target: 127.0.0.1, port: 6000, connections: 30000, concurrency: 64 }
+  const file = scenarioFile(
+    t,
+    'wide',
+    replicatedW(
+      '0.0.0.0',
+      64,
+      `  - traffic: { id: lb, target: 127.0.0.1, port: 6000, connections: 30000, concurrency: 64 }
 expect:
   - traffic: lb
     balanced: { over: [W], pValue: 0.001, everyMember: true }
 `,
+    ),
   );
   const result = await runCli(['scenario', 'run', file, '--isolation', 'netns', '--json'], { timeoutMs: 160_000 });
   assert.equal(result.code, 0, result.stdout + result.stderr);

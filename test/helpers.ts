@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -368,4 +369,26 @@ export async function waitNamespacesGone(namespaces: Set<string>, timeoutMs = 50
     if (left.length === 0 || Date.now() > deadline) return left;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** A fresh temporary directory, removed after the test. */
+export function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'reuseport-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A scenario file in a fresh temporary directory, named after `name` (the file's base name must equal it). */
+export function scenarioFile(t: { after(fn: () => void): void }, name: string, body: string, prose = 'x'): string {
+  const file = join(tempDir(t), `${name}.yaml`);
+  writeFileSync(
+    file,
+    `name: ${name}\ntitle: ${name}\narticle: ${prose}\nlookFor: ${prose}\nexplanation: ${prose}\n${body}`,
+  );
+  return file;
+}
+
+/** Scenario body: server W, `replicas` SO_REUSEPORT sockets on `address`:6000, started; then `rest` (more steps, expect). */
+export function replicatedW(address: string, replicas: number, rest: string): string {
+  return `servers:\n  - { id: W, address: ${address}, port: 6000, replicas: ${replicas}, reuseport: true }\nsteps:\n  - start: [W]\n${rest}`;
 }

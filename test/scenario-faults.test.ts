@@ -2,21 +2,23 @@
 // frozen workers, restarts, socket options, large plans, JUnit and host mode.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import {
-  lstatSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadNativeHelper } from '../src/net/native.js';
-import { CliProcess, isRoot, namespacesOf, runCli, waitGone, waitNamespacesGone, workerPids } from './helpers.js';
+import {
+  CliProcess,
+  isRoot,
+  namespacesOf,
+  replicatedW,
+  runCli,
+  scenarioFile,
+  tempDir,
+  waitGone,
+  waitNamespacesGone,
+  workerPids,
+} from './helpers.js';
 
 interface Doc {
   version: number;
@@ -46,40 +48,29 @@ const noNamespace = !canNamespace && 'cannot create a network namespace here';
 /** Where a scenario of ours runs: a namespace when one can be made, else the host. */
 const ISOLATION = canNamespace ? ['--isolation', 'netns'] : ['--isolation', 'host'];
 
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'reuseport-faults-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** A scenario file named after `name` (the file's base name must equal it). */
-function scenarioFile(dir: string, name: string, body: string, prose = 'x'): string {
-  const file = join(dir, `${name}.yaml`);
-  writeFileSync(
-    file,
-    `name: ${name}\ntitle: ${name}\narticle: ${prose}\nlookFor: ${prose}\nexplanation: ${prose}\n${body}`,
-  );
-  return file;
-}
-
 function parse(stdout: string): Doc {
   return JSON.parse(stdout) as Doc;
 }
 
-const REFUSED = `servers:
-  - { id: A, address: 127.0.0.1, port: 6000 }
+/** One server, A on `address`:6000, started first; the steps that follow and `expect` are the caller's. */
+const serverA = (address = '127.0.0.1') => `servers:
+  - { id: A, address: ${address}, port: 6000 }
 steps:
   - start: [A]
-  - traffic: { id: nowhere, target: 127.0.0.1, port: 6001, connections: 50 }
-expect:
+`;
+const SERVER_A = serverA();
+/** A binds; nothing more is said. */
+const A_BINDS = `expect:
   - bind: A
     outcome: ok
 `;
 
+const REFUSED = `${SERVER_A}  - traffic: { id: nowhere, target: 127.0.0.1, port: 6001, connections: 50 }
+${A_BINDS}`;
+
 test('refused connections fail the scenario: exit 1, a JUnit failure, counts by errno', async (t) => {
-  const dir = tempDir(t);
-  const junit = join(dir, 'report.xml');
-  const file = scenarioFile(dir, 'refused', REFUSED);
+  const junit = join(tempDir(t), 'report.xml');
+  const file = scenarioFile(t, 'refused', REFUSED);
   const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--junit', junit]);
   assert.equal(result.code, 1, result.stdout + result.stderr);
   assert.match(result.stdout, /✘ nowhere: every connection answered \(no expectation allows failures\)/);
@@ -90,7 +81,7 @@ test('refused connections fail the scenario: exit 1, a JUnit failure, counts by 
 
 test('refused UDP datagrams fail the scenario too', async (t) => {
   const file = scenarioFile(
-    tempDir(t),
+    t,
     'refused-udp',
     REFUSED.replace('port: 6000 }', 'port: 6000, protocol: udp }').replace(
       'connections: 50 }',
@@ -104,21 +95,22 @@ test('refused UDP datagrams fail the scenario too', async (t) => {
   assert.match(traffic?.observed ?? '', /^0\/50 answered; /);
 });
 
-const TWO_STEPS = (connections: number) => `servers:
-  - { id: W, address: 127.0.0.1, port: 6000, replicas: 2, reuseport: true }
-steps:
-  - start: [W]
-  - traffic: { id: first, target: 127.0.0.1, port: 6000, connections: ${connections}, concurrency: 8 }
+const TWO_STEPS = (connections: number) =>
+  replicatedW(
+    '127.0.0.1',
+    2,
+    `  - traffic: { id: first, target: 127.0.0.1, port: 6000, connections: ${connections}, concurrency: 8 }
   - traffic: { id: second, target: 127.0.0.1, port: 6000, connections: ${connections}, concurrency: 8 }
 expect:
   - bind: W
     outcome: ok
-`;
+`,
+  );
 
 test('a worker killed between traffic steps is named with its signal and step, and fails the run', {
   skip: noNamespace,
 }, async (t) => {
-  const file = scenarioFile(tempDir(t), 'killed-between', TWO_STEPS(200));
+  const file = scenarioFile(t, 'killed-between', TWO_STEPS(200));
   const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns']);
   t.after(() => run.child.kill('SIGKILL'));
   await run.waitForStderr(/first\)? → /);
@@ -140,17 +132,17 @@ test('a worker killed mid-traffic is named as dead, not blamed on a counter mism
   skip: noNamespace,
 }, async (t) => {
   const file = scenarioFile(
-    tempDir(t),
+    t,
     'killed-during',
-    `servers:
-  - { id: W, address: 127.0.0.1, port: 6000, replicas: 2, reuseport: true }
-steps:
-  - start: [W]
-  - traffic: { id: long, target: 127.0.0.1, port: 6000, connections: 20000, concurrency: 8 }
+    replicatedW(
+      '127.0.0.1',
+      2,
+      `  - traffic: { id: long, target: 127.0.0.1, port: 6000, connections: 20000, concurrency: 8 }
 expect:
   - bind: W
     outcome: ok
 `,
+    ),
   );
   const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns', '--json']);
   t.after(() => run.child.kill('SIGKILL'));
@@ -201,7 +193,7 @@ test('a worker frozen mid-traffic is named, measured results are kept, and nothi
   skip: noNamespace,
   timeout: 100_000,
 }, async (t) => {
-  const file = scenarioFile(tempDir(t), 'frozen', TWO_STEPS(300));
+  const file = scenarioFile(t, 'frozen', TWO_STEPS(300));
   const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns']);
   t.after(() => run.child.kill('SIGKILL'));
   await run.waitForStderr(/first\)? → /);
@@ -235,13 +227,9 @@ test('a worker frozen mid-traffic is named, measured results are kept, and nothi
 
 test('a server started again after stop binds a fresh socket and takes traffic', async (t) => {
   const file = scenarioFile(
-    tempDir(t),
+    t,
     'restart',
-    `servers:
-  - { id: A, address: 127.0.0.1, port: 6000 }
-steps:
-  - start: [A]
-  - stop: [A]
+    `${SERVER_A}  - stop: [A]
   - start: [A]
   - traffic: { id: again, target: 127.0.0.1, port: 6000, connections: 40 }
 expect:
@@ -268,7 +256,7 @@ test('UDP reuseaddr: false holds after adoption: a later SO_REUSEADDR-only socke
   skip: !loadNativeHelper().helper && 'needs the native helper',
 }, async (t) => {
   const file = scenarioFile(
-    tempDir(t),
+    t,
     'udp-reuseaddr',
     `servers:
   - { id: first, address: 127.0.0.1, port: 6000, protocol: udp, reuseport: false, reuseaddr: false }
@@ -306,19 +294,7 @@ test('the namespace widens its ephemeral port range', { skip: noNamespace }, asy
 test('a scenario whose plan is over 128 KiB runs (the plan goes over IPC, not argv)', async (t) => {
   const prose = 'The kernel spreads connections over the group. '.repeat(3200);
   assert.ok(prose.length > 140_000);
-  const file = scenarioFile(
-    tempDir(t),
-    'large',
-    `servers:
-  - { id: A, address: 127.0.0.1, port: 6000 }
-steps:
-  - start: [A]
-expect:
-  - bind: A
-    outcome: ok
-`,
-    prose,
-  );
+  const file = scenarioFile(t, 'large', SERVER_A + A_BINDS, prose);
   const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--json']);
   assert.equal(result.code, 0, result.stderr);
   assert.equal(parse(result.stdout).scenarios[0]!.status, 'passed');
@@ -364,18 +340,7 @@ test('--isolation host binds wildcards as 127.0.0.1 and says so', async () => {
 test('--isolation host refuses a server on an address that is not loopback', async (t) => {
   const address = nonLoopbackAddress();
   if (!address) return t.skip('this machine has no non-loopback IPv4 address');
-  const file = scenarioFile(
-    tempDir(t),
-    'outside',
-    `servers:
-  - { id: A, address: ${address}, port: 6000 }
-steps:
-  - start: [A]
-expect:
-  - bind: A
-    outcome: ok
-`,
-  );
+  const file = scenarioFile(t, 'outside', serverA(address) + A_BINDS);
   const result = await runCli(['scenario', 'run', file, '--isolation', 'host', '--json', '--strict']);
   const scenario = parse(result.stdout).scenarios[0];
   assert.equal(scenario?.status, 'skipped', result.stdout + result.stderr);
@@ -393,18 +358,11 @@ test('a namespace-only scenario skipped on the host does not tell root to run as
   skip: !isRoot && 'needs root',
 }, async (t) => {
   const file = scenarioFile(
-    tempDir(t),
+    t,
     'sysctl',
     `network:
   sysctls: { net.ipv4.tcp_migrate_req: 1 }
-servers:
-  - { id: A, address: 127.0.0.1, port: 6000 }
-steps:
-  - start: [A]
-expect:
-  - bind: A
-    outcome: ok
-`,
+${SERVER_A}${A_BINDS}`,
   );
   const result = await runCli(['scenario', 'run', file, '--isolation', 'host', '--json']);
   const scenario = parse(result.stdout).scenarios[0];

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
@@ -14,6 +13,7 @@ import {
   runAsNobody,
   runCli,
   runtimeCopy,
+  tempDir,
   waitGone,
   waitNamespacesGone,
   workerPids,
@@ -49,12 +49,6 @@ async function runShipped(args: string[], run: (args: string[]) => Promise<CliRe
   const failed = doc.scenarios.flatMap((s) => s.expectations.filter((e) => !e.passed));
   const onlyChance = failed.length > 0 && failed.every((e) => e.kind === 'balanced' && /p \S+ < /.test(e.observed));
   return onlyChance ? run(args) : first;
-}
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'reuseport-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 test('every shipped scenario passes in its own namespace, with well-formed JUnit', {
