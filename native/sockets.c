@@ -360,3 +360,53 @@ napi_value js_getsockname(napi_env env, napi_callback_info info) {
     return NULL;
   return out;
 }
+
+/* The boolean socket options a scenario sets, by the name JS uses for them. */
+static int flag_option(int64_t which, int *level, int *optname) {
+  switch (which) {
+    case 0: *level = SOL_SOCKET; *optname = SO_REUSEADDR; return 1;
+    case 1: *level = SOL_SOCKET; *optname = SO_REUSEPORT; return 1;
+    case 2: *level = IPPROTO_IPV6; *optname = IPV6_V6ONLY; return 1;
+    default: return 0;
+  }
+}
+
+/* getSocketFlag(fd, which) -> 0 | 1 | { errno, syscall }; which: 0 SO_REUSEADDR, 1 SO_REUSEPORT, 2 IPV6_V6ONLY */
+napi_value js_get_socket_flag(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  napi_value out;
+  int64_t fd, which;
+  int level, optname, value = 0;
+  socklen_t len = sizeof(value);
+
+  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!read_int(env, argv[0], 0, 2147483647.0, &fd, "getSocketFlag(fd, which): fd must be an integer >= 0")) return NULL;
+  if (!read_int(env, argv[1], 0, 2, &which, "getSocketFlag(fd, which): which must be 0, 1 or 2")) return NULL;
+  if (!flag_option(which, &level, &optname)) return NULL;
+  if (getsockopt((int)fd, level, optname, &value, &len) != 0) return errno_object(env, errno, "getsockopt", NULL);
+  if (napi_create_int32(env, value != 0, &out) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  return out;
+}
+
+/* setSocketFlag(fd, which, on) -> 0 | errno; which as for getSocketFlag */
+napi_value js_set_socket_flag(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  napi_value out;
+  int64_t fd, which;
+  int level, optname, on, err = 0;
+
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!read_int(env, argv[0], 0, 2147483647.0, &fd, "setSocketFlag(fd, which, on): fd must be an integer >= 0")) return NULL;
+  if (!read_int(env, argv[1], 0, 2, &which, "setSocketFlag(fd, which, on): which must be 0, 1 or 2")) return NULL;
+  if (!read_bool(env, argv[2], &on, "setSocketFlag(fd, which, on): on must be a boolean")) return NULL;
+  if (!flag_option(which, &level, &optname)) return NULL;
+  if (setsockopt((int)fd, level, optname, &on, sizeof(on)) != 0) err = errno;
+  if (napi_create_int32(env, err, &out) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  return out;
+}

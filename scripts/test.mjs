@@ -55,9 +55,12 @@ const files = readdirSync(join(root, 'dist', 'test'))
 const tapDir = mkdtempSync(join(tmpdir(), 'reuseport-tap-'));
 process.on('exit', () => rmSync(tapDir, { recursive: true, force: true }));
 const totals = { passed: 0, failed: 0, skipped: 0 };
+// Every test ends: one that waits for a message that changed fails after this long instead of hanging the suite.
+const TEST_TIMEOUT_MS = 180_000;
 const suite = (name) => [
   '--test',
   '--test-concurrency=1',
+  `--test-timeout=${TEST_TIMEOUT_MS}`,
   '--test-reporter=spec',
   '--test-reporter-destination=stdout',
   '--test-reporter=tap',

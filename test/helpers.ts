@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -262,4 +263,132 @@ export function cleanups(t: { after(fn: () => unknown): void }): (fn: () => unkn
   return (fn) => {
     stack.push(fn);
   };
+}
+
+/** Rejects with `what` when `promise` has not settled after `ms`: a changed message fails a test, never hangs it. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A running CLI whose output can be waited on, line by line, each wait bounded. */
+export class CliProcess {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private waiters: (() => void)[] = [];
+
+  constructor(args: string[], options: { detached?: boolean } = {}) {
+    this.child = spawn(process.execPath, [CLI, ...args], {
+      cwd: ROOT,
+      detached: options.detached ?? false,
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const wake = () => {
+      for (const w of this.waiters.splice(0)) w();
+    };
+    this.child.stdout?.setEncoding('utf8').on('data', (c: string) => {
+      this.stdout += c;
+      wake();
+    });
+    this.child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+      this.stderr += c;
+      wake();
+    });
+    this.closed = new Promise((resolve) => {
+      this.child.on('close', (code, signal) => {
+        wake();
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  /** Resolves once stderr matches; rejects when the process ends first or after `timeoutMs`. */
+  async waitForStderr(pattern: RegExp, timeoutMs = 60_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const match = pattern.exec(this.stderr);
+      if (match) return match;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new Error(`the CLI ended before stderr matched ${pattern}: ${this.stderr}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`stderr did not match ${pattern} within ${timeoutMs} ms: ${this.stderr}`);
+      await withTimeout(new Promise<void>((resolve) => this.waiters.push(resolve)), left, `stderr ${pattern}`).catch(
+        () => {},
+      );
+    }
+  }
+
+  /** Waits for the end (bounded); kills it when it overruns, and says so. */
+  async finish(timeoutMs = 90_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    try {
+      return await withTimeout(this.closed, timeoutMs, 'the CLI to exit');
+    } catch (err) {
+      this.child.kill('SIGKILL');
+      throw err;
+    }
+  }
+}
+
+/** The pids of the `serve`/scenario worker processes below `pid`. */
+export function workerPids(pid: number): number[] {
+  return descendants(pid).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker-main');
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** The network namespaces (inode strings) the given processes are in. */
+export function namespacesOf(pids: number[]): Set<string> {
+  const out = new Set<string>();
+  for (const pid of pids) {
+    try {
+      out.add(readlinkSync(`/proc/${pid}/ns/net`));
+    } catch {
+      // Gone already.
+    }
+  }
+  return out;
+}
+
+/** Waits (bounded) until no process on the machine is in any of `namespaces`; returns those still in use. */
+export async function waitNamespacesGone(namespaces: Set<string>, timeoutMs = 5000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const inUse = netNamespaces();
+    const left = [...namespaces].filter((ns) => inUse.has(ns));
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A fresh temporary directory, removed after the test. */
+export function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'reuseport-test-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A scenario file in a fresh temporary directory, named after `name` (the file's base name must equal it). */
+export function scenarioFile(t: { after(fn: () => void): void }, name: string, body: string, prose = 'x'): string {
+  const file = join(tempDir(t), `${name}.yaml`);
+  writeFileSync(
+    file,
+    `name: ${name}\ntitle: ${name}\narticle: ${prose}\nlookFor: ${prose}\nexplanation: ${prose}\n${body}`,
+  );
+  return file;
+}
+
+/** Scenario body: server W, `replicas` SO_REUSEPORT sockets on `address`:6000, started; then `rest` (more steps, expect). */
+export function replicatedW(address: string, replicas: number, rest: string): string {
+  return `servers:\n  - { id: W, address: ${address}, port: 6000, replicas: ${replicas}, reuseport: true }\nsteps:\n  - start: [W]\n${rest}`;
 }

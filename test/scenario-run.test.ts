@@ -1,21 +1,22 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  CLI,
+  CliProcess,
   type CliResult,
   descendants,
   EXPECTED_BINDER,
   isRoot,
-  netNamespaces,
-  ROOT,
+  namespacesOf,
   runAsNobody,
   runCli,
   runtimeCopy,
+  tempDir,
   waitGone,
+  waitNamespacesGone,
+  workerPids,
 } from './helpers.js';
 
 interface RunDocument {
@@ -48,12 +49,6 @@ async function runShipped(args: string[], run: (args: string[]) => Promise<CliRe
   const failed = doc.scenarios.flatMap((s) => s.expectations.filter((e) => !e.passed));
   const onlyChance = failed.length > 0 && failed.every((e) => e.kind === 'balanced' && /p \S+ < /.test(e.observed));
   return onlyChance ? run(args) : first;
-}
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'reuseport-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 test('every shipped scenario passes in its own namespace, with well-formed JUnit', {
@@ -99,7 +94,7 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
   assert.match(xml, /<testsuite name="priority" tests="\d+" failures="0"/);
 });
 
-test('the host fallback runs load-balance and priority on the host loopback with stand-ins', async () => {
+test('the host fallback runs load-balance on loopback, and refuses priority, whose wildcard would not be one', async () => {
   const result = await runShipped(['scenario', 'run', 'load-balance', 'priority', '--isolation', 'host', '--json']);
   const doc = JSON.parse(result.stdout) as RunDocument & {
     scenarios: {
@@ -111,15 +106,13 @@ test('the host fallback runs load-balance and priority on the host loopback with
     doc.scenarios.map((s) => [s.name, s.status, s.isolation]),
     [
       ['load-balance', 'passed', 'host'],
-      ['priority', 'passed', 'host'],
+      ['priority', 'skipped', null],
     ],
   );
-  const priority = doc.scenarios[1]!;
-  assert.deepEqual(priority.substitutions.addresses, [
-    { from: '10.0.0.2', to: '127.0.0.2' },
-    { from: '10.0.0.3', to: '127.0.0.3' },
-  ]);
-  assert.notEqual(priority.substitutions.ports[0]?.to, 6000, 'a free port stands in for 6000');
+  const loadBalance = doc.scenarios[0]!;
+  assert.deepEqual(loadBalance.substitutions.addresses, [{ from: '0.0.0.0', to: '127.0.0.1' }]);
+  assert.notEqual(loadBalance.substitutions.ports[0]?.to, 6000, 'a free port stands in for 6000');
+  assert.match(doc.scenarios[1]!.reason ?? '', /B's wildcard 0\.0\.0\.0 would be bound as 127\.0\.0\.1/);
 });
 
 test('run as nobody, cross-user is skipped with a reason, and --strict makes skips fail', {
@@ -177,70 +170,45 @@ test('a bad scenario file gives exit 2 with file, line and a plain message', asy
   assert.doesNotMatch(result.stderr, /\n\s+at /);
 });
 
-test('Ctrl-C in the middle of a run leaves no process and no namespace behind', { skip: noNamespace }, async () => {
-  const before = netNamespaces();
+test('Ctrl-C in the middle of a run leaves no process and no namespace behind', { skip: noNamespace }, async (t) => {
   // Its own process group, so the SIGINT reaches every process as a terminal's Ctrl-C would.
-  const child = spawn(process.execPath, [CLI, 'scenario', 'run', 'load-balance', 'priority'], {
-    cwd: ROOT,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-  let stderr = '';
-  let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => {
-    stdout += c;
-  });
-  let seen: number[] = [];
-  await new Promise<void>((resolve) => {
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-      // Workers are up once the first start step is done.
-      if (/start W/.test(stderr) && seen.length === 0) {
-        seen = descendants(child.pid!);
-        resolve();
-      }
-    });
-  });
+  const run = new CliProcess(['scenario', 'run', 'load-balance', 'priority'], { detached: true });
+  t.after(() => run.child.kill('SIGKILL'));
+  // Workers are up once the first start step is done.
+  await run.waitForStderr(/start W/);
+  const seen = descendants(run.child.pid!);
+  // Only the namespaces this run created: other runs on the machine come and go meanwhile.
+  const created = namespacesOf(seen);
+  created.delete(readlinkSync('/proc/self/ns/net'));
   assert.ok(seen.length >= 5, `workers were running: ${seen.length}`);
-  process.kill(-child.pid!, 'SIGINT');
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  assert.equal(code, 130, stdout + stderr);
+  assert.ok(created.size >= 1, 'the run made a namespace');
+  process.kill(-run.child.pid!, 'SIGINT');
+  const { code } = await run.finish(30_000);
+  assert.equal(code, 130, run.stdout + run.stderr);
   assert.deepEqual(await waitGone(seen), [], 'every process the run started is gone');
-  const leaked = [...netNamespaces()].filter((ns) => !before.has(ns));
-  assert.deepEqual(leaked, [], 'no network namespace is left');
+  assert.deepEqual(await waitNamespacesGone(created), [], 'no network namespace it made is left');
 });
 
-test('a worker that crashes mid-run fails the scenario and leaves nothing behind', { skip: noNamespace }, async () => {
-  const child = spawn(process.execPath, [CLI, 'scenario', 'run', 'load-balance', '--json'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
-  });
-  let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => {
-    stdout += c;
-  });
+test('a worker that crashes mid-run fails the scenario and leaves nothing behind', { skip: noNamespace }, async (t) => {
+  const run = new CliProcess(['scenario', 'run', 'load-balance', '--json']);
+  t.after(() => run.child.kill('SIGKILL'));
   // Find a worker as soon as one exists, and kill it.
   let all: number[] = [];
-  for (let tries = 0; tries < 500; tries++) {
-    all = descendants(child.pid!);
-    const worker = all.find((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker-main');
-      } catch {
-        return false;
-      }
-    });
+  let killed = false;
+  for (let tries = 0; tries < 3000 && !killed; tries++) {
+    all = descendants(run.child.pid!);
+    const [worker] = workerPids(run.child.pid!);
     if (worker) {
       process.kill(worker, 'SIGKILL');
-      break;
+      killed = true;
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  assert.equal(code, 1, stdout);
-  const doc = JSON.parse(stdout) as RunDocument;
+  assert.ok(killed, 'a worker appeared');
+  const { code } = await run.finish();
+  assert.equal(code, 1, run.stdout);
+  const doc = JSON.parse(run.stdout) as RunDocument;
   assert.equal(doc.scenarios[0]?.status === 'failed' || doc.scenarios[0]?.status === 'error', true);
   assert.deepEqual(await waitGone(all), []);
 });

@@ -1,8 +1,11 @@
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { type FileHandle, open, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ReuseportError } from '../errors.js';
+import { ReuseportError, UsageError } from '../errors.js';
 import { toJUnit } from '../report/junit.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
+import { describeFault, trafficFailures } from '../scenario/expect.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/load.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import type { Scenario } from '../scenario/schema.js';
@@ -40,12 +43,30 @@ export async function scenarioListCommand(options: { json: boolean }): Promise<n
 }
 
 export async function scenarioRunCommand(names: string[] | 'all', flags: ScenarioRunFlags): Promise<number> {
+  if (flags.junit !== undefined && flags.junit.trim() === '') {
+    throw new UsageError('--junit needs a file name, got an empty one; give a path such as --junit report.xml');
+  }
   const terminal = await openTerminal(flags);
   const files =
     names === 'all'
       ? await listScenarioFiles(SCENARIOS_DIR)
       : await Promise.all(names.map((name) => resolveScenario(name, SCENARIOS_DIR)));
   const scenarios = await loadAll(files);
+  // Before the run: a path that cannot be written should not cost a whole run to find out.
+  const junit = flags.junit !== undefined ? await JUnitTarget.open(flags.junit) : null;
+  try {
+    return await runAndReport(scenarios, flags, terminal, junit);
+  } finally {
+    await junit?.discard();
+  }
+}
+
+async function runAndReport(
+  scenarios: Scenario[],
+  flags: ScenarioRunFlags,
+  terminal: Awaited<ReturnType<typeof openTerminal>>,
+  junit: JUnitTarget | null,
+): Promise<number> {
   const interrupt = interruptSignal();
   const progress = flags.json ? null : await statusLine(terminal, 'starting');
   let report: RunReport;
@@ -71,20 +92,63 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
     interrupt.release();
   }
   terminal.out(flags.json ? JSON.stringify(toJsonDocument(report), null, 2) : formatRunReport(report, terminal.style));
-  if (flags.junit) {
+  await junit?.commit(toJUnit(report));
+  if (report.interrupted) return 130;
+  const { failed, errors, skipped } = report.summary;
+  if (failed > 0 || errors > 0) return 1;
+  return flags.strict && skipped > 0 ? 1 : 0;
+}
+
+/**
+ * The JUnit file, written without ever following what sits at its path: a
+ * fresh temporary file (O_EXCL) in the same folder, renamed into place at the
+ * end. A symlink planted at the path is replaced, not written through.
+ */
+class JUnitTarget {
+  private constructor(
+    private readonly target: string,
+    private readonly temp: string,
+    private handle: FileHandle | null,
+  ) {}
+
+  static async open(target: string): Promise<JUnitTarget> {
+    const fail = (why: string) =>
+      new ReuseportError(`cannot write the JUnit report to ${target}: ${why}; choose a writable path`, {
+        code: 'EJUNIT',
+        exitCode: 2,
+      });
+    const existing = await stat(target).catch(() => null);
+    if (existing?.isDirectory()) throw fail('it is a directory');
+    const dir = path.dirname(path.resolve(target));
+    const temp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
     try {
-      await writeFile(flags.junit, toJUnit(report));
+      return new JUnitTarget(target, temp, await open(temp, 'wx', 0o644));
     } catch (err) {
-      throw new ReuseportError(`cannot write the JUnit report to ${flags.junit}: ${(err as Error).message}`, {
+      const e = err as NodeJS.ErrnoException;
+      throw fail(e.code === 'ENOENT' ? `the folder ${dir} does not exist` : `${e.code ?? 'error'} in ${dir}`);
+    }
+  }
+
+  async commit(text: string): Promise<void> {
+    try {
+      await this.handle?.writeFile(text);
+      await this.handle?.close();
+      this.handle = null;
+      await rename(this.temp, this.target);
+    } catch (err) {
+      throw new ReuseportError(`cannot write the JUnit report to ${this.target}: ${(err as Error).message}`, {
         code: 'EJUNIT',
         exitCode: 2,
       });
     }
   }
-  if (report.interrupted) return 130;
-  const { failed, errors, skipped } = report.summary;
-  if (failed > 0 || errors > 0) return 1;
-  return flags.strict && skipped > 0 ? 1 : 0;
+
+  /** Removes the temporary file unless it was renamed into place. */
+  async discard(): Promise<void> {
+    await this.handle?.close().catch(() => {});
+    this.handle = null;
+    await unlink(this.temp).catch(() => {});
+  }
 }
 
 /** Loads every file; reports the mistakes of all of them together. */
@@ -119,18 +183,23 @@ function toJsonDocument(report: RunReport): unknown {
       status: r.status,
       reason: r.reason ?? null,
       isolation: r.isolation ?? null,
+      isolationNote: r.isolationNote ?? null,
       substitutions: r.substitutions,
       durationMs: r.durationMs,
       kernel: r.observations?.kernel ?? report.kernel,
+      portRange: r.observations?.portRange ?? null,
       servers:
         r.observations?.instances.map((i) => ({
           server: i.server,
           replica: i.replica,
           pid: i.pid,
           uid: i.uid ?? null,
+          startStep: i.startStep ?? null,
           bind: i.bind,
           binder: i.binder ?? null,
           message: i.bindMessage ?? null,
+          options: i.options ?? null,
+          fault: i.fault ? { ...i.fault, description: describeFault(i) } : null,
         })) ?? [],
       traffic:
         r.observations?.traffic.map((t) => ({
@@ -141,9 +210,11 @@ function toJsonDocument(report: RunReport): unknown {
           succeeded: t.load.succeeded,
           failed: t.load.failed,
           failures: t.load.failures,
+          unanswered: trafficFailures(t.load),
           perServer: t.perInstance,
           workerCounters: t.workerDeltas,
           accounting: t.accounting,
+          notCompared: t.unknown,
           elapsedMs: t.load.elapsedMs,
         })) ?? [],
       expectations: r.expectations,

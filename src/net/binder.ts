@@ -2,7 +2,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { KernelError, ReuseportError } from '../errors.js';
 import { familyOf, type Protocol } from './address.js';
-import { loadNativeHelper } from './native.js';
+import { loadNativeHelper, type SocketFlag } from './native.js';
 
 export type BinderName = 'builtin' | 'native';
 export type BinderChoice = 'auto' | BinderName;
@@ -94,7 +94,13 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
         backlog: request.backlog ?? DEFAULT_BACKLOG,
         exclusive: true,
       });
-      return { protocol: 'tcp', server };
+      const bound: BoundSocket = { protocol: 'tcp', server };
+      // libuv sets SO_REUSEADDR on every TCP bind; undo it when the request said no and the helper can.
+      const descriptor = request.reuseAddr === false ? descriptorOf(bound) : undefined;
+      if (descriptor !== undefined && loadNativeHelper().helper?.socketFlags) {
+        applySocketFlag(descriptor, 'reuseAddr', false);
+      }
+      return bound;
     }
     const type = familyOf(request.address) === 6 ? 'udp6' : 'udp4';
     const socket =
@@ -110,6 +116,8 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
       socket,
       fd !== undefined ? { fd, exclusive: true } : { ...toBindAddress(request), exclusive: true },
     );
+    // libuv's uv_udp_open turns SO_REUSEADDR on for an adopted fd: put back what was asked for.
+    if (fd !== undefined) applySocketFlag(fd, 'reuseAddr', request.reuseAddr ?? false);
     return { protocol: 'udp', socket };
   } catch (err) {
     // An fd handed to net or dgram is theirs to close, and they do on failure.
@@ -177,4 +185,57 @@ function bindDgram(socket: dgram.Socket, options: dgram.BindOptions): Promise<vo
 export function localAddressOf(bound: BoundSocket): { address: string; port: number } {
   const info = bound.protocol === 'tcp' ? (bound.server.address() as net.AddressInfo) : bound.socket.address();
   return { address: info.address, port: info.port };
+}
+
+/** What a bound socket really has, read back with getsockopt (null: this platform or build cannot say). */
+export interface EffectiveOptions {
+  reuseAddr: boolean | null;
+  reusePort: boolean | null;
+  ipv6Only: boolean | null;
+}
+
+/** setsockopt through the native helper; throws when it cannot, so a request is never silently dropped. */
+export function applySocketFlag(fd: number, flag: SocketFlag, on: boolean): void {
+  const flags = loadNativeHelper().helper?.socketFlags;
+  if (!flags) {
+    throw new ReuseportError(
+      `cannot set ${flag} on the socket: the native helper has no setsockopt; rebuild it with \`npm rebuild\``,
+      { code: 'ENOBINDER' },
+    );
+  }
+  flags.set(fd, flag, on);
+}
+
+/** The descriptor under a bound socket (Node keeps it on its internal handle), or undefined. */
+export function descriptorOf(bound: BoundSocket): number | undefined {
+  const owner: object = bound.protocol === 'tcp' ? bound.server : bound.socket;
+  // net.Server keeps `_handle`; dgram.Socket keeps its handle under a private symbol.
+  const candidates = [
+    (owner as { _handle?: { fd?: unknown } })._handle,
+    ...Object.getOwnPropertySymbols(owner).map(
+      (key) => (owner as Record<symbol, { handle?: { fd?: unknown } }>)[key]?.handle,
+    ),
+  ];
+  for (const handle of candidates) {
+    if (typeof handle?.fd === 'number' && handle.fd >= 0) return handle.fd;
+  }
+  return undefined;
+}
+
+/** getsockopt of every option a scenario can ask for; each is null when it cannot be read. */
+export function effectiveOptions(fd: number | undefined, family: 4 | 6): EffectiveOptions {
+  const flags = loadNativeHelper().helper?.socketFlags;
+  const read = (flag: SocketFlag): boolean | null => {
+    if (fd === undefined || !flags) return null;
+    try {
+      return flags.get(fd, flag);
+    } catch {
+      return null;
+    }
+  };
+  return {
+    reuseAddr: read('reuseAddr'),
+    reusePort: read('reusePort'),
+    ipv6Only: family === 6 ? read('ipv6Only') : null,
+  };
 }

@@ -70,6 +70,19 @@ export interface NativeHelper {
   readonly engines: NativeEngines | null;
   /** The addon's raw exports, for modules that type and wrap further parts of it (socket-lifecycle.ts). */
   readonly exports: object;
+  /** getsockopt/setsockopt of boolean options, or null when this build of the addon predates them. */
+  readonly socketFlags: SocketFlags | null;
+}
+
+/** The boolean socket options a scenario asks for. */
+export type SocketFlag = 'reuseAddr' | 'reusePort' | 'ipv6Only';
+const SOCKET_FLAG_INDEX: Record<SocketFlag, number> = { reuseAddr: 0, reusePort: 1, ipv6Only: 2 };
+
+export interface SocketFlags {
+  /** getsockopt(SO_REUSEADDR / SO_REUSEPORT / IPV6_V6ONLY). Throws KernelError. */
+  get(fd: number, flag: SocketFlag): boolean;
+  /** setsockopt of the same options. Throws KernelError. */
+  set(fd: number, flag: SocketFlag, on: boolean): void;
 }
 
 export type NativeLoadResult = { helper: NativeHelper } | { helper: null; reason: string };
@@ -177,6 +190,11 @@ interface RawBinding {
   getOpenFileLimit(): RawLimitResult;
 }
 
+interface RawSocketFlags {
+  getSocketFlag(fd: number, which: number): number | RawErrno;
+  setSocketFlag(fd: number, which: number, on: boolean): number;
+}
+
 interface RawEngines {
   getsockname(fd: number): SocketName | RawErrno;
   acceptLoopStart(fd: number, greeting: Uint8Array): number | RawErrno;
@@ -234,6 +252,25 @@ function hasRawEngines(value: RawBinding): value is RawBinding & RawEngines {
   return ENGINE_FUNCTIONS.every((k) => typeof v[k] === 'function');
 }
 
+function hasRawSocketFlags(value: RawBinding): value is RawBinding & RawSocketFlags {
+  const v = value as unknown as Record<string, unknown>;
+  return typeof v.getSocketFlag === 'function' && typeof v.setSocketFlag === 'function';
+}
+
+function wrapSocketFlags(raw: RawSocketFlags): SocketFlags {
+  return {
+    get(fd, flag) {
+      const result = raw.getSocketFlag(fd, SOCKET_FLAG_INDEX[flag]);
+      if (typeof result !== 'number') throw KernelError.fromErrno(result.errno, result.syscall);
+      return result === 1;
+    },
+    set(fd, flag, on) {
+      const errno = raw.setSocketFlag(fd, SOCKET_FLAG_INDEX[flag], on);
+      if (errno !== 0) throw KernelError.fromErrno(errno, 'setsockopt');
+    },
+  };
+}
+
 export function isRawErrno(value: object): value is RawErrno {
   return 'errno' in value && 'syscall' in value;
 }
@@ -285,6 +322,7 @@ function wrap(raw: RawBinding, path: string): NativeHelper {
     getOpenFileLimit: () => limits(raw.getOpenFileLimit()),
     engines: hasRawEngines(raw) ? wrapEngines(raw) : null,
     exports: raw,
+    socketFlags: hasRawSocketFlags(raw) ? wrapSocketFlags(raw) : null,
   };
 }
 

@@ -9,7 +9,15 @@
  * `node`, the builtin binder, or UDP) Node's net.Server / dgram do it.
  */
 import { KernelError } from '../errors.js';
-import { adoptTcpListener, type BoundSocket, bindSocket, localAddressOf, openNativeSocket } from './binder.js';
+import {
+  adoptTcpListener,
+  type BoundSocket,
+  bindSocket,
+  descriptorOf,
+  effectiveOptions,
+  localAddressOf,
+  openNativeSocket,
+} from './binder.js';
 import { formatGreeting } from './greeting.js';
 import { type EngineChoice, engineFromEnv, loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
 import { dropPrivileges } from './users.js';
@@ -145,6 +153,10 @@ async function main(): Promise<void> {
     port: local.port,
     binder: config.binder,
     uid: process.getuid?.() ?? -1,
+    options: effectiveOptions(
+      nativeLoop?.fd ?? (bound ? descriptorOf(bound) : fd),
+      local.address.includes(':') ? 6 : 4,
+    ),
   });
 }
 

@@ -2,7 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { formatHostPort, KernelError } from '../errors.js';
 import type { Protocol } from './address.js';
-import type { BinderName } from './binder.js';
+import type { BinderName, EffectiveOptions } from './binder.js';
 import { explainBindError } from './explain.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
 
@@ -22,6 +22,7 @@ export type WorkerEvent =
       protocol: Protocol;
       binder: BinderName;
       uid: number;
+      options?: EffectiveOptions;
     }
   | { event: 'stats'; workerId: number; pid: number; accepted: number }
   | {
@@ -38,7 +39,7 @@ export type WorkerEvent =
 export type ExitReason = 'stopped' | 'bind-failed' | 'crashed';
 
 export type BindOutcome =
-  | { ok: true; address: string; port: number; binder: BinderName }
+  | { ok: true; address: string; port: number; binder: BinderName; uid?: number; options?: EffectiveOptions }
   | { ok: false; error: KernelError; explanation: string; exitCode: number };
 
 export interface WorkerExit {
@@ -110,8 +111,16 @@ export class WorkerProcess {
             protocol: spec.protocol,
             binder: message.binder,
             uid: message.uid,
+            ...(message.options ? { options: message.options } : {}),
           });
-          resolveBound({ ok: true, address: message.address, port: message.port, binder: message.binder });
+          resolveBound({
+            ok: true,
+            address: message.address,
+            port: message.port,
+            binder: message.binder,
+            uid: message.uid,
+            ...(message.options ? { options: message.options } : {}),
+          });
           break;
         case 'bind-error': {
           this.bindFailed = true;

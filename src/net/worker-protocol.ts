@@ -1,4 +1,4 @@
-import type { BinderName, BindRequest } from './binder.js';
+import type { BinderName, BindRequest, EffectiveOptions } from './binder.js';
 import type { EngineChoice } from './native.js';
 import type { UserIdentity } from './users.js';
 
@@ -26,7 +26,7 @@ export type ToWorker = { type: 'bind' } | { type: 'stop' } | { type: 'count'; se
 
 export type FromWorker =
   | { type: 'ready' }
-  | { type: 'listening'; address: string; port: number; binder: BinderName; uid: number }
+  | { type: 'listening'; address: string; port: number; binder: BinderName; uid: number; options?: EffectiveOptions }
   | { type: 'bind-error'; code: string; errno: number; syscall: string; message: string }
   | { type: 'count'; accepted: number; seq: number }
   | { type: 'stopped'; accepted: number };

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { formatHostPort } from '../errors.js';
+import { describeFault, trafficFailures } from '../scenario/expect.js';
 import type { RunReport, ScenarioResult } from '../scenario/runner.js';
 import { acceptLine } from './serve-report.js';
 import type { Style } from './style.js';
@@ -53,7 +54,10 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
       .filter((s) => observations.instances.some((i) => i.server === s.id))
       .map((s) => {
         const instances = observations.instances.filter((i) => i.server === s.id);
-        const binds = instances.map((i) => (i.bind === 'ok' ? style.green('ok') : style.red(i.bind)));
+        const binds = instances.map((i) => {
+          const bind = i.bind === 'ok' ? style.green('ok') : style.red(i.bind);
+          return i.fault ? `${bind}, then ${style.red(i.fault.kind === 'died' ? 'died' : 'stopped answering')}` : bind;
+        });
         return [
           s.id,
           formatHostPort(s.address, s.port),
@@ -66,6 +70,9 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
         ];
       });
     lines.push(indent(renderTable(['id', 'address', 'proto', 'option', 'owner', 'procs', 'bind', 'pids'], rows)));
+    for (const instance of observations.instances.filter((i) => i.fault)) {
+      lines.push(`   ${style.red('✘')} ${describeFault(instance)}`);
+    }
     for (const traffic of observations.traffic) {
       const noun = traffic.load.protocol === 'tcp' ? 'connections' : 'datagrams';
       lines.push(
@@ -81,13 +88,13 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
         percent(p.count, traffic.load.attempted),
         style.cyan(bar(p.count, max, 24)),
       ]);
-      if (traffic.load.failed > 0) {
+      for (const failure of trafficFailures(traffic.load)) {
         trafficRows.push([
-          style.red('failed'),
+          style.red(failure.what),
           '',
-          String(traffic.load.failed),
-          percent(traffic.load.failed, traffic.load.attempted),
-          traffic.load.failures.map((f) => `${f.code} ${f.count}`).join(', '),
+          String(failure.count),
+          percent(failure.count, traffic.load.connections),
+          '',
         ]);
       }
       lines.push(
@@ -97,7 +104,14 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
       const server = ran.servers;
       for (const delta of traffic.workerDeltas) {
         const spec = server.find((s) => s.id === delta.server);
-        if (spec) lines.push(style.dim(`   ${acceptLine(spec.address, spec.port, delta.pid, delta.accepted)}`));
+        if (!spec) continue;
+        lines.push(
+          style.dim(
+            delta.accepted === null
+              ? `   Server ${formatHostPort(spec.address, spec.port)} (${delta.pid}) accept success: unknown (the worker died or did not answer)`
+              : `   ${acceptLine(spec.address, spec.port, delta.pid, delta.accepted)}`,
+          ),
+        );
       }
     }
   }

@@ -1,11 +1,12 @@
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { formatHostPort } from '../errors.js';
 import type { BinderName } from '../net/binder.js';
 import { resolveBinder } from '../net/binder.js';
 import { workerKey } from '../net/greeting.js';
-import { runLoad } from '../net/load.js';
-import { resolveUser } from '../net/users.js';
-import { spawnWorker, type WorkerProcess } from '../net/worker-pool.js';
+import { type LoadResult, runLoad } from '../net/load.js';
+import { resolveUser, type UserIdentity } from '../net/users.js';
+import { type BindOutcome, spawnWorker, type WorkerExit, type WorkerProcess } from '../net/worker-pool.js';
 import type {
   InnerEvent,
   InstanceObservation,
@@ -13,15 +14,43 @@ import type {
   Plan,
   StepRecord,
   TrafficObservation,
+  WorkerFault,
 } from './observations.js';
 import type { ServerSpec, Step } from './schema.js';
 
+/** Booting Node is the slow part: 64 workers on two busy cores take a while. */
+const BOOT_TIMEOUT_MS = 60_000;
+/** A worker that has booted answers a bind or a counter query in microseconds; this long means it is stuck. */
+const ANSWER_TIMEOUT_MS = 5_000;
+/** Every traffic step stops by itself after this long; what was measured until then is kept. */
+const TRAFFIC_DEADLINE_MS = 60_000;
+
+/** One socket of one replica: a server started again after `stop` gets a new instance (a new worker). */
 interface Instance {
   server: ServerSpec;
   replica: number;
   worker: WorkerProcess;
   observation: InstanceObservation;
   running: boolean;
+  /** The runner asked it to stop (or gave up on it): its exit is not a fault. */
+  stopRequested: boolean;
+}
+
+/** Where the run is, so that a fault can say when it happened. */
+interface Position {
+  step: number;
+  text: string;
+  finished: boolean;
+}
+
+const TIMED_OUT = Symbol('timed out');
+
+function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -45,14 +74,20 @@ export async function executePlan(
     }
     return name;
   };
+  const users = new Map<string, UserIdentity | undefined>();
+  const userFor = (server: ServerSpec) => {
+    const key = String(server.user);
+    if (!users.has(key)) users.set(key, server.user !== undefined ? resolveUser(server.user) : undefined);
+    return users.get(key);
+  };
 
-  // Boot every worker the scenario will need at once; each binds only when its step says so.
+  const position: Position = { step: 0, text: 'starting the workers', finished: false };
   const instances: Instance[] = [];
   let nextWorkerId = 1;
-  for (const server of scenario.servers) {
-    if (!scenario.steps.some((step) => step.kind === 'start' && step.servers.includes(server.id))) continue;
+  const launch = async (server: ServerSpec): Promise<Instance[]> => {
     const binder = await binderFor(server.binder);
-    const user = server.user !== undefined ? resolveUser(server.user) : undefined;
+    const user = userFor(server);
+    const launched: Instance[] = [];
     for (let replica = 1; replica <= server.replicas; replica++) {
       const workerId = nextWorkerId++;
       const worker = spawnWorker(
@@ -71,15 +106,28 @@ export async function executePlan(
         },
         () => {},
       );
-      instances.push({
+      const instance: Instance = {
         server,
         replica,
         worker,
         running: false,
-        observation: { server: server.id, replica, workerId, pid: worker.pid, bind: 'pending' },
-      });
+        stopRequested: false,
+        // The uid it runs as; the worker confirms it once bound.
+        observation: {
+          server: server.id,
+          replica,
+          workerId,
+          pid: worker.pid,
+          bind: 'pending',
+          uid: user?.uid ?? process.getuid?.() ?? -1,
+        },
+      };
+      void worker.exited.then((exit) => noteExit(instance, exit, position));
+      instances.push(instance);
+      launched.push(instance);
     }
-  }
+    return launched;
+  };
   const abort = new Promise<never>((_, reject) => {
     const fail = () => reject(new Error('interrupted'));
     if (signal.aborted) fail();
@@ -90,18 +138,26 @@ export async function executePlan(
   const records: StepRecord[] = [];
   const traffic: TrafficObservation[] = [];
   try {
-    await Promise.race([Promise.all(instances.map((i) => i.worker.ready)), abort]);
+    // Boot every worker the first start steps need at once; each binds only when its step says so.
+    const firstStarts = scenario.servers.filter((server) =>
+      scenario.steps.some((step) => step.kind === 'start' && step.servers.includes(server.id)),
+    );
+    const booting: Instance[] = [];
+    for (const server of firstStarts) booting.push(...(await launch(server)));
+    await Promise.race([awaitReady(booting, position), abort]);
     for (const [index, step] of scenario.steps.entries()) {
       if (signal.aborted) break;
       const text = describeStep(step);
+      Object.assign(position, { step: index + 1, text, finished: false });
       emit({ type: 'step', index, total: scenario.steps.length, text, status: 'start' });
-      const record = await Promise.race([runStep(step, instances, signal), abort]);
+      const record = await Promise.race([runStep(step, instances, launch, position, signal), abort]);
+      position.finished = true;
       records.push(record);
       if (record.kind === 'traffic') traffic.push(record.traffic);
       emit({ type: 'step', index, total: scenario.steps.length, text, status: 'done', detail: describeRecord(record) });
     }
   } finally {
-    await Promise.all(instances.map((i) => i.worker.stop()));
+    await stopInstances(instances);
   }
   return {
     kernel: `Linux ${os.release()}`,
@@ -109,50 +165,192 @@ export async function executePlan(
     instances: instances.map((i) => i.observation),
     steps: records,
     traffic,
+    ...portRange(),
     durationMs: Date.now() - startedAt,
   };
 }
 
-async function runStep(step: Step, instances: Instance[], signal: AbortSignal): Promise<StepRecord> {
+/** Records a worker's end when nobody asked for it: how it died, and when. */
+function noteExit(instance: Instance, exit: WorkerExit, position: Position): void {
+  instance.running = false;
+  if (exit.reason === 'bind-failed') return;
+  // A worker exits 0 only after its final report (or when its parent went): asked to stop, that is a clean stop
+  // even when Node delivered 'exit' before the last IPC message.
+  if (instance.stopRequested && (exit.reason === 'stopped' || (exit.exitCode === 0 && exit.signal === null))) return;
+  if (instance.observation.fault) return;
+  const how = instance.stopRequested
+    ? `did not stop when asked, and was killed (${describeExit(exit)})`
+    : describeExit(exit);
+  instance.observation.fault = fault(instance.stopRequested ? 'unresponsive' : 'died', how, position, exit);
+}
+
+function fault(
+  kind: WorkerFault['kind'],
+  how: string,
+  position: Position,
+  exit?: Pick<WorkerExit, 'signal' | 'exitCode'>,
+): WorkerFault {
+  return {
+    kind,
+    how,
+    step: position.step,
+    stepText: position.text,
+    between: position.finished,
+    signal: exit?.signal ?? null,
+    exitCode: exit?.exitCode ?? null,
+  };
+}
+
+function describeExit(exit: Pick<WorkerExit, 'signal' | 'exitCode'>): string {
+  return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+}
+
+/** What /proc says a process is doing, for a worker that does not answer. */
+function processState(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    const words: Record<string, string> = {
+      T: 'stopped by a signal',
+      t: 'stopped by a tracer',
+      Z: 'exited, not yet reaped',
+      D: 'in uninterruptible sleep',
+      R: 'running',
+      S: 'sleeping',
+    };
+    return words[state] ?? `state ${state}`;
+  } catch {
+    return 'gone';
+  }
+}
+
+/** Gives up on a worker that does not answer: records it, and kills it by pid so nothing is left behind. */
+function giveUp(instance: Instance, what: string, position: Position): void {
+  instance.observation.fault ??= fault(
+    'unresponsive',
+    `${what} within ${ANSWER_TIMEOUT_MS / 1000} s (process state: ${processState(instance.worker.pid)})`,
+    position,
+  );
+  instance.running = false;
+  instance.stopRequested = true;
+  instance.worker.kill();
+}
+
+async function awaitReady(group: Instance[], position: Position): Promise<void> {
+  await Promise.all(
+    group.map(async (instance) => {
+      if ((await within(instance.worker.ready, BOOT_TIMEOUT_MS)) === TIMED_OUT) {
+        instance.observation.bind = 'ENOANSWER';
+        giveUp(instance, 'did not finish booting', position);
+      }
+    }),
+  );
+}
+
+async function stopInstances(instances: Instance[]): Promise<void> {
+  for (const instance of instances) instance.stopRequested = true;
+  await Promise.all(instances.map((i) => i.worker.stop()));
+  // noteExit runs in the exit promise's reaction; let those settle before the caller reads the observations.
+  await Promise.all(instances.map((i) => i.worker.exited));
+}
+
+/** The counter of each instance, or null for one that died or did not answer in time. */
+async function readCounters(group: Instance[], position: Position): Promise<(number | null)[]> {
+  return Promise.all(
+    group.map(async (instance) => {
+      if (!instance.running) return null;
+      const count = await within(instance.worker.count(), ANSWER_TIMEOUT_MS);
+      if (count === TIMED_OUT) {
+        giveUp(instance, 'did not answer its counter query', position);
+        return null;
+      }
+      return instance.running ? count : null;
+    }),
+  );
+}
+
+async function runStep(
+  step: Step,
+  instances: Instance[],
+  launch: (server: ServerSpec) => Promise<Instance[]>,
+  position: Position,
+  signal: AbortSignal,
+): Promise<StepRecord> {
   if (step.kind === 'start') {
     const outcomes: InstanceObservation[] = [];
     // In the order written: which bind fails can depend on who came first.
     for (const id of step.servers) {
-      const group = instances.filter((i) => i.server.id === id);
-      const results = await Promise.all(group.map((i) => i.worker.bind()));
+      let group = instances.filter((i) => i.server.id === id && i.observation.bind === 'pending');
+      if (group.length === 0) {
+        // Started before: a fresh worker, a fresh socket, a fresh outcome.
+        const server = instances.find((i) => i.server.id === id)?.server;
+        if (!server) continue;
+        group = await launch(server);
+        await awaitReady(group, position);
+      }
+      const results = await Promise.all(
+        group.map(async (instance) => {
+          if (instance.observation.bind !== 'pending') return null;
+          const result = await within(instance.worker.bind(), ANSWER_TIMEOUT_MS);
+          if (result === TIMED_OUT) {
+            instance.observation.bind = 'ENOANSWER';
+            giveUp(instance, 'did not answer its bind request', position);
+            return null;
+          }
+          return result;
+        }),
+      );
       group.forEach((instance, n) => {
-        const result = results[n]!;
-        instance.running = result.ok;
-        instance.observation.bind = result.ok ? 'ok' : result.error.code;
-        if (result.ok) {
-          instance.observation.binder = result.binder;
-        } else {
-          instance.observation.bindMessage = result.explanation;
-        }
+        instance.observation.startStep = position.step;
+        const result = results[n];
+        if (result) recordBind(instance, result);
         outcomes.push({ ...instance.observation });
       });
     }
     return { kind: 'start', servers: step.servers, outcomes, line: step.line };
   }
   if (step.kind === 'stop') {
-    const group = instances.filter((i) => step.servers.includes(i.server.id));
-    const exits = await Promise.all(group.map((i) => i.worker.stop()));
+    const group = instances.filter((i) => step.servers.includes(i.server.id) && i.observation.bind !== 'pending');
+    const live = group.filter((i) => !i.stopRequested);
+    for (const instance of live) instance.stopRequested = true;
+    const exits = await Promise.all(live.map((i) => i.worker.stop()));
     for (const instance of group) instance.running = false;
     return {
       kind: 'stop',
       servers: step.servers,
-      accepted: group.map((instance, n) => ({
+      accepted: live.map((instance, n) => ({
         server: instance.server.id,
         replica: instance.replica,
         pid: instance.worker.pid,
-        accepted: exits[n]!.accepted,
+        accepted: exits[n]!.reason === 'stopped' ? exits[n]!.accepted : null,
       })),
       line: step.line,
     };
   }
+  return runTraffic(step, instances, position, signal);
+}
+
+function recordBind(instance: Instance, result: BindOutcome): void {
+  instance.running = result.ok;
+  instance.observation.bind = result.ok ? 'ok' : result.error.code;
+  if (result.ok) {
+    instance.observation.binder = result.binder;
+    if (result.uid !== undefined) instance.observation.uid = result.uid;
+    if (result.options) instance.observation.options = result.options;
+  } else {
+    instance.observation.bindMessage = result.explanation;
+  }
+}
+
+async function runTraffic(
+  step: Extract<Step, { kind: 'traffic' }>,
+  instances: Instance[],
+  position: Position,
+  signal: AbortSignal,
+): Promise<StepRecord> {
   const spec = step.traffic;
   const running = instances.filter((i) => i.running);
-  const before = await Promise.all(running.map((i) => i.worker.count()));
+  const before = await readCounters(running, position);
   const load = await runLoad(
     {
       host: spec.target,
@@ -161,33 +359,57 @@ async function runStep(step: Step, instances: Instance[], signal: AbortSignal): 
       connections: spec.connections,
       concurrency: spec.concurrency,
       ...(spec.sourcePort !== undefined ? { sourcePort: spec.sourcePort } : {}),
-      deadlineMs: 60_000,
+      deadlineMs: TRAFFIC_DEADLINE_MS,
     },
     { signal },
   );
-  const after = await Promise.all(running.map((i) => i.worker.count()));
-  const byKey = new Map(load.perWorker.map((w) => [workerKey(w), w.count]));
-  const perInstance = running.map((i) => ({
-    server: i.server.id,
-    replica: i.replica,
-    pid: i.worker.pid,
-    count: byKey.get(workerKey({ workerId: i.observation.workerId, pid: i.worker.pid, local: '' })) ?? 0,
-  }));
+  const after = await readCounters(running, position);
+  const tallies = clientTallies(load);
+  const perInstance = running.map((i) => {
+    const tally = tallies.get(workerKey({ workerId: i.observation.workerId, pid: i.worker.pid, local: '' }));
+    return {
+      server: i.server.id,
+      replica: i.replica,
+      pid: i.worker.pid,
+      count: tally?.count ?? 0,
+      ...(tally?.distinctSourcePorts !== undefined ? { distinctSourcePorts: tally.distinctSourcePorts } : {}),
+    };
+  });
+  const deltas = running.map((_, n) => {
+    const [b, a] = [before[n], after[n]];
+    return b === null || b === undefined || a === null || a === undefined ? null : a - b;
+  });
+  // A worker that died during the load answers with the last count it sent: tell that apart from a real mismatch.
+  await Promise.all(
+    running.map(async (instance, n) => {
+      if (deltas[n] === null || deltas[n] === perInstance[n]!.count) return;
+      const state = processState(instance.worker.pid);
+      if (state === 'gone' || state.startsWith('exited')) {
+        await within(instance.worker.exited, ANSWER_TIMEOUT_MS);
+        deltas[n] = null;
+      }
+    }),
+  );
   const workerDeltas = running.map((i, n) => ({
     server: i.server.id,
     replica: i.replica,
     pid: i.worker.pid,
-    accepted: after[n]! - before[n]!,
+    accepted: deltas[n] ?? null,
   }));
   const known = perInstance.reduce((sum, p) => sum + p.count, 0);
   const strangers = load.attributed - known;
   const accounting: string[] = [];
+  const unknown: string[] = [];
   perInstance.forEach((p, n) => {
+    const name = `${p.server}#${p.replica} (pid ${p.pid})`;
     const delta = workerDeltas[n]!.accepted;
-    if (delta !== p.count) {
-      accounting.push(
-        `${p.server}#${p.replica} (pid ${p.pid}) counted ${delta} accepts but the client attributed ${p.count} to it`,
+    const faulted = running[n]!.observation.fault;
+    if (delta === null) {
+      unknown.push(
+        `${name} ${faulted ? faulted.how : 'could not report its counter'}: the client attributed ${p.count} to it; its own count is unknown`,
       );
+    } else if (delta !== p.count) {
+      accounting.push(`${name} counted ${delta} accepts but the client attributed ${p.count} to it`);
     }
   });
   if (load.unattributed > 0) accounting.push(`${load.unattributed} connections got no greeting`);
@@ -201,20 +423,49 @@ async function runStep(step: Step, instances: Instance[], signal: AbortSignal): 
     workerDeltas,
     strangers,
     accounting,
+    unknown,
   };
   return { kind: 'traffic', traffic: observation, line: step.line };
+}
+
+/**
+ * The client's per-worker tallies by worker key. Touch point for the load
+ * client's `perWorker[].distinctSourcePorts` (read here when present).
+ */
+function clientTallies(load: LoadResult): Map<string, { count: number; distinctSourcePorts?: number }> {
+  return new Map(
+    load.perWorker.map((w) => {
+      const ports = (w as { distinctSourcePorts?: unknown }).distinctSourcePorts;
+      return [workerKey(w), { count: w.count, ...(typeof ports === 'number' ? { distinctSourcePorts: ports } : {}) }];
+    }),
+  );
+}
+
+/** The ephemeral port range of this namespace (or the host): where the client's source ports come from. */
+function portRange(): { portRange?: { low: number; high: number } } {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return low && high ? { portRange: { low, high } } : {};
+  } catch {
+    return {};
+  }
 }
 
 function describeRecord(record: StepRecord): string {
   if (record.kind === 'start') {
     return record.outcomes.map((o) => `${o.server}${o.replica > 1 ? `#${o.replica}` : ''} ${o.bind}`).join(', ');
   }
-  if (record.kind === 'stop') return record.accepted.map((a) => `${a.server} accepted ${a.accepted}`).join(', ');
+  if (record.kind === 'stop') {
+    return record.accepted
+      .map((a) => `${a.server} ${a.accepted === null ? 'killed, count unknown' : `accepted ${a.accepted}`}`)
+      .join(', ');
+  }
   const { load } = record.traffic;
   const landed = new Map<string, number>();
   for (const p of record.traffic.perInstance) landed.set(p.server, (landed.get(p.server) ?? 0) + p.count);
   const parts = [...landed].filter(([, n]) => n > 0).map(([server, n]) => `${server} ${n}`);
   if (load.failed > 0) parts.push(`failed ${load.failed}`);
+  if (load.unattributed > 0) parts.push(`no greeting ${load.unattributed}`);
   return parts.join(', ');
 }
 

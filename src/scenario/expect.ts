@@ -1,10 +1,11 @@
 import { formatHostPort } from '../errors.js';
+import type { LoadResult } from '../net/load.js';
 import type { InstanceObservation, Observations, TrafficObservation } from './observations.js';
 import type { Expectation, Scenario } from './schema.js';
 import { chiSquareUniform } from './stats.js';
 
 export interface ExpectationResult {
-  kind: Expectation['kind'] | 'accounting' | 'implicit-bind';
+  kind: Expectation['kind'] | 'accounting' | 'implicit-bind' | 'implicit-traffic' | 'implicit-workers';
   /** Line in the scenario file (0 for checks every run makes). */
   line: number;
   description: string;
@@ -31,6 +32,8 @@ export function evaluate(scenario: Scenario, observations: Observations): Expect
     });
   }
   for (const traffic of observations.traffic) {
+    const notes = traffic.unknown.length > 0 ? ` (not compared: ${traffic.unknown.join('; ')})` : '';
+    const accepted = traffic.workerDeltas.reduce((s, d) => s + (d.accepted ?? 0), 0);
     results.push({
       kind: 'accounting',
       line: 0,
@@ -39,11 +42,74 @@ export function evaluate(scenario: Scenario, observations: Observations): Expect
       expected: "client tallies equal the workers' accept counters",
       observed:
         traffic.accounting.length === 0
-          ? `${traffic.load.attributed} attributed = ${traffic.workerDeltas.reduce((s, d) => s + d.accepted, 0)} accepted`
-          : traffic.accounting.join('; '),
+          ? `${traffic.load.attributed} attributed = ${accepted} accepted${notes}`
+          : `${traffic.accounting.join('; ')}${notes}`,
+    });
+  }
+  // Until expectations can allow them, every failed connection or lost datagram fails the scenario.
+  for (const traffic of observations.traffic) {
+    const failures = trafficFailures(traffic.load);
+    const noun = traffic.load.protocol === 'tcp' ? 'connection' : 'datagram';
+    const sent = traffic.load.connections;
+    results.push({
+      kind: 'implicit-traffic',
+      line: 0,
+      description: `${traffic.id}: every ${noun} answered (no expectation allows failures)`,
+      passed: failures.length === 0,
+      expected: `${sent}/${sent} answered`,
+      observed:
+        failures.length === 0
+          ? `${traffic.load.attributed}/${sent} answered`
+          : `${sent - failures.reduce((n, f) => n + f.count, 0)}/${sent} answered; ${failures.map((f) => `${f.what} ${f.count}`).join(', ')}`,
+    });
+  }
+  const faulted = observations.instances.filter((i) => i.fault);
+  if (observations.instances.length > 0) {
+    results.push({
+      kind: 'implicit-workers',
+      line: 0,
+      description: 'every worker ran and answered until it was told to stop',
+      passed: faulted.length === 0,
+      expected: 'no worker died or stopped answering',
+      observed: faulted.length === 0 ? 'none did' : faulted.map(describeFault).join('; '),
     });
   }
   return results;
+}
+
+/** "W#2 (pid 812) was killed by SIGKILL during step 3 (1000 connections to 127.0.0.1:6000 (lb))". */
+export function describeFault(instance: InstanceObservation): string {
+  const f = instance.fault;
+  if (!f) return '';
+  const when =
+    f.step === 0 ? 'while the workers booted' : `${f.between ? 'after' : 'during'} step ${f.step} (${f.stepText})`;
+  return `${instance.server}#${instance.replica} (pid ${instance.pid}) ${f.how} ${when}`;
+}
+
+/**
+ * Every way the connections (or datagrams) of a traffic step went unanswered,
+ * by name and count; empty when all were answered. The one place that reads
+ * the load result's failure fields (`silent` and `inFlight` are read when the
+ * load client provides them; until then silent connections are `unattributed`).
+ */
+export function trafficFailures(load: LoadResult): { what: string; count: number }[] {
+  const extra = load as LoadResult & { silent?: number; inFlight?: number };
+  const out: { what: string; count: number }[] = [];
+  for (const f of load.failures) {
+    if (f.count === 0) continue;
+    const what = load.protocol === 'udp' && f.code === 'ETIMEDOUT' ? 'lost (no reply, ETIMEDOUT)' : f.code;
+    out.push({ what, count: f.count });
+  }
+  const silent = typeof extra.silent === 'number' ? extra.silent : load.unattributed;
+  if (silent > 0) out.push({ what: 'silent (no greeting)', count: silent });
+  if (typeof extra.silent === 'number' && load.unattributed > extra.silent) {
+    out.push({ what: 'answered without a greeting', count: load.unattributed - extra.silent });
+  }
+  if (typeof extra.inFlight === 'number' && extra.inFlight > 0)
+    out.push({ what: 'still in flight', count: extra.inFlight });
+  const notSent = load.connections - load.attempted;
+  if (notSent > 0) out.push({ what: `not sent (${load.stoppedEarly ?? 'stopped early'})`, count: notSent });
+  return out;
 }
 
 function judge(expectation: Expectation, observations: Observations): ExpectationResult {
@@ -95,21 +161,59 @@ function judge(expectation: Expectation, observations: Observations): Expectatio
     };
   }
   const members = traffic.perInstance.filter((p) => expectation.over.includes(p.server));
-  const counts = members.map((m) => m.count);
-  const inGroup = counts.reduce((a, b) => a + b, 0);
-  const fit = chiSquareUniform(counts);
-  const everyMemberUsed = counts.every((c) => c > 0);
+  const draws = independentDraws(traffic, members, observations.portRange);
   const problems: string[] = [];
   if (members.length < 2) problems.push(`only ${members.length} member listening`);
+  const inGroup = members.reduce((sum, m) => sum + m.count, 0);
   if (inGroup !== total) problems.push(`${total - inGroup} of ${total} landed outside the group or failed`);
+  const description = `${expectation.traffic}: ${to} balanced over ${expectation.over.join(', ')} (${members.length} sockets)`;
+  const expected = `chi-square p >= ${expectation.pValue} against uniform${expectation.everyMember ? ', every member used' : ''}`;
+  if (draws.counts === null) {
+    problems.push(draws.why);
+    return { ...base, description, passed: false, expected, observed: `cannot judge: ${problems.join('; ')}` };
+  }
+  const fit = chiSquareUniform(draws.counts);
   if (fit.pValue < expectation.pValue) problems.push(`p ${formatP(fit.pValue)} < ${expectation.pValue}`);
-  if (expectation.everyMember && !everyMemberUsed) problems.push('a member received nothing');
+  if (expectation.everyMember && !members.every((m) => m.count > 0)) problems.push('a member received nothing');
   return {
     ...base,
-    description: `${expectation.traffic}: ${to} balanced over ${expectation.over.join(', ')} (${members.length} sockets)`,
+    description,
     passed: problems.length === 0,
-    expected: `chi-square p >= ${expectation.pValue} against uniform${expectation.everyMember ? ', every member used' : ''}`,
-    observed: `counts ${counts.join('/')}, chi-square ${fit.statistic.toFixed(2)} (df ${fit.degreesOfFreedom}), p ${formatP(fit.pValue)}${problems.length ? ` — ${problems.join('; ')}` : ''}`,
+    expected,
+    observed: `${draws.label} ${draws.counts.join('/')}, chi-square ${fit.statistic.toFixed(2)} (df ${fit.degreesOfFreedom}), p ${formatP(fit.pValue)}${problems.length ? ` — ${problems.join('; ')}` : ''}`,
+  };
+}
+
+/**
+ * The counts a chi-square test may be run on: one per distinct 4-tuple. A
+ * connection that reuses a source port has the same 4-tuple, hence the same
+ * hash and the same socket, as the earlier one: it is not a new draw, and
+ * counting it anyway inflates the statistic (30,000 connections over 64
+ * sockets failed at p ~ 1e-12). With the load client's distinct source ports
+ * per worker, those are the draws. Without them, plain counts are draws only
+ * while no source port can have come back: connect() walks the ephemeral range
+ * (RFC 6056 algorithm 4, __inet_hash_connect) moving at most 16 ports per
+ * connection, so it cannot wrap before range/16 connections; UDP's autobind
+ * picks ports at random, so repeats stay rare only below range/64 datagrams.
+ */
+function independentDraws(
+  traffic: TrafficObservation,
+  members: TrafficObservation['perInstance'],
+  range: Observations['portRange'],
+): { counts: number[]; label: string } | { counts: null; why: string } {
+  if (members.length > 0 && members.every((m) => m.distinctSourcePorts !== undefined)) {
+    return { counts: members.map((m) => m.distinctSourcePorts!), label: 'distinct source ports' };
+  }
+  const counts = members.map((m) => m.count);
+  if (traffic.load.attempted <= 1 || members.length < 2) return { counts, label: 'counts' };
+  const size = range ? range.high - range.low + 1 : 0;
+  const limit = Math.floor(size / (traffic.load.protocol === 'tcp' ? 16 : 64));
+  if (traffic.load.attempted <= limit) return { counts, label: 'counts' };
+  return {
+    counts: null,
+    why: `${traffic.load.attempted} ${traffic.load.protocol === 'tcp' ? 'connections' : 'datagrams'} from ${
+      range ? `the source port range ${range.low}-${range.high}` : 'an unknown source port range'
+    } can repeat source ports, and a repeated 4-tuple is not a new draw; counts ${counts.join('/')} (judging needs at most ${limit}, or the client's distinct source ports)`,
   };
 }
 

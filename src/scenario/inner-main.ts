@@ -6,7 +6,7 @@
 import { ReuseportError } from '../errors.js';
 import { executePlan } from './execute.js';
 import { setUpNamespace } from './network.js';
-import type { InnerEvent, Plan } from './observations.js';
+import type { InnerEvent, OuterMessage, Plan } from './observations.js';
 
 const controller = new AbortController();
 const abort = () => controller.abort();
@@ -21,8 +21,25 @@ function send(event: InnerEvent): Promise<void> {
   });
 }
 
+/** The plan is the runner's first IPC message: a large scenario would not fit in argv (E2BIG). */
+function receivePlan(): Promise<Plan | null> {
+  return new Promise((resolve) => {
+    if (controller.signal.aborted) resolve(null);
+    controller.signal.addEventListener('abort', () => resolve(null), { once: true });
+    process.once('message', (message: OuterMessage) => resolve(message.type === 'plan' ? message.plan : null));
+  });
+}
+
 async function main(): Promise<number> {
-  const plan = JSON.parse(process.argv[2] ?? '{}') as Plan;
+  const plan = await receivePlan();
+  if (!plan) {
+    await send({
+      type: 'fatal',
+      message: controller.signal.aborted ? 'interrupted' : 'no plan received',
+      code: 'EINTERNAL',
+    });
+    return controller.signal.aborted ? 130 : 1;
+  }
   try {
     if (plan.isolation === 'netns') await setUpNamespace(plan.scenario.network);
     const observations = await executePlan(plan, (event) => void send(event), controller.signal);

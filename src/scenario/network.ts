@@ -3,6 +3,10 @@ import { isIP } from 'node:net';
 import { ReuseportError } from '../errors.js';
 import type { NetworkSpec } from './schema.js';
 
+const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
+/** Nothing else lives in the namespace, so every unprivileged port can be a source port. */
+export const WIDE_PORT_RANGE = '1024 65535';
+
 /**
  * Prepares the private namespace this process runs in: lo up, the scenario's
  * addresses on lo, its sysctls. Never called on the host.
@@ -21,7 +25,11 @@ export async function setUpNamespace(network: NetworkSpec): Promise<void> {
       code: 'ENETSETUP',
     });
   }
-  for (const [key, value] of Object.entries(network.sysctls)) {
+  // A fresh namespace starts with 32768-60999. Every port a client can use is
+  // another distinct 4-tuple, hence another independent draw for `balanced`
+  // (see expect.ts); the scenario's own sysctls may still set something else.
+  const sysctls = { [PORT_RANGE_SYSCTL]: WIDE_PORT_RANGE, ...network.sysctls };
+  for (const [key, value] of Object.entries(sysctls)) {
     try {
       await writeFile(`/proc/sys/${key.replaceAll('.', '/')}`, `${value}\n`);
     } catch (err) {

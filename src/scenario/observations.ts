@@ -1,3 +1,4 @@
+import type { EffectiveOptions } from '../net/binder.js';
 import type { LoadResult } from '../net/load.js';
 import type { Scenario } from './schema.js';
 
@@ -18,11 +19,34 @@ export interface InstanceObservation {
   replica: number;
   workerId: number;
   pid: number;
-  /** 'ok' or the errno name of the failed bind (ECRASHED when the worker died first). */
+  /** 1-based number of the start step that bound this socket (a server started again gets a new instance). */
+  startStep?: number;
+  /**
+   * 'ok' or the errno name of the failed bind; ECRASHED when the worker died
+   * first, ENOANSWER when it did not answer the bind request in time.
+   */
   bind: string;
   bindMessage?: string;
   uid?: number;
   binder?: string;
+  /** The socket's options as getsockopt reads them after the bind. */
+  options?: EffectiveOptions;
+  /** Set when the worker died or stopped answering without being told to stop. */
+  fault?: WorkerFault;
+}
+
+/** A worker that died or froze: who, how, and during which step. */
+export interface WorkerFault {
+  kind: 'died' | 'unresponsive';
+  /** e.g. "was killed by SIGKILL", "did not answer its counter query within 5 s (process state: stopped)". */
+  how: string;
+  /** 1-based step number it happened in (or after, when `between` is set), 0 while the workers booted. */
+  step: number;
+  stepText: string;
+  /** The step had already finished: the fault came between it and the next one. */
+  between: boolean;
+  signal: string | null;
+  exitCode: number | null;
 }
 
 export interface TrafficObservation {
@@ -30,14 +54,20 @@ export interface TrafficObservation {
   target: string;
   port: number;
   load: LoadResult;
-  /** Connections the client attributed to each instance, in instance order; instances not running are left out. */
-  perInstance: { server: string; replica: number; pid: number; count: number }[];
-  /** What each running worker's own counter grew by during this step. */
-  workerDeltas: { server: string; replica: number; pid: number; accepted: number }[];
+  /**
+   * Connections the client attributed to each instance, in instance order;
+   * instances not running are left out. `distinctSourcePorts` is present when
+   * the load client reports it (see expect.ts, balanced).
+   */
+  perInstance: { server: string; replica: number; pid: number; count: number; distinctSourcePorts?: number }[];
+  /** What each running worker's own counter grew by during this step; null when the worker could not say (it died or froze). */
+  workerDeltas: { server: string; replica: number; pid: number; accepted: number | null }[];
   /** Greetings from workers this scenario did not start. */
   strangers: number;
   /** Every disagreement between the client's tally and the workers' counters. */
   accounting: string[];
+  /** Counters that could not be compared, and why (a faulted worker); these are not disagreements. */
+  unknown: string[];
 }
 
 export type StepRecord =
@@ -45,7 +75,8 @@ export type StepRecord =
   | {
       kind: 'stop';
       servers: string[];
-      accepted: { server: string; replica: number; pid: number; accepted: number }[];
+      /** The worker's own final counter; null when it had to be killed and could not report one. */
+      accepted: { server: string; replica: number; pid: number; accepted: number | null }[];
       line: number;
     }
   | { kind: 'traffic'; traffic: TrafficObservation; line: number };
@@ -56,8 +87,13 @@ export interface Observations {
   instances: InstanceObservation[];
   steps: StepRecord[];
   traffic: TrafficObservation[];
+  /** net.ipv4.ip_local_port_range where the traffic came from: what the client's source ports are drawn from. */
+  portRange?: { low: number; high: number };
   durationMs: number;
 }
+
+/** The runner's first and only message to the inner process: the plan travels over IPC, never argv (E2BIG). */
+export type OuterMessage = { type: 'plan'; plan: Plan };
 
 /** Progress the inner process reports while it works. */
 export type InnerEvent =

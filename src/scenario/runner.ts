@@ -5,8 +5,16 @@ import { fileURLToPath } from 'node:url';
 import { probeNamespace } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
 import { type ExpectationResult, evaluate } from './expect.js';
-import type { InnerEvent, Isolation, Observations, Plan } from './observations.js';
-import { hostAddress, type Scenario, sameAddress } from './schema.js';
+import type { InnerEvent, Isolation, Observations, OuterMessage, Plan } from './observations.js';
+import {
+  canonicalAddress,
+  hostAddress,
+  ipFamily,
+  isLoopback,
+  isWildcard,
+  type Scenario,
+  sameAddress,
+} from './schema.js';
 
 const INNER_MAIN = fileURLToPath(new URL('./inner-main.js', import.meta.url));
 const SCENARIO_TIMEOUT_MS = 120_000;
@@ -124,26 +132,35 @@ async function runOne(
     unshareArgs = namespace.args;
     result.isolationNote = `private network namespace (${namespace.how}); nothing touches the host's ports`;
   } else if (options.isolation === 'netns') {
-    return skip(`no private network namespace can be made here (${noNamespace}); run as root, or use --isolation host`);
+    return skip(
+      `no private network namespace can be made here (${noNamespace}); ${isRoot() ? 'use --isolation host' : 'run as root, or use --isolation host'}`,
+    );
   } else if (scenario.requires.includes('netns')) {
     return skip(
-      `needs a private network namespace (its addresses or sysctls have no host stand-in), and ${noNamespace}; run as root, or where unprivileged user namespaces are allowed`,
+      `needs a private network namespace (its addresses or sysctls have no host stand-in), and ${noNamespace}; ${
+        isRoot()
+          ? 'run it where `unshare --net` works (not inside a container that forbids it)'
+          : 'run as root, or where unprivileged user namespaces are allowed'
+      }`,
     );
   } else {
     isolation = 'host';
-    result.isolationNote =
-      options.isolation === 'host'
-        ? "the host's loopback (--isolation host), with stand-ins for the article's addresses and free ports"
-        : `the host's loopback, because no namespace could be made (${noNamespace}); stand-ins for the article's addresses and free ports`;
   }
-  result.isolation = isolation;
-  hooks.onScenario?.(scenario, isolation);
   let ran = scenario;
   if (isolation === 'host') {
     const mapped = await mapForHost(scenario);
+    if ('refused' in mapped) return skip(mapped.refused);
     ran = mapped.scenario;
     result.substitutions = mapped.substitutions;
+    const wildcards = mapped.substitutions.addresses.some((a) => isWildcard(a.from));
+    const how = `the host, on loopback only${wildcards ? ' (wildcard addresses are bound as loopback: no listener on the real interfaces)' : ''}; stand-ins for the article's addresses and free ports`;
+    result.isolationNote =
+      options.isolation === 'host'
+        ? `${how} (--isolation host)`
+        : `${how}, because no namespace could be made (${noNamespace})`;
   }
+  result.isolation = isolation;
+  hooks.onScenario?.(scenario, isolation);
   result.ran = ran;
   const plan: Plan = { scenario: ran, isolation, ...(options.binder ? { binder: options.binder } : {}) };
   const outcome = await runInner(plan, unshareArgs, hooks);
@@ -170,11 +187,10 @@ function runInner(
   unshareArgs: string[],
   hooks: RunHooks,
 ): Promise<{ observations: Observations } | { error: string }> {
-  const nodeArgs = [INNER_MAIN, JSON.stringify(plan)];
   const [command, args] =
     unshareArgs.length > 0
-      ? ['unshare', [...unshareArgs, '--', process.execPath, ...nodeArgs]]
-      : [process.execPath, nodeArgs];
+      ? ['unshare', [...unshareArgs, '--', process.execPath, INNER_MAIN]]
+      : [process.execPath, [INNER_MAIN]];
   return new Promise((resolve) => {
     // The IPC channel survives unshare's exec: it is fd 3 plus NODE_CHANNEL_FD.
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' });
@@ -187,6 +203,11 @@ function runInner(
       if (event.type === 'step') hooks.onStep?.(plan.scenario, event);
       else if (event.type === 'result') outcome = { observations: event.observations };
       else outcome = { error: event.message };
+    });
+    // The plan goes over IPC: as one argv element, a large scenario failed with E2BIG.
+    const message: OuterMessage = { type: 'plan', plan };
+    child.send(message, (err) => {
+      if (err) outcome ??= { error: `could not hand the plan to the scenario runner: ${err.message}` };
     });
     const interrupt = () => {
       if (child.exitCode === null) child.kill('SIGTERM');
@@ -207,22 +228,66 @@ function runInner(
         },
       );
     };
-    child.once('exit', done);
-    child.once('error', () => done(null, null));
+    // 'close', not 'exit': 'exit' can come before the last IPC message (the result).
+    child.once('close', done);
+    child.once('error', (err) => {
+      outcome ??= { error: `cannot start the scenario runner: ${err.message}` };
+      done(null, null);
+    });
   });
 }
 
 /**
- * On the host the article's addresses become loopback stand-ins and each port
- * becomes one the kernel says is free right now, so that parallel runs and
- * other programs on the host do not collide with the file's port 6000.
+ * On the host the article's addresses become loopback stand-ins, wildcards
+ * become loopback too (a wildcard listener would be reachable from the
+ * machine's real interfaces), and each port becomes one the kernel says is
+ * free right now, so that parallel runs and other programs on the host do not
+ * collide with the file's port 6000. A scenario whose point needs a real
+ * wildcard, or an address that is not loopback, is refused with the reason.
  */
 async function mapForHost(
   scenario: Scenario,
-): Promise<{ scenario: Scenario; substitutions: ScenarioResult['substitutions'] }> {
-  const addresses = scenario.network.addresses
+): Promise<{ scenario: Scenario; substitutions: ScenarioResult['substitutions'] } | { refused: string }> {
+  const standIns = scenario.network.addresses
     .map((a) => ({ from: a.address, to: hostAddress(scenario.network, a.address) }))
     .filter((a) => !sameAddress(a.from, a.to));
+  const wildcards = [
+    ...new Map(
+      scenario.servers
+        .filter((s) => isWildcard(s.address))
+        .map((s) => [
+          canonicalAddress(s.address),
+          { from: s.address, to: ipFamily(s.address) === 6 ? '::1' : '127.0.0.1' },
+        ]),
+    ).values(),
+  ];
+  const addresses = [...standIns, ...wildcards];
+  const address = (a: string) => addresses.find((m) => sameAddress(m.from, a))?.to ?? a;
+  for (const server of scenario.servers) {
+    if (!isLoopback(address(server.address))) {
+      return {
+        refused: `not run on the host: server ${server.id} binds ${server.address}, which is not a loopback address, and --isolation host only binds loopback; run it in a private namespace (as root, or where unprivileged user namespaces are allowed)`,
+      };
+    }
+  }
+  for (const server of scenario.servers.filter((s) => isWildcard(s.address))) {
+    const samePort = (port: number, protocol: string) => port === server.port && protocol === server.protocol;
+    const rival = scenario.servers.find((o) => o !== server && !isWildcard(o.address) && samePort(o.port, o.protocol));
+    const elsewhere = scenario.steps.find(
+      (s) =>
+        s.kind === 'traffic' &&
+        samePort(s.traffic.port, s.traffic.protocol) &&
+        !sameAddress(address(s.traffic.target), address(server.address)),
+    );
+    if (rival || elsewhere) {
+      const why = rival
+        ? `${rival.id} binds ${rival.address} on the same port`
+        : `traffic goes to ${elsewhere?.kind === 'traffic' ? elsewhere.traffic.target : 'another address'}`;
+      return {
+        refused: `needs a private network namespace: on the host, ${server.id}'s wildcard ${server.address} would be bound as ${address(server.address)} (no wildcard listener on the real interfaces), and ${why}, so the experiment would not be the article's`,
+      };
+    }
+  }
   const declaredPorts = [
     ...new Set([
       ...scenario.servers.map((s) => s.port),
@@ -231,7 +296,6 @@ async function mapForHost(
   ];
   const ports: { from: number; to: number }[] = [];
   for (const from of declaredPorts) ports.push({ from, to: await freePort() });
-  const address = (a: string) => addresses.find((m) => sameAddress(m.from, a))?.to ?? a;
   const port = (p: number) => ports.find((m) => m.from === p)?.to ?? p;
   const mapped: Scenario = {
     ...scenario,

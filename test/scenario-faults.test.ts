@@ -1,0 +1,347 @@
+// The scenario runner's verdicts through faults: failed traffic, dead and
+// frozen workers, restarts, socket options, large plans, JUnit and host mode.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { lstatSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadNativeHelper } from '../src/net/native.js';
+import {
+  CliProcess,
+  isRoot,
+  namespacesOf,
+  replicatedW,
+  runCli,
+  scenarioFile,
+  tempDir,
+  waitGone,
+  waitNamespacesGone,
+  workerPids,
+} from './helpers.js';
+
+interface Doc {
+  version: number;
+  scenarios: {
+    name: string;
+    status: string;
+    reason: string | null;
+    isolationNote: string | null;
+    portRange: { low: number; high: number } | null;
+    substitutions: { addresses: { from: string; to: string }[] };
+    servers: {
+      server: string;
+      pid: number;
+      uid: number | null;
+      bind: string;
+      startStep: number | null;
+      options: { reuseAddr: boolean | null; reusePort: boolean | null } | null;
+      fault: { kind: string; how: string; step: number; signal: string | null; description: string } | null;
+    }[];
+    expectations: { kind: string; passed: boolean; observed: string }[];
+  }[];
+}
+
+const canNamespace =
+  spawnSync('unshare', isRoot ? ['--net', 'true'] : ['--net', '--map-root-user', 'true']).status === 0;
+const noNamespace = !canNamespace && 'cannot create a network namespace here';
+/** Where a scenario of ours runs: a namespace when one can be made, else the host. */
+const ISOLATION = canNamespace ? ['--isolation', 'netns'] : ['--isolation', 'host'];
+
+function parse(stdout: string): Doc {
+  return JSON.parse(stdout) as Doc;
+}
+
+/** One server, A on `address`:6000, started first; the steps that follow and `expect` are the caller's. */
+const serverA = (address = '127.0.0.1') => `servers:
+  - { id: A, address: ${address}, port: 6000 }
+steps:
+  - start: [A]
+`;
+const SERVER_A = serverA();
+/** A binds; nothing more is said. */
+const A_BINDS = `expect:
+  - bind: A
+    outcome: ok
+`;
+
+const REFUSED = `${SERVER_A}  - traffic: { id: nowhere, target: 127.0.0.1, port: 6001, connections: 50 }
+${A_BINDS}`;
+
+test('refused connections fail the scenario: exit 1, a JUnit failure, counts by errno', async (t) => {
+  const junit = join(tempDir(t), 'report.xml');
+  const file = scenarioFile(t, 'refused', REFUSED);
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--junit', junit]);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(result.stdout, /✘ nowhere: every connection answered \(no expectation allows failures\)/);
+  assert.match(result.stdout, /observed: 0\/50 answered; ECONNREFUSED 50/);
+  assert.match(result.stdout, /FAILED/);
+  assert.match(readFileSync(junit, 'utf8'), /<testsuites [^>]*failures="1"/);
+});
+
+test('refused UDP datagrams fail the scenario too', async (t) => {
+  const file = scenarioFile(
+    t,
+    'refused-udp',
+    REFUSED.replace('port: 6000 }', 'port: 6000, protocol: udp }').replace(
+      'connections: 50 }',
+      'protocol: udp, connections: 50 }',
+    ),
+  );
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--json']);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  const traffic = parse(result.stdout).scenarios[0]!.expectations.find((e) => e.kind === 'implicit-traffic');
+  assert.equal(traffic?.passed, false);
+  assert.match(traffic?.observed ?? '', /^0\/50 answered; /);
+});
+
+/** Two traffic steps; the second is long enough for a test to act while it runs. */
+const TWO_STEPS = (connections: number, second = connections) =>
+  replicatedW(
+    '127.0.0.1',
+    2,
+    `  - traffic: { id: first, target: 127.0.0.1, port: 6000, connections: ${connections}, concurrency: 8 }
+  - traffic: { id: second, target: 127.0.0.1, port: 6000, connections: ${second}, concurrency: 8 }
+expect:
+  - bind: W
+    outcome: ok
+`,
+  );
+
+test('a worker killed between traffic steps is named with its signal and step, and fails the run', {
+  skip: noNamespace,
+}, async (t) => {
+  const file = scenarioFile(t, 'killed-between', TWO_STEPS(200, 5000));
+  const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns']);
+  t.after(() => run.child.kill('SIGKILL'));
+  await run.waitForStderr(/first\)? → /);
+  const [victim] = workerPids(run.child.pid!);
+  assert.ok(victim, 'a worker is running');
+  process.kill(victim, 'SIGKILL');
+  const { code } = await run.finish();
+  assert.equal(code, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stdout,
+    new RegExp(`W#\\d \\(pid ${victim}\\) was killed by SIGKILL (after step 2|during step 3) \\(`),
+    run.stdout,
+  );
+  assert.match(run.stdout, /ok, then died/, 'the servers table does not list it as simply running');
+  assert.match(run.stdout, /✘ every worker ran and answered until it was told to stop/);
+});
+
+test('a worker killed mid-traffic is named as dead, not blamed on a counter mismatch', {
+  skip: noNamespace,
+}, async (t) => {
+  const file = scenarioFile(
+    t,
+    'killed-during',
+    replicatedW(
+      '127.0.0.1',
+      2,
+      `  - traffic: { id: long, target: 127.0.0.1, port: 6000, connections: 20000, concurrency: 8 }
+expect:
+  - bind: W
+    outcome: ok
+`,
+    ),
+  );
+  const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns']);
+  t.after(() => run.child.kill('SIGKILL'));
+  // The start step's line comes once both are bound; by then the runner is in the traffic step.
+  await run.waitForStderr(/start W → /);
+  const [victim] = workerPids(run.child.pid!);
+  assert.ok(victim, 'a worker is running');
+  process.kill(victim, 'SIGKILL');
+  const { code } = await run.finish();
+  assert.equal(code, 1, run.stdout + run.stderr);
+  assert.match(run.stdout, new RegExp(`W#\\d \\(pid ${victim}\\) was killed by SIGKILL during step 2 \\(`), run.stdout);
+  assert.doesNotMatch(run.stdout, /counted \d+ accepts but the client attributed/);
+  assert.match(
+    run.stdout,
+    new RegExp(`pid ${victim}\\) was killed by SIGKILL: the client attributed \\d+ to it; its own count is unknown`),
+  );
+});
+
+test('a worker frozen mid-traffic is named, measured results are kept, and nothing is left behind', {
+  skip: noNamespace,
+  timeout: 100_000,
+}, async (t) => {
+  // Wide concurrency: the connections queued to the frozen worker each wait out the client's reply timeout.
+  const file = scenarioFile(t, 'frozen', TWO_STEPS(300).replaceAll('concurrency: 8', 'concurrency: 64'));
+  const run = new CliProcess(['scenario', 'run', file, '--isolation', 'netns']);
+  t.after(() => run.child.kill('SIGKILL'));
+  // Once the start step's line is out, the runner is in the first traffic step.
+  await run.waitForStderr(/start W → /);
+  const workers = workerPids(run.child.pid!);
+  const namespaces = namespacesOf(workers);
+  const [victim] = workers;
+  assert.ok(victim, 'a worker is running');
+  process.kill(victim, 'SIGSTOP');
+  t.after(() => {
+    try {
+      process.kill(victim, 'SIGKILL');
+    } catch {
+      // Gone, as it should be.
+    }
+  });
+  const startedAt = Date.now();
+  const { code } = await run.finish(90_000);
+  assert.ok(Date.now() - startedAt < 60_000, 'well before the 120 s scenario limit');
+  assert.equal(code, 1, run.stdout + run.stderr);
+  assert.match(
+    run.stdout,
+    new RegExp(
+      `W#\\d \\(pid ${victim}\\) did not answer its counter query within \\d+ s \\(process state: stopped by a signal\\) during step 2`,
+    ),
+  );
+  assert.match(run.stdout, /Traffic first: 300 connections/, 'the first step is still reported');
+  assert.match(run.stdout, /Traffic second: 300 connections/, 'so is the step it froze in');
+  assert.deepEqual(await waitGone([...workers, run.child.pid!]), [], 'the frozen worker was killed');
+  assert.deepEqual(await waitNamespacesGone(namespaces), [], 'its namespace is gone');
+});
+
+test('a server started again after stop binds a fresh socket and takes traffic', async (t) => {
+  const file = scenarioFile(
+    t,
+    'restart',
+    `${SERVER_A}  - stop: [A]
+  - start: [A]
+  - traffic: { id: again, target: 127.0.0.1, port: 6000, connections: 40 }
+expect:
+  - bind: A
+    outcome: ok
+  - traffic: again
+    all: A
+`,
+  );
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--json']);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const servers = parse(result.stdout).scenarios[0]!.servers;
+  assert.deepEqual(
+    servers.map((s) => [s.server, s.bind, s.startStep]),
+    [
+      ['A', 'ok', 1],
+      ['A', 'ok', 3],
+    ],
+  );
+  assert.notEqual(servers[0]!.pid, servers[1]!.pid, 'a fresh worker');
+});
+
+test('UDP reuseaddr: false holds after adoption: a later SO_REUSEADDR-only socket gets EADDRINUSE', {
+  skip: !loadNativeHelper().helper && 'needs the native helper',
+}, async (t) => {
+  const file = scenarioFile(
+    t,
+    'udp-reuseaddr',
+    `servers:
+  - { id: first, address: 127.0.0.1, port: 6000, protocol: udp, reuseport: false, reuseaddr: false }
+  - { id: second, address: 127.0.0.1, port: 6000, protocol: udp, reuseport: false, reuseaddr: true }
+steps:
+  - start: [first]
+  - start: [second]
+expect:
+  - bind: first
+    outcome: ok
+  - bind: second
+    outcome: EADDRINUSE
+`,
+  );
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--binder', 'native', '--json']);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const doc = parse(result.stdout);
+  const first = doc.scenarios[0]!.servers.find((s) => s.server === 'first');
+  assert.deepEqual(first?.options, { reuseAddr: false, reusePort: false, ipv6Only: null });
+});
+
+test('--json: version, and each server with its uid', async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', ...ISOLATION, '--json']);
+  const doc = parse(result.stdout);
+  assert.equal(doc.version, 1);
+  const uids = new Set(doc.scenarios[0]!.servers.map((s) => s.uid));
+  assert.deepEqual([...uids], [process.getuid?.() === 0 || !canNamespace ? process.getuid?.() : 0]);
+});
+
+test('the namespace widens its ephemeral port range', { skip: noNamespace }, async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--isolation', 'netns', '--json']);
+  assert.deepEqual(parse(result.stdout).scenarios[0]!.portRange, { low: 1024, high: 65535 });
+});
+
+test('a scenario whose plan is over 128 KiB runs (the plan goes over IPC, not argv)', async (t) => {
+  const prose = 'The kernel spreads connections over the group. '.repeat(3200);
+  assert.ok(prose.length > 140_000);
+  const file = scenarioFile(t, 'large', SERVER_A + A_BINDS, prose);
+  const result = await runCli(['scenario', 'run', file, ...ISOLATION, '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(parse(result.stdout).scenarios[0]!.status, 'passed');
+  assert.doesNotMatch(result.stderr, /E2BIG/);
+});
+
+test("--junit '' is a usage error", async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--junit', '']);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /--junit needs a file name/);
+  assert.equal(result.stdout, '', 'nothing ran');
+});
+
+test('--junit to a folder that does not exist fails before the run', async (t) => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--junit', join(tempDir(t), 'no', 'r.xml')]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /cannot write the JUnit report .* does not exist/);
+  assert.equal(result.stdout, '', 'nothing ran');
+});
+
+test('--junit replaces a planted symlink instead of writing through it', async (t) => {
+  const dir = tempDir(t);
+  const victim = join(dir, 'victim');
+  writeFileSync(victim, 'precious\n');
+  const junit = join(dir, 'report.xml');
+  symlinkSync(victim, junit);
+  const result = await runCli(['scenario', 'run', 'load-balance', ...ISOLATION, '--junit', junit]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+  assert.ok(lstatSync(junit).isFile(), 'the link was replaced by a file');
+  assert.match(readFileSync(junit, 'utf8'), /^<\?xml/);
+  assert.deepEqual(readdirSync(dir).sort(), ['report.xml', 'victim'], 'no temporary file left');
+});
+
+test('--isolation host binds wildcards as 127.0.0.1 and says so', async () => {
+  const result = await runCli(['scenario', 'run', 'load-balance', '--isolation', 'host', '--json']);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const scenario = parse(result.stdout).scenarios[0]!;
+  assert.deepEqual(scenario.substitutions.addresses, [{ from: '0.0.0.0', to: '127.0.0.1' }]);
+  assert.match(scenario.isolationNote ?? '', /wildcard addresses are bound as loopback/);
+});
+
+test('--isolation host refuses a server on an address that is not loopback', async (t) => {
+  const address = nonLoopbackAddress();
+  if (!address) return t.skip('this machine has no non-loopback IPv4 address');
+  const file = scenarioFile(t, 'outside', serverA(address) + A_BINDS);
+  const result = await runCli(['scenario', 'run', file, '--isolation', 'host', '--json', '--strict']);
+  const scenario = parse(result.stdout).scenarios[0];
+  assert.equal(scenario?.status, 'skipped', result.stdout + result.stderr);
+  assert.match(scenario?.reason ?? '', /not a loopback address/);
+});
+
+function nonLoopbackAddress(): string | undefined {
+  // Only read the interface list: nothing is ever sent to it (the scenario is refused before any bind).
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+}
+
+test('a namespace-only scenario skipped on the host does not tell root to run as root', {
+  skip: !isRoot && 'needs root',
+}, async (t) => {
+  const file = scenarioFile(
+    t,
+    'sysctl',
+    `network:
+  sysctls: { net.ipv4.tcp_migrate_req: 1 }
+${SERVER_A}${A_BINDS}`,
+  );
+  const result = await runCli(['scenario', 'run', file, '--isolation', 'host', '--json']);
+  const scenario = parse(result.stdout).scenarios[0];
+  assert.equal(scenario?.status, 'skipped', result.stdout + result.stderr);
+  assert.match(scenario?.reason ?? '', /needs a private network namespace/);
+  assert.doesNotMatch(scenario?.reason ?? '', /run as root/);
+});
