@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import test, { type TestContext } from 'node:test';
 import { KernelError, UsageError } from '../src/errors.js';
-import { type LoadResult, nativeLoadEngine, runLoad } from '../src/net/load.js';
+import { type LoadResult, nativeLoadEngine, runLoad } from '../src/net/load-client.js';
 import {
   ENGINE_ENV,
   engineFromEnv,

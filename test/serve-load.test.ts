@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { test } from 'node:test';
-import type { LoadResult } from '../src/net/load.js';
+import type { LoadResult } from '../src/net/load-client.js';
 import { CLI, closedPort, EXPECTED_BINDER, isAlive, isRoot, runCli, ServeProcess, waitGone } from './helpers.js';
 
 type LoadDocument = LoadResult;

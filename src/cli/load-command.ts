@@ -1,4 +1,4 @@
-import { type LoadOptions, runLoad } from '../net/load.js';
+import { type LoadOptions, runLoad } from '../net/load-client.js';
 import type { EngineChoice } from '../net/native.js';
 import { formatLoadResult } from '../report/load-report.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';

@@ -1,4 +1,4 @@
-import type { LoadResult } from '../net/load.js';
+import type { LoadResult } from '../net/load-client.js';
 import type { Style } from './style.js';
 import { bar, percent, renderTable } from './table.js';
 

@@ -3,7 +3,7 @@ import { formatHostPort } from '../errors.js';
 import type { BinderName } from '../net/binder.js';
 import { resolveBinder } from '../net/binder.js';
 import { workerKey } from '../net/greeting.js';
-import { runLoad } from '../net/load.js';
+import { runLoad } from '../net/load-client.js';
 import { resolveUser } from '../net/users.js';
 import { spawnWorker, type WorkerProcess } from '../net/worker-pool.js';
 import type {

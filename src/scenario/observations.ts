@@ -1,4 +1,4 @@
-import type { LoadResult } from '../net/load.js';
+import type { LoadResult } from '../net/load-client.js';
 import type { Scenario } from './schema.js';
 
 export type Isolation = 'netns' | 'host';
