@@ -1,11 +1,12 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { errnoName, ReuseportError } from '../errors.js';
+import { errnoName, formatHostPort, ReuseportError } from '../errors.js';
 import { familyOf, type Protocol } from './address.js';
+import { type BalanceVerdict, balanceVerdict } from './balance.js';
+import { decideEngine, type EngineName, requestedEngine } from './engine.js';
 import { parseGreeting, type WorkerIdentity, workerKey } from './greeting.js';
 import {
-  type EngineChoice,
-  engineFromEnv,
+  engineAvailability,
   LOAD_CUT_OFF,
   LOAD_PROGRESS_ABORT,
   LOAD_PROGRESS_DONE,
@@ -26,44 +27,71 @@ export interface LoadOptions {
   replyTimeoutMs?: number;
   /** The whole run stops by itself after this long. */
   deadlineMs?: number;
+  /** How many workers serve the target, when known: the balance verdict then counts those that got nothing. */
+  workers?: number;
+  /** Also return every (source port, worker) pair in `tuples`. */
+  recordTuples?: boolean;
 }
 
 export interface WorkerTally extends WorkerIdentity {
+  /** Connections (datagrams) attributed to this worker. */
   count: number;
+  /** How many distinct client source ports those came from. */
+  distinctSourcePorts: number;
 }
 
+/**
+ * What became of every connection (datagram). Each attempted one is in exactly
+ * one of attributed, unrecognized, silent, failed, inFlight:
+ * attempted = attributed + unrecognized + silent + failed + inFlight, and
+ * connections = attempted + notStarted.
+ */
 export interface LoadResult {
   protocol: Protocol;
   target: { host: string; port: number };
   connections: number;
   concurrency: number;
-  /** Connections (or datagrams) that were tried; less than `connections` only when the deadline or an abort cut the run short. */
+  /** Connections (datagrams) that were started. */
   attempted: number;
-  /** Connected and closed cleanly: attributed + unattributed. */
-  succeeded: number;
-  /** Succeeded, and the greeting named the worker. */
+  /** Never started: the deadline or an abort came first. */
+  notStarted: number;
+  /** A greeting was read: it names the worker. */
   attributed: number;
-  /** Succeeded, but no greeting came: not a reuseport worker, or it said nothing in time. */
-  unattributed: number;
+  /**
+   * The peer answered, but not with a greeting: it closed without a word, or
+   * sent something else (any other server, `nc -l`). Not a reuseport worker.
+   */
+  unrecognized: number;
+  /**
+   * Connected, but not a byte before --timeout (e.g. queued at a frozen
+   * worker); for UDP, sent but no reply came (lost).
+   */
+  silent: number;
+  /** Ended by an error before a greeting; by errno in `failures`. */
   failed: number;
   failures: { code: string; count: number }[];
+  /** Still open when the deadline or an abort cut the run: neither outcome is known. */
+  inFlight: number;
   perWorker: WorkerTally[];
+  /** Distinct client source ports over all attributed connections. */
+  distinctSourcePorts: number;
+  /** Every (source port, worker) pair seen, by port; only with `recordTuples`. */
+  tuples?: { sourcePort: number; workerKey: string }[];
+  /** How evenly the attributed connections spread; null when none was attributed. */
+  balance: BalanceVerdict | null;
   elapsedMs: number;
+  /** Settled connections (all but inFlight) per second. */
   ratePerSec: number;
   stoppedEarly: 'deadline' | 'aborted' | null;
-  /** Something the user can do about the failures, e.g. for EMFILE. */
+  /** Something the user can do about failures or silence, e.g. for EMFILE. */
   hints: string[];
 }
 
 export interface LoadHooks {
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
-  /**
-   * `native`: the addon's load engine (TCP only; an error if the addon cannot
-   * provide it); `node`: one net.Socket per connection; `auto` (default):
-   * native where possible. Unset, REUSEPORT_ENGINE decides.
-   */
-  engine?: EngineChoice;
+  /** The engine decideEngine chose; absent, runLoad asks decideEngine itself (REUSEPORT_ENGINE, else auto). */
+  engine?: EngineName;
 }
 
 const DEFAULT_REPLY_TIMEOUT_MS = 2000;
@@ -71,99 +99,178 @@ const DEFAULT_DEADLINE_MS = 120_000;
 const PROGRESS_EVERY = 100;
 const NATIVE_PROGRESS_MS = 100;
 const FD_HEADROOM = 64;
-/** The failure code of a connection cut off by the deadline or an abort. */
-const ABORTED_CODE = 'EABORTED';
+
+/**
+ * How a connection ended. `clean`: the peer closed (or went quiet after
+ * some bytes); `silent`: connected, no byte in time; `cut-off`: the run
+ * stopped first; anything else is the errno name that ended it.
+ */
+type Ending = 'clean' | 'silent' | 'cut-off' | string;
 
 type Outcome =
   | { kind: 'attributed'; who: WorkerIdentity }
-  | { kind: 'unattributed' }
+  | { kind: 'unrecognized' | 'silent' | 'inFlight' }
   | { kind: 'failed'; code: string };
+
+/**
+ * The one rule both engines follow: a greeting wins whatever ended the
+ * connection; otherwise the ending decides.
+ */
+function classify(reply: string | null, ending: Ending): Outcome {
+  const who = reply === null ? null : parseGreeting(reply);
+  if (who) return { kind: 'attributed', who };
+  if (ending === 'cut-off') return { kind: 'inFlight' };
+  if (ending === 'silent') return { kind: 'silent' };
+  if (ending === 'clean') return { kind: 'unrecognized' };
+  return { kind: 'failed', code: ending };
+}
 
 /** Running totals, shared by both engines; `summarize` turns them into a LoadResult. */
 class Tally {
-  readonly perWorker = new Map<string, WorkerTally>();
+  readonly perWorker = new Map<string, WorkerIdentity & { count: number; ports: Set<number> }>();
   readonly failures = new Map<string, number>();
   attributed = 0;
-  unattributed = 0;
+  unrecognized = 0;
+  silent = 0;
+  inFlight = 0;
   failed = 0;
 
-  add(outcome: Outcome, count = 1): void {
-    if (outcome.kind === 'attributed') {
-      this.attributed += count;
-      const key = workerKey(outcome.who);
-      const tally = this.perWorker.get(key);
-      if (tally) tally.count += count;
-      else this.perWorker.set(key, { ...outcome.who, count });
-    } else if (outcome.kind === 'unattributed') {
-      this.unattributed += count;
-    } else {
-      this.failed += count;
-      this.failures.set(outcome.code, (this.failures.get(outcome.code) ?? 0) + count);
+  private worker(who: WorkerIdentity) {
+    const key = workerKey(who);
+    let tally = this.perWorker.get(key);
+    if (!tally) {
+      tally = { ...who, count: 0, ports: new Set() };
+      this.perWorker.set(key, tally);
     }
+    return tally;
+  }
+
+  add(outcome: Outcome, count = 1): void {
+    switch (outcome.kind) {
+      case 'attributed':
+        this.attributed += count;
+        this.worker(outcome.who).count += count;
+        break;
+      case 'failed':
+        this.failed += count;
+        this.failures.set(outcome.code, (this.failures.get(outcome.code) ?? 0) + count);
+        break;
+      default:
+        this[outcome.kind] += count;
+    }
+  }
+
+  /** The client source port one connection to `who` came from (0: unknown). */
+  addSourcePort(who: WorkerIdentity, port: number): void {
+    if (port > 0) this.worker(who).ports.add(port);
   }
 
   summarize(
     options: LoadOptions,
     run: { attempted: number; elapsedMs: number; stoppedEarly: LoadResult['stoppedEarly'] },
   ): LoadResult {
-    const { attributed, unattributed, failed, failures } = this;
+    const { attributed, unrecognized, silent, inFlight, failed, failures } = this;
     const { elapsedMs } = run;
-    const hints: string[] = [];
-    if (failures.has('EMFILE')) {
-      hints.push(
-        `ran out of file descriptors (EMFILE): lower --concurrency (now ${options.concurrency}) or raise the limit with \`ulimit -n\``,
-      );
-    }
-    if (failures.has('ECONNREFUSED')) {
-      hints.push(`nothing listens on ${options.host}:${options.port} (ECONNREFUSED): start \`reuseport serve\` first`);
-    }
-    if (failures.has('EADDRNOTAVAIL')) {
-      hints.push(
-        'no free local port or address (EADDRNOTAVAIL): fewer connections, or widen net.ipv4.ip_local_port_range',
-      );
-    }
+    const workers = [...this.perWorker.values()].sort((a, b) => a.workerId - b.workerId || a.pid - b.pid);
+    const perWorker = workers.map(({ ports, ...who }) => ({ ...who, distinctSourcePorts: ports.size }));
+    const allPorts = new Set<number>();
+    for (const w of workers) for (const port of w.ports) allPorts.add(port);
+    const portsRepeated = perWorker.some((w) => w.distinctSourcePorts < w.count);
+    const settled = attributed + unrecognized + silent + failed;
     return {
       protocol: options.protocol,
       target: { host: options.host, port: options.port },
       connections: options.connections,
       concurrency: options.concurrency,
       attempted: run.attempted,
-      succeeded: attributed + unattributed,
+      notStarted: options.connections - run.attempted,
       attributed,
-      unattributed,
+      unrecognized,
+      silent,
       failed,
       failures: [...failures].map(([code, count]) => ({ code, count })).sort((a, b) => b.count - a.count),
-      perWorker: [...this.perWorker.values()].sort((a, b) => a.workerId - b.workerId || a.pid - b.pid),
+      inFlight,
+      perWorker,
+      distinctSourcePorts: allPorts.size,
+      ...(options.recordTuples
+        ? {
+            tuples: workers
+              .flatMap((w) => [...w.ports].map((sourcePort) => ({ sourcePort, workerKey: workerKey(w) })))
+              .sort((a, b) => a.sourcePort - b.sourcePort || a.workerKey.localeCompare(b.workerKey)),
+          }
+        : {}),
+      balance:
+        attributed === 0
+          ? null
+          : balanceVerdict(
+              perWorker.map((w) => (portsRepeated ? w.distinctSourcePorts : w.count)),
+              portsRepeated ? 'distinctSourcePorts' : 'connections',
+              options.workers,
+            ),
       elapsedMs: Math.round(elapsedMs * 10) / 10,
-      ratePerSec: elapsedMs > 0 ? Math.round(((attributed + unattributed + failed) / elapsedMs) * 1000) : 0,
+      ratePerSec: elapsedMs > 0 ? Math.round((settled / elapsedMs) * 1000) : 0,
       stoppedEarly: run.stoppedEarly,
-      hints,
+      hints: hintsFor(options, failures, silent),
     };
   }
 }
 
-/**
- * The addon's load engine when it should run this load, else null (the JS
- * engine). Throws when `native` was asked for a TCP load and is unavailable.
- */
-export function nativeLoadEngine(protocol: Protocol, engine?: EngineChoice): NativeEngines | null {
-  const choice = engine ?? engineFromEnv() ?? 'auto';
-  if (choice === 'node' || protocol !== 'tcp') return null;
-  const loaded = loadNativeHelper();
-  if (loaded.helper?.engines) return loaded.helper.engines;
-  if (choice === 'auto') return null;
-  throw new ReuseportError(
-    `the native load engine was asked for, but ${
-      loaded.helper ? 'this build of the addon has none: rebuild it with `npm rebuild`' : loaded.reason
-    }`,
-    { code: 'ENOENGINE' },
-  );
+/** What the user can do about what went wrong; one sentence each. */
+function hintsFor(options: LoadOptions, failures: ReadonlyMap<string, number>, silent: number): string[] {
+  const hints: string[] = [];
+  const target = formatHostPort(options.host, options.port);
+  const timeout = options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS;
+  if (failures.has('EMFILE')) {
+    hints.push(
+      `ran out of file descriptors (EMFILE): lower --concurrency (now ${options.concurrency}) or raise the limit with \`ulimit -n\``,
+    );
+  }
+  if (failures.has('ECONNREFUSED')) {
+    hints.push(`nothing listens on ${target} (ECONNREFUSED): start \`reuseport serve\` first`);
+  }
+  if (failures.has('ETIMEDOUT')) {
+    hints.push(
+      `no answer to the connection request within ${timeout} ms (ETIMEDOUT): the listen queues may be full (a frozen or overloaded worker), or packets to ${target} are dropped; check \`reuseport serve\` and raise --timeout`,
+    );
+  }
+  if (failures.has('ENETUNREACH')) {
+    hints.push(
+      `no route to ${options.host} (ENETUNREACH): in a fresh network namespace, bring loopback up first (\`ip link set lo up\`)`,
+    );
+  }
+  if (failures.has('EADDRNOTAVAIL')) {
+    hints.push(
+      'no free local port or address (EADDRNOTAVAIL): fewer connections, or widen net.ipv4.ip_local_port_range',
+    );
+  }
+  if (silent > 0) {
+    hints.push(
+      options.protocol === 'tcp'
+        ? `${silent} connected but got no greeting within ${timeout} ms: a worker may be frozen (SIGSTOP) or too busy to accept; raise --timeout to wait longer`
+        : `${silent} datagrams got no reply within ${timeout} ms (lost, or a worker is frozen); raise --timeout to wait longer`,
+    );
+  }
+  return hints;
 }
 
-/** Opens `connections` connections to host:port, at most `concurrency` at a time, and tallies who answered. */
+/** The engine to run this load: the caller's decision, else decideEngine's. */
+function loadEngine(options: LoadOptions, hooks: LoadHooks): NativeEngines | null {
+  const engine =
+    hooks.engine ?? decideEngine({ requested: requestedEngine(), protocol: options.protocol, ...engineAvailability() });
+  if (engine === 'builtin') return null;
+  const engines = loadNativeHelper().helper?.engines;
+  if (!engines || options.protocol !== 'tcp') {
+    throw new ReuseportError(`the native load engine was chosen, but it cannot run this ${options.protocol} load`, {
+      code: 'ENOENGINE',
+    });
+  }
+  return engines;
+}
+
+/** Opens `connections` connections to host:port, at most `concurrency` at a time, and tallies what became of each. */
 export function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<LoadResult> {
+  const native = loadEngine(options, hooks);
   ensureFileLimit(options.concurrency);
-  const native = nativeLoadEngine(options.protocol, hooks.engine);
   if (native) return runNativeLoad(native, options, hooks);
   const tally = new Tally();
   let started = 0;
@@ -180,8 +287,9 @@ export function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<Lo
       const elapsedMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
       resolve(tally.summarize(options, { attempted: started, elapsedMs, stoppedEarly }));
     };
-    const record = (outcome: Outcome) => {
+    const record = (outcome: Outcome, sourcePort: number) => {
       tally.add(outcome);
+      if (outcome.kind === 'attributed') tally.addSourcePort(outcome.who, sourcePort);
       done++;
       if (hooks.onProgress && (done % PROGRESS_EVERY === 0 || done === started))
         hooks.onProgress(done, options.connections);
@@ -190,9 +298,9 @@ export function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<Lo
     };
     const launch = () => {
       started++;
-      const handle = attempt(options, (outcome) => {
+      const handle = attempt(options, (outcome, sourcePort) => {
         inFlight.delete(handle);
-        record(outcome);
+        record(outcome, sourcePort);
       });
       inFlight.add(handle);
     };
@@ -213,8 +321,8 @@ export function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<Lo
 
 /**
  * The same load through the addon: one C loop off the event loop, so no
- * net.Socket per connection. Its aggregated replies become the same outcomes
- * the JS engine records one by one.
+ * net.Socket per connection. Its aggregated replies go through the same
+ * `classify` as the JS engine's connections, one by one.
  */
 async function runNativeLoad(engines: NativeEngines, options: LoadOptions, hooks: LoadHooks): Promise<LoadResult> {
   const progress = new Int32Array(new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT));
@@ -252,17 +360,21 @@ async function runNativeLoad(engines: NativeEngines, options: LoadOptions, hooks
   }
   report();
   const tally = new Tally();
-  const codeOf = (errno: number) => (errno === LOAD_CUT_OFF ? ABORTED_CODE : errnoName(errno));
+  const endingOf = (errno: number): Ending =>
+    errno === 0 ? 'clean' : errno === LOAD_CUT_OFF ? 'cut-off' : errnoName(errno);
+  const greetings = new Map<number, WorkerIdentity>();
   for (const reply of result.replies) {
-    // As the JS engine decides: a greeting is attributed whatever ended the
-    // connection; otherwise a clean end is unattributed and an error a failure.
-    const who = parseGreeting(reply.text);
-    if (who) tally.add({ kind: 'attributed', who }, reply.count);
-    else if (reply.errno === 0) tally.add({ kind: 'unattributed' }, reply.count);
-    else tally.add({ kind: 'failed', code: codeOf(reply.errno) }, reply.count);
+    const outcome = classify(reply.text, endingOf(reply.errno));
+    tally.add(outcome, reply.count);
+    if (outcome.kind === 'attributed') greetings.set(reply.id, outcome.who);
   }
-  tally.add({ kind: 'unattributed' }, result.noReply);
-  for (const failure of result.failures) tally.add({ kind: 'failed', code: codeOf(failure.errno) }, failure.count);
+  tally.add({ kind: 'silent' }, result.noReply);
+  for (const failure of result.failures) tally.add(classify(null, endingOf(failure.errno)), failure.count);
+  const pairs = result.sourcePorts;
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const who = greetings.get(pairs[i + 1]!);
+    if (who) tally.addSourcePort(who, pairs[i]!);
+  }
   return tally.summarize(options, {
     attempted: result.attempted,
     elapsedMs: result.elapsedNs / 1e6,
@@ -270,17 +382,23 @@ async function runNativeLoad(engines: NativeEngines, options: LoadOptions, hooks
   });
 }
 
-function tcpAttempt(options: LoadOptions, settle: (outcome: Outcome) => void): { abort(): void } {
+type Settle = (outcome: Outcome, sourcePort: number) => void;
+
+function tcpAttempt(options: LoadOptions, settle: Settle): { abort(): void } {
   const socket = net.connect({
     host: options.host,
     port: options.port,
     ...(options.sourcePort !== undefined ? { localPort: options.sourcePort } : {}),
   });
   let reply: Buffer | undefined;
-  let errorCode: string | undefined;
+  let ending: Ending | undefined;
+  let sourcePort = 0;
+  socket.once('connect', () => {
+    sourcePort = socket.localPort ?? 0;
+  });
   socket.setTimeout(options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS, () => {
-    // Connected but silent (e.g. `nc -l`): unattributed. Never connected: a failure.
-    if (socket.connecting) errorCode = 'ETIMEDOUT';
+    // Never connected: a failure. Connected: silent, or (after some bytes) no greeting.
+    ending ??= socket.connecting ? 'ETIMEDOUT' : reply === undefined ? 'silent' : 'clean';
     socket.destroy();
   });
   socket.on('data', (chunk: Buffer) => {
@@ -290,17 +408,14 @@ function tcpAttempt(options: LoadOptions, settle: (outcome: Outcome) => void): {
   // handshake) keeps TIME_WAIT on the server side and off our source ports.
   socket.on('end', () => socket.destroy());
   socket.on('error', (err: NodeJS.ErrnoException) => {
-    errorCode ??= err.code ?? 'EUNKNOWN';
+    ending ??= err.code ?? 'EUNKNOWN';
   });
   socket.once('close', () => {
-    const who = reply === undefined ? null : parseGreeting(reply.toString('latin1'));
-    if (who) settle({ kind: 'attributed', who });
-    else if (errorCode === undefined) settle({ kind: 'unattributed' });
-    else settle({ kind: 'failed', code: errorCode });
+    settle(classify(reply === undefined ? null : reply.toString('latin1'), ending ?? 'clean'), sourcePort);
   });
   return {
     abort: () => {
-      errorCode ??= ABORTED_CODE;
+      ending ??= 'cut-off';
       socket.destroy();
     },
   };
@@ -308,36 +423,43 @@ function tcpAttempt(options: LoadOptions, settle: (outcome: Outcome) => void): {
 
 const PING = Buffer.from('reuseport ping\n');
 
-function udpAttempt(options: LoadOptions, settle: (outcome: Outcome) => void): { abort(): void } {
+function udpAttempt(options: LoadOptions, settle: Settle): { abort(): void } {
   // A fresh socket per datagram gives each one a fresh source port, so the
   // kernel's 4-tuple hash spreads them as it would spread new connections.
   const socket = dgram.createSocket(familyOf(options.host) === 6 ? 'udp6' : 'udp4');
   let settled = false;
-  const done = (outcome: Outcome) => {
+  let sent = false;
+  let sourcePort = 0;
+  const done = (reply: string | null, ending: Ending) => {
     if (settled) return;
     settled = true;
     clearTimeout(timer);
-    socket.close();
-    settle(outcome);
+    try {
+      socket.close();
+    } catch {
+      // Closed already (a failed connect closes nothing, but a late error may have).
+    }
+    settle(classify(reply, ending), sourcePort);
   };
   const timer = setTimeout(
-    () => done({ kind: 'failed', code: 'ETIMEDOUT' }),
+    () => done(null, sent ? 'silent' : 'ETIMEDOUT'),
     options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS,
   );
-  socket.on('error', (err: NodeJS.ErrnoException) => done({ kind: 'failed', code: err.code ?? 'EUNKNOWN' }));
-  socket.on('message', (message) => {
-    const who = parseGreeting(message.toString('latin1'));
-    done(who ? { kind: 'attributed', who } : { kind: 'unattributed' });
-  });
+  socket.on('error', (err: NodeJS.ErrnoException) => done(null, err.code ?? 'EUNKNOWN'));
+  socket.on('message', (message) => done(message.toString('latin1'), 'clean'));
   const send = () =>
-    socket.connect(options.port, options.host, () => {
-      socket.send(PING, (err) => {
-        if (err) done({ kind: 'failed', code: (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN' });
+    socket.connect(options.port, options.host, (err?: Error) => {
+      if (settled) return;
+      if (err) return done(null, (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN');
+      sourcePort = socket.address().port;
+      socket.send(PING, (sendErr) => {
+        if (sendErr) done(null, (sendErr as NodeJS.ErrnoException).code ?? 'EUNKNOWN');
+        else sent = true;
       });
     });
   if (options.sourcePort !== undefined) socket.bind(options.sourcePort, send);
   else send();
-  return { abort: () => done({ kind: 'failed', code: ABORTED_CODE }) };
+  return { abort: () => done(null, 'cut-off') };
 }
 
 /**

@@ -3,7 +3,9 @@ import { formatHostPort } from '../errors.js';
 import type { BinderName } from '../net/binder.js';
 import { resolveBinder } from '../net/binder.js';
 import { workerKey } from '../net/greeting.js';
+import { decideEngine, requestedEngine } from '../net/engine.js';
 import { runLoad } from '../net/load-client.js';
+import { engineAvailability } from '../net/native.js';
 import { resolveUser } from '../net/users.js';
 import { spawnWorker, type WorkerProcess } from '../net/worker-pool.js';
 import type {
@@ -65,6 +67,7 @@ export async function executePlan(
           ...(server.reuseaddr !== undefined ? { reuseAddr: server.reuseaddr } : {}),
           ...(server.ipv6Only !== undefined ? { ipv6Only: server.ipv6Only } : {}),
           binder,
+          engine: decideEngine({ requested: requestedEngine(), protocol: server.protocol, binder, ...engineAvailability() }),
           ...(user ? { user } : {}),
           holdBind: true,
           statsIntervalMs: 0,
@@ -190,7 +193,9 @@ async function runStep(step: Step, instances: Instance[], signal: AbortSignal): 
       );
     }
   });
-  if (load.unattributed > 0) accounting.push(`${load.unattributed} connections got no greeting`);
+  if (load.silent > 0) accounting.push(`${load.silent} connections got no greeting in time`);
+  if (load.unrecognized > 0) accounting.push(`${load.unrecognized} connections were answered without a greeting`);
+  if (load.inFlight > 0) accounting.push(`${load.inFlight} connections were cut off in flight`);
   if (strangers > 0) accounting.push(`${strangers} connections were answered by workers this scenario did not start`);
   const observation: TrafficObservation = {
     id: spec.id,

@@ -131,7 +131,9 @@ function describeLanding(traffic: TrafficObservation): string {
       `failed ${traffic.load.failed} (${traffic.load.failures.map((f) => `${f.code} ${f.count}`).join(', ')})`,
     );
   }
-  if (traffic.load.unattributed > 0) parts.push(`no greeting ${traffic.load.unattributed}`);
+  if (traffic.load.silent > 0) parts.push(`silent ${traffic.load.silent}`);
+  if (traffic.load.unrecognized > 0) parts.push(`no greeting ${traffic.load.unrecognized}`);
+  if (traffic.load.inFlight > 0) parts.push(`in flight ${traffic.load.inFlight}`);
   return parts.join(', ') || 'nothing';
 }
 
