@@ -284,7 +284,10 @@ test('the native accept loop counts, greets, and its stop returns the exact coun
   assert.ok(ports.length >= 1 && ports.length <= 1234, `${ports.length} source ports`);
   assert.equal(new Set(ports).size, ports.length);
   assert.ok(ports.every((port) => port > 0 && port < 65536));
-  assert.ok(report.sourcePorts.every((value, i) => i % 2 === 0 || value === 0), 'each port got reply 0');
+  assert.ok(
+    report.sourcePorts.every((value, i) => i % 2 === 0 || value === 0),
+    'each port got reply 0',
+  );
   assert.equal(report.noReply, 0);
   assert.deepEqual(report.failures, []);
   assert.equal(report.attempted, 1234);

@@ -317,7 +317,9 @@ export function engineAvailability(): { helperAvailable: boolean; helperReason?:
   if (loaded.helper?.engines) return { helperAvailable: true };
   return {
     helperAvailable: false,
-    helperReason: loaded.helper ? 'this build of the addon has no engines: rebuild it with `npm rebuild`' : loaded.reason,
+    helperReason: loaded.helper
+      ? 'this build of the addon has no engines: rebuild it with `npm rebuild`'
+      : loaded.reason,
   };
 }
 

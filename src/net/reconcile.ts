@@ -69,9 +69,7 @@ export function reconcileWithWorkers(result: LoadResult, deltas: readonly Worker
   const strangers = result.perWorker
     .filter((w) => !deltas.some((d) => matches(d, w)))
     .reduce((sum, w) => sum + w.count, 0);
-  const resets = result.failures
-    .filter((f) => AFTER_CONNECT_ERRORS.has(f.code))
-    .reduce((sum, f) => sum + f.count, 0);
+  const resets = result.failures.filter((f) => AFTER_CONNECT_ERRORS.has(f.code)).reduce((sum, f) => sum + f.count, 0);
   const connectedWithoutGreeting = result.silent + result.inFlight + result.unrecognized + resets;
   const acceptedWithoutGreeting = workers.reduce((sum, w) => sum + w.notGreeted, 0);
   const unexplained = Math.max(0, acceptedWithoutGreeting - connectedWithoutGreeting);

@@ -52,11 +52,14 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
       style.cyan(barWithMark(counts[i]!, max, even)),
     ]);
     lines.push(
-      renderTable(
-        ['worker', 'pid', 'listener', noun, 'ports', 'share', `│ = 1/${balance.counts.length}`],
-        rows,
-        ['right', 'right', 'left', 'right', 'right', 'right'],
-      ),
+      renderTable(['worker', 'pid', 'listener', noun, 'ports', 'share', `│ = 1/${balance.counts.length}`], rows, [
+        'right',
+        'right',
+        'left',
+        'right',
+        'right',
+        'right',
+      ]),
     );
   }
   const outcomes = [`${result.attributed} attributed`];
@@ -84,9 +87,7 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
       balance.basis === 'distinctSourcePorts'
         ? `over ${result.distinctSourcePorts} distinct source ports (ports repeated; a 4-tuple always lands on the same socket)`
         : `over ${result.attributed} ${noun}`;
-    const verdict = balance.even
-      ? `even spread (p ≥ ${balance.alpha})`
-      : `uneven spread (p < ${balance.alpha})`;
+    const verdict = balance.even ? `even spread (p ≥ ${balance.alpha})` : `uneven spread (p < ${balance.alpha})`;
     const used =
       balance.everyWorkerUsed === null
         ? 'pass --workers N to check that every worker was used'
@@ -96,8 +97,10 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
     const line = `balance ${over}: chi-square ${balance.chiSquare.toFixed(2)}, df ${balance.df}, p ${formatP(balance.pValue)}: ${verdict}; ${used}`;
     lines.push(balance.even && balance.everyWorkerUsed !== false ? line : style.yellow(line));
   }
-  if (result.stoppedEarly === 'deadline') lines.push(style.yellow(`stopped at the deadline before every ${noun.slice(0, -1)} ended`));
-  if (result.stoppedEarly === 'aborted') lines.push(style.yellow(`interrupted before every ${noun.slice(0, -1)} ended`));
+  if (result.stoppedEarly === 'deadline')
+    lines.push(style.yellow(`stopped at the deadline before every ${noun.slice(0, -1)} ended`));
+  if (result.stoppedEarly === 'aborted')
+    lines.push(style.yellow(`interrupted before every ${noun.slice(0, -1)} ended`));
   for (const hint of result.hints) lines.push(style.yellow(`hint: ${hint}`));
   return lines.join('\n');
 }

@@ -2,8 +2,8 @@ import os from 'node:os';
 import { formatHostPort } from '../errors.js';
 import type { BinderName } from '../net/binder.js';
 import { resolveBinder } from '../net/binder.js';
-import { workerKey } from '../net/greeting.js';
 import { decideEngine, requestedEngine } from '../net/engine.js';
+import { workerKey } from '../net/greeting.js';
 import { runLoad } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
 import { resolveUser } from '../net/users.js';
@@ -67,7 +67,12 @@ export async function executePlan(
           ...(server.reuseaddr !== undefined ? { reuseAddr: server.reuseaddr } : {}),
           ...(server.ipv6Only !== undefined ? { ipv6Only: server.ipv6Only } : {}),
           binder,
-          engine: decideEngine({ requested: requestedEngine(), protocol: server.protocol, binder, ...engineAvailability() }),
+          engine: decideEngine({
+            requested: requestedEngine(),
+            protocol: server.protocol,
+            binder,
+            ...engineAvailability(),
+          }),
           ...(user ? { user } : {}),
           holdBind: true,
           statsIntervalMs: 0,

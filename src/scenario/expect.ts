@@ -1,7 +1,7 @@
 import { formatHostPort } from '../errors.js';
+import { chiSquareUniform } from '../stats/chi-square.js';
 import type { InstanceObservation, Observations, TrafficObservation } from './observations.js';
 import type { Expectation, Scenario } from './schema.js';
-import { chiSquareUniform } from '../stats/chi-square.js';
 
 export interface ExpectationResult {
   kind: Expectation['kind'] | 'accounting' | 'implicit-bind';
