@@ -24,6 +24,13 @@ async function cliLoad(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { code: result.code, doc: JSON.parse(result.stdout) as LoadResult & { version: number } };
 }
 
+/** `serve` on a kernel-chosen loopback port, stopped after the test. */
+async function startServe(t: TestContext, workers: number) {
+  const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', String(workers)]);
+  t.after(() => serve.stop());
+  return { serve, ...(await serve.listening(workers)) };
+}
+
 /** A TCP server that accepts and never says a word; its connections are destroyed afterwards. */
 async function quietServer(t: TestContext, onAccept: () => void = () => {}): Promise<number> {
   const sockets = new Set<net.Socket>();
@@ -48,9 +55,7 @@ for (const engine of ENGINES) {
   test(`${engine} engine: connections queued at a SIGSTOPped worker are silent, and the counters reconcile`, {
     timeout: 60_000,
   }, async (t) => {
-    const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
-    t.after(() => serve.stop());
-    const { port, pids } = await serve.listening(2);
+    const { serve, port, pids } = await startServe(t, 2);
     const [awake, frozen] = pids as [number, number];
     process.kill(frozen, 'SIGSTOP');
     let resumed = false;
@@ -168,9 +173,7 @@ for (const engine of ENGINES) {
   test(`${engine} engine: source ports per worker, the tuples, and a fixed --source-port as one draw`, {
     timeout: 60_000,
   }, async (t) => {
-    const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
-    t.after(() => serve.stop());
-    const { port } = await serve.listening(2);
+    const { port } = await startServe(t, 2);
     const result = await runLoad(
       { host: '127.0.0.1', port, protocol: 'tcp', connections: 200, concurrency: 20, recordTuples: true },
       { engine },
@@ -333,9 +336,7 @@ test('load --port 0 is a usage error', async () => {
 test('the balance verdict: chi-square fields in --json, unused workers named, a 1/N mark on the bars', {
   timeout: 60_000,
 }, async (t) => {
-  const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
-  t.after(() => serve.stop());
-  const { port } = await serve.listening(2);
+  const { port } = await startServe(t, 2);
   const { code, doc } = await cliLoad(['--port', String(port), '-n', '400', '--workers', '3']);
   assert.equal(code, 0);
   assert.equal(doc.version, 1);
@@ -356,9 +357,7 @@ test('the balance verdict: chi-square fields in --json, unused workers named, a 
 });
 
 test('reconcileWithWorkers flags a worker credited with more than it counted, and an unknown count', async (t) => {
-  const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
-  t.after(() => serve.stop());
-  const { port, pids } = await serve.listening(2);
+  const { port, pids } = await startServe(t, 2);
   const result = await runLoad({ host: '127.0.0.1', port, protocol: 'tcp', connections: 50, concurrency: 10 });
   assert.equal(result.attributed, 50);
   const [first, second] = result.perWorker as [LoadResult['perWorker'][0], LoadResult['perWorker'][0]];
