@@ -23,6 +23,8 @@
 #define LOAD_MAX_DISTINCT 65536
 /* Pseudo-errno: the connection was in flight when the run stopped early. */
 #define LOAD_CUT_OFF (-1)
+/* One entry per client source port: which reply it got first. */
+#define LOAD_PORTS 65536
 
 enum { LOAD_RAN_TO_END = 0, LOAD_DEADLINE = 1, LOAD_ABORTED = 2 };
 
@@ -30,6 +32,7 @@ typedef struct {
   int fd;        /* -1 when the slot is free */
   int len;       /* bytes kept in buf */
   int got;       /* any byte received */
+  int port;      /* client source port, 0 when getsockname failed */
   int prev;      /* in-flight list, ordered by deadline */
   int next;
   int64_t deadline;
@@ -38,6 +41,7 @@ typedef struct {
 
 typedef struct {
   int used;
+  int id; /* order of first appearance: stable across rehashing */
   int err;
   int len;
   uint64_t hash;
@@ -79,6 +83,16 @@ typedef struct {
   load_failure *failures;
   size_t failures_cap;
   size_t failures_used;
+  /*
+   * Which reply each source port got: port_first[port] is the id + 1 of its
+   * first reply (0: none yet). A port that later gets a different reply (the
+   * group changed mid-run) goes into port_extra, a set of (port << 32 | id + 1).
+   */
+  uint32_t *port_first;
+  size_t ports_used;
+  uint64_t *port_extra;
+  size_t extra_cap;
+  size_t extra_used;
 } load_job;
 
 typedef struct {
@@ -121,7 +135,8 @@ static load_reply *load_reply_slot(load_reply *table, size_t cap, uint64_t hash,
   return &table[i];
 }
 
-static void load_record_reply(load_job *j, const char *text, int len, int err) {
+/* Returns the reply's id, or -1 when out of memory. */
+static int load_record_reply(load_job *j, const char *text, int len, int err) {
   uint64_t hash;
   load_reply *r;
   if (j->replies_used >= LOAD_MAX_DISTINCT) len = 0; /* pathological server: stop telling lines apart */
@@ -131,7 +146,7 @@ static void load_record_reply(load_job *j, const char *text, int len, int err) {
     load_reply *table = calloc(cap, sizeof(*table));
     if (table == NULL) {
       j->oom = 1;
-      return;
+      return -1;
     }
     for (size_t i = 0; i < j->replies_cap; i++) {
       if (j->replies[i].used) {
@@ -146,6 +161,7 @@ static void load_record_reply(load_job *j, const char *text, int len, int err) {
   r = load_reply_slot(j->replies, j->replies_cap, hash, text, len, err);
   if (!r->used) {
     r->used = 1;
+    r->id = (int)j->replies_used;
     r->err = err;
     r->len = len;
     r->hash = hash;
@@ -153,6 +169,55 @@ static void load_record_reply(load_job *j, const char *text, int len, int err) {
     j->replies_used++;
   }
   r->count++;
+  return r->id;
+}
+
+static uint64_t load_mix(uint64_t key) {
+  key ^= key >> 33;
+  key *= 0xff51afd7ed558ccdULL;
+  return key ^ (key >> 33);
+}
+
+static void load_record_port(load_job *j, int port, int id) {
+  uint32_t tag = (uint32_t)id + 1;
+  uint64_t key;
+  size_t i;
+  if (port <= 0 || id < 0) return;
+  if (j->port_first == NULL && (j->port_first = calloc(LOAD_PORTS, sizeof(*j->port_first))) == NULL) {
+    j->oom = 1;
+    return;
+  }
+  if (j->port_first[port] == 0) {
+    j->port_first[port] = tag;
+    j->ports_used++;
+    return;
+  }
+  if (j->port_first[port] == tag) return;
+  key = ((uint64_t)(uint32_t)port << 32) | tag; /* never 0: tag >= 1 */
+  if ((j->extra_used + 1) * 2 > j->extra_cap) {
+    size_t cap = j->extra_cap ? j->extra_cap * 2 : 64;
+    uint64_t *table = calloc(cap, sizeof(*table));
+    if (table == NULL) {
+      j->oom = 1;
+      return;
+    }
+    for (size_t k = 0; k < j->extra_cap; k++) {
+      if (j->port_extra[k] == 0) continue;
+      i = (size_t)load_mix(j->port_extra[k]) & (cap - 1);
+      while (table[i] != 0) i = (i + 1) & (cap - 1);
+      table[i] = j->port_extra[k];
+    }
+    free(j->port_extra);
+    j->port_extra = table;
+    j->extra_cap = cap;
+  }
+  i = (size_t)load_mix(key) & (j->extra_cap - 1);
+  while (j->port_extra[i] != 0) {
+    if (j->port_extra[i] == key) return;
+    i = (i + 1) & (j->extra_cap - 1);
+  }
+  j->port_extra[i] = key;
+  j->extra_used++;
 }
 
 static void load_record_failure(load_job *j, int err) {
@@ -220,7 +285,8 @@ static void load_settle(load_state *s, int slot, int err) {
   load_conn *c = &s->conns[slot];
   if (c->got || err == 0) {
     const char *nl = memchr(c->buf, '\n', (size_t)c->len);
-    load_record_reply(s->job, c->buf, nl ? (int)(nl - c->buf) : c->len, err);
+    int id = load_record_reply(s->job, c->buf, nl ? (int)(nl - c->buf) : c->len, err);
+    load_record_port(s->job, c->port, id);
   } else {
     load_record_failure(s->job, err);
   }
@@ -237,7 +303,9 @@ static void load_launch(load_state *s) {
   load_job *j = s->job;
   struct epoll_event ev;
   load_conn *c;
-  int slot, err;
+  any_addr local;
+  socklen_t local_len = sizeof(local);
+  int slot, err, port = 0;
   int fd = socket(j->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     load_record_failure(j, errno);
@@ -258,6 +326,9 @@ static void load_launch(load_state *s) {
     load_fail_fd(s, fd, err);
     return;
   }
+  /* connect() has picked the source port by now, even while the handshake goes on. */
+  if (getsockname(fd, &local.sa, &local_len) == 0)
+    port = ntohs(local.sa.sa_family == AF_INET ? local.v4.sin_port : local.v6.sin6_port);
   slot = s->free_slots[--s->nfree];
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLIN | EPOLLRDHUP; /* errors (refused, reset) are always reported */
@@ -272,6 +343,7 @@ static void load_launch(load_state *s) {
   c->fd = fd;
   c->len = 0;
   c->got = 0;
+  c->port = port;
   c->deadline = s->now + j->reply_timeout_ns;
   load_append(s, slot);
   s->inflight++;
@@ -422,6 +494,28 @@ static void load_execute(napi_env env, void *data) {
   load_run(data);
 }
 
+/* Int32Array [port, reply id, ...]: each distinct (port, reply) pair once. */
+static napi_value load_source_ports(napi_env env, load_job *j) {
+  size_t n = j->ports_used + j->extra_used, k = 0;
+  void *data = NULL;
+  int32_t *pairs;
+  napi_value buffer, array;
+  if (napi_create_arraybuffer(env, n * 2 * sizeof(int32_t), &data, &buffer) != napi_ok) return NULL;
+  pairs = data;
+  for (int port = 0; j->port_first != NULL && port < LOAD_PORTS; port++) {
+    if (j->port_first[port] == 0) continue;
+    pairs[k++] = port;
+    pairs[k++] = (int32_t)j->port_first[port] - 1;
+  }
+  for (size_t i = 0; i < j->extra_cap; i++) {
+    if (j->port_extra[i] == 0) continue;
+    pairs[k++] = (int32_t)(j->port_extra[i] >> 32);
+    pairs[k++] = (int32_t)(uint32_t)j->port_extra[i] - 1;
+  }
+  if (napi_create_typedarray(env, napi_int32_array, n * 2, buffer, 0, &array) != napi_ok) return NULL;
+  return array;
+}
+
 static napi_value load_result(napi_env env, load_job *j) {
   napi_value out, replies, failures, item, v;
   uint32_t k = 0;
@@ -436,6 +530,7 @@ static napi_value load_result(napi_env env, load_job *j) {
     /* latin1, as the JS engine decodes replies: every byte maps to one char. */
     if (napi_create_string_latin1(env, r->text, (size_t)r->len, &v) != napi_ok) goto fail;
     if (napi_set_named_property(env, item, "text", v) != napi_ok) goto fail;
+    if (!set_number(env, item, "id", r->id)) return NULL;
     if (!set_number(env, item, "errno", r->err) || !set_number(env, item, "count", (double)r->count)) return NULL;
     if (napi_set_element(env, replies, k++, item) != napi_ok) goto fail;
   }
@@ -450,6 +545,8 @@ static napi_value load_result(napi_env env, load_job *j) {
     if (napi_set_element(env, failures, (uint32_t)i, item) != napi_ok) goto fail;
   }
   if (napi_set_named_property(env, out, "failures", failures) != napi_ok) goto fail;
+  if ((v = load_source_ports(env, j)) == NULL) goto fail;
+  if (napi_set_named_property(env, out, "sourcePorts", v) != napi_ok) goto fail;
   if (!set_number(env, out, "elapsedNs", (double)j->elapsed_ns)) return NULL;
   if (stopped != NULL) {
     if (!set_string(env, out, "stoppedEarly", stopped)) return NULL;
@@ -464,6 +561,8 @@ fail:
 }
 
 static void load_job_free(load_job *j) {
+  free(j->port_first);
+  free(j->port_extra);
   free(j->replies);
   free(j->failures);
   free(j);

@@ -558,7 +558,7 @@ async function runLoad(port, connections, concurrency, timeLimitMs) {
       throw new Error(`reuseport load: stdout is not JSON: ${tail(r.stdout)}`);
     }
   }
-  const ok = Number(doc.succeeded ?? doc.ok);
+  const ok = Number(doc.attributed ?? doc.succeeded);
   const elapsedMs = Number(doc.elapsedMs);
   let ratePerSec = Number(doc.ratePerSec);
   if (!Number.isFinite(ratePerSec) && Number.isFinite(ok) && elapsedMs > 0) ratePerSec = (ok * 1000) / elapsedMs;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { runLoad } from '../src/net/load.js';
+import { runLoad } from '../src/net/load-client.js';
 import { evaluate } from '../src/scenario/expect.js';
 import type { Observations, TrafficObservation } from '../src/scenario/observations.js';
 import type { Scenario } from '../src/scenario/schema.js';

@@ -6,18 +6,13 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import test, { type TestContext } from 'node:test';
-import { KernelError, UsageError } from '../src/errors.js';
-import { type LoadResult, nativeLoadEngine, runLoad } from '../src/net/load.js';
-import {
-  ENGINE_ENV,
-  engineFromEnv,
-  loadNativeHelper,
-  type NativeEngines,
-  type NativeHelper,
-} from '../src/net/native.js';
+import { KernelError } from '../src/errors.js';
+import { ENGINE_ENV, type EngineName } from '../src/net/engine.js';
+import { type LoadResult, runLoad } from '../src/net/load-client.js';
+import { loadNativeHelper, type NativeEngines, type NativeHelper } from '../src/net/native.js';
 import { cleanups, closedPort, runCli, ServeProcess, waitGone } from './helpers.js';
 
-type Engine = 'node' | 'native';
+type Engine = EngineName;
 
 const loaded = loadNativeHelper();
 const skipReason: string | null =
@@ -71,7 +66,8 @@ function peakRssKb(pid: number): number {
 
 interface LoadDocument extends LoadResult {}
 
-async function cliLoad(engine: Engine, args: string[]): Promise<{ code: number | null; doc: LoadDocument }> {
+/** `load --json` with REUSEPORT_ENGINE set to `engine` ('' for auto). */
+async function cliLoad(engine: Engine | '', args: string[]): Promise<{ code: number | null; doc: LoadDocument }> {
   const result = await runCli(['load', '--json', '--host', '127.0.0.1', ...args], { env: { [ENGINE_ENV]: engine } });
   assert.equal(result.stderr, '', `load (${engine}) wrote to stderr`);
   return { code: result.code, doc: JSON.parse(result.stdout) as LoadDocument };
@@ -81,11 +77,13 @@ async function cliLoad(engine: Engine, args: string[]): Promise<{ code: number |
 function accounting(doc: LoadResult) {
   return {
     attempted: doc.attempted,
-    succeeded: doc.succeeded,
+    notStarted: doc.notStarted,
     attributed: doc.attributed,
-    unattributed: doc.unattributed,
+    unrecognized: doc.unrecognized,
+    silent: doc.silent,
     failed: doc.failed,
     failures: doc.failures,
+    inFlight: doc.inFlight,
     stoppedEarly: doc.stoppedEarly,
     hints: doc.hints,
   };
@@ -115,7 +113,7 @@ async function tcpServer(
   return { port: (server.address() as net.AddressInfo).port, server };
 }
 
-const ENGINES: Engine[] = ['node', 'native'];
+const ENGINES: Engine[] = ['builtin', 'native'];
 
 for (const serveEngine of ENGINES) {
   for (const loadEngine of ENGINES) {
@@ -153,11 +151,13 @@ for (const serveEngine of ENGINES) {
       assert.equal(code, 0);
       assert.deepEqual(accounting(doc), {
         attempted: 3000,
-        succeeded: 3000,
+        notStarted: 0,
         attributed: 3000,
-        unattributed: 0,
+        unrecognized: 0,
+        silent: 0,
         failed: 0,
         failures: [],
+        inFlight: 0,
         stoppedEarly: null,
         hints: [],
       });
@@ -213,9 +213,9 @@ test("a native-engine worker's peak RSS does not move over 40k connections (unde
   assert.equal(serve.events.find((e) => e.event === 'stopped')?.total, 40_000);
 });
 
-test('UDP stays on the JS path whatever REUSEPORT_ENGINE says', { timeout: 60_000 }, async (t) => {
+test('UDP under engine auto runs on the builtin engine, with no accept thread', { timeout: 60_000 }, async (t) => {
   if (!needEngines(t)) return;
-  const serve = serveWith('native', [
+  const serve = new ServeProcess([
     '--protocol',
     'udp',
     '--host',
@@ -230,7 +230,7 @@ test('UDP stays on the JS path whatever REUSEPORT_ENGINE says', { timeout: 60_00
   t.after(() => serve.stop());
   const { port, pids } = await serve.listening(2);
   for (const pid of pids) assert.ok(!threadNames(pid).includes('rp-accept'));
-  const { code, doc } = await cliLoad('native', ['--protocol', 'udp', '--port', String(port), '--connections', '200']);
+  const { code, doc } = await cliLoad('', ['--protocol', 'udp', '--port', String(port), '--connections', '200']);
   assert.equal(code, 0);
   assert.equal(doc.attributed, 200);
   await serve.stop();
@@ -278,7 +278,16 @@ test('the native accept loop counts, greets, and its stop returns the exact coun
     },
     progress,
   );
-  assert.deepEqual(report.replies, [{ text: 'hello from the accept loop', errno: 0, count: 1234 }]);
+  assert.deepEqual(report.replies, [{ id: 0, text: 'hello from the accept loop', errno: 0, count: 1234 }]);
+  // One reply, so each source port appears once, however often the kernel reused it.
+  const ports = report.sourcePorts.filter((_, i) => i % 2 === 0);
+  assert.ok(ports.length >= 1 && ports.length <= 1234, `${ports.length} source ports`);
+  assert.equal(new Set(ports).size, ports.length);
+  assert.ok(ports.every((port) => port > 0 && port < 65536));
+  assert.ok(
+    report.sourcePorts.every((value, i) => i % 2 === 0 || value === 0),
+    'each port got reply 0',
+  );
   assert.equal(report.noReply, 0);
   assert.deepEqual(report.failures, []);
   assert.equal(report.attempted, 1234);
@@ -354,29 +363,16 @@ test('accept loop argument and state errors', (t) => {
   );
 });
 
-test('engine selection: REUSEPORT_ENGINE, UDP and an unavailable helper', { timeout: 30_000 }, async () => {
-  assert.equal(engineFromEnv({}), undefined);
-  assert.equal(engineFromEnv({ [ENGINE_ENV]: '' }), undefined);
-  assert.equal(engineFromEnv({ [ENGINE_ENV]: 'node' }), 'node');
-  assert.equal(engineFromEnv({ [ENGINE_ENV]: 'native' }), 'native');
-  assert.equal(engineFromEnv({ [ENGINE_ENV]: 'auto' }), 'auto');
-  assert.throws(() => engineFromEnv({ [ENGINE_ENV]: 'fast' }), UsageError);
-  assert.equal(nativeLoadEngine('tcp', 'node'), null);
-  assert.equal(nativeLoadEngine('udp', 'native'), null);
-  if (skipReason === null) {
-    assert.equal(nativeLoadEngine('tcp', 'native'), loaded.helper?.engines);
-    assert.equal(nativeLoadEngine('tcp', 'auto'), loaded.helper?.engines);
-  }
-
+test('asking for the native load engine without the helper is one usage error', { timeout: 30_000 }, async () => {
   const port = await closedPort();
   const disabled = await runCli(['load', '--port', String(port), '--connections', '1'], {
     env: { [ENGINE_ENV]: 'native', REUSEPORT_NATIVE_DISABLE: '1' },
   });
-  assert.equal(disabled.code, 1);
-  assert.match(disabled.stderr, /native load engine was asked for, but disabled by REUSEPORT_NATIVE_DISABLE/);
-  const bogus = await runCli(['load', '--port', String(port), '--connections', '1'], { env: { [ENGINE_ENV]: 'x' } });
-  assert.equal(bogus.code, 2);
-  assert.match(bogus.stderr, /REUSEPORT_ENGINE must be one of auto, node, native/);
+  assert.equal(disabled.code, 2);
+  assert.match(
+    disabled.stderr,
+    /^reuseport: REUSEPORT_ENGINE=native needs the native helper, which is unavailable \(disabled by REUSEPORT_NATIVE_DISABLE\); or use --engine builtin\n$/,
+  );
 });
 
 test('both load engines: ECONNREFUSED against a closed port', { timeout: 30_000 }, async (t) => {
@@ -389,11 +385,13 @@ test('both load engines: ECONNREFUSED against a closed port', { timeout: 30_000 
       accounting(doc),
       {
         attempted: 10,
-        succeeded: 0,
+        notStarted: 0,
         attributed: 0,
-        unattributed: 0,
+        unrecognized: 0,
+        silent: 0,
         failed: 10,
         failures: [{ code: 'ECONNREFUSED', count: 10 }],
+        inFlight: 0,
         stoppedEarly: null,
         hints: [`nothing listens on 127.0.0.1:${port} (ECONNREFUSED): start \`reuseport serve\` first`],
       },
@@ -402,7 +400,7 @@ test('both load engines: ECONNREFUSED against a closed port', { timeout: 30_000 
   }
 });
 
-test('both load engines: a silent server that keeps connections open is "no reply", unattributed', {
+test('both load engines: a server that accepts and keeps quiet leaves its connections silent, exit 1', {
   timeout: 30_000,
 }, async (t) => {
   if (!needEngines(t)) return;
@@ -410,38 +408,43 @@ test('both load engines: a silent server that keeps connections open is "no repl
   const { port } = await tcpServer(defer, () => {});
   for (const engine of ENGINES) {
     const { code, doc } = await cliLoad(engine, ['--port', String(port), '--connections', '3', '--timeout', '200']);
-    assert.equal(code, 0, engine);
+    assert.equal(code, 1, engine);
     assert.deepEqual(
       accounting(doc),
       {
         attempted: 3,
-        succeeded: 3,
+        notStarted: 0,
         attributed: 0,
-        unattributed: 3,
+        unrecognized: 0,
+        silent: 3,
         failed: 0,
         failures: [],
+        inFlight: 0,
         stoppedEarly: null,
-        hints: [],
+        hints: [
+          '3 connected but got no greeting within 200 ms: a worker may be frozen (SIGSTOP) or too busy to accept; raise --timeout to wait longer',
+        ],
       },
       engine,
     );
   }
 });
 
-test('both load engines: a server that closes without a greeting is unattributed', { timeout: 30_000 }, async (t) => {
+test('both load engines: a server that closes without a word is unrecognized', { timeout: 30_000 }, async (t) => {
   if (!needEngines(t)) return;
   const defer = cleanups(t);
   const { port } = await tcpServer(defer, (socket) => socket.end());
   for (const engine of ENGINES) {
     const { code, doc } = await cliLoad(engine, ['--port', String(port), '--connections', '20']);
-    assert.equal(code, 0, engine);
-    assert.equal(doc.unattributed, 20, engine);
+    assert.equal(code, 1, engine);
+    assert.equal(doc.unrecognized, 20, engine);
+    assert.equal(doc.silent, 0, engine);
     assert.equal(doc.attributed, 0, engine);
     assert.equal(doc.failed, 0, engine);
   }
 });
 
-test('both load engines: other replies are unattributed, a greeting without a close is attributed', {
+test('both load engines: other replies are unrecognized, a greeting without a close is attributed', {
   timeout: 30_000,
 }, async (t) => {
   if (!needEngines(t)) return;
@@ -451,10 +454,15 @@ test('both load engines: other replies are unattributed, a greeting without a cl
   const lingering = await tcpServer(defer, (socket) => socket.write('reuseport worker=7 pid=4242 local=127.0.0.1:1\n'));
   for (const engine of ENGINES) {
     const a = await cliLoad(engine, ['--port', String(chatty.port), '--connections', '5']);
-    assert.equal(a.doc.unattributed, 5, engine);
+    assert.equal(a.doc.unrecognized, 5, engine);
+    assert.equal(a.doc.failed, 0, engine);
     const b = await cliLoad(engine, ['--port', String(lingering.port), '--connections', '4', '--timeout', '150']);
     assert.equal(b.doc.attributed, 4, engine);
-    assert.deepEqual(b.doc.perWorker, [{ workerId: 7, pid: 4242, local: '127.0.0.1:1', count: 4 }], engine);
+    assert.deepEqual(
+      b.doc.perWorker,
+      [{ workerId: 7, pid: 4242, local: '127.0.0.1:1', count: 4, distinctSourcePorts: 4 }],
+      engine,
+    );
   }
 });
 
@@ -495,8 +503,10 @@ test('both load engines: an abort signal stops the run promptly', { timeout: 30_
     assert.ok(afterMs < 1000, `${engine}: stopped ${afterMs.toFixed(0)} ms after the abort`);
     assert.equal(result.stoppedEarly, 'aborted', engine);
     assert.equal(result.attempted, 8, engine);
-    assert.deepEqual(result.failures, [{ code: 'EABORTED', count: 8 }], engine);
-    assert.equal(result.succeeded, 0, engine);
+    assert.equal(result.inFlight, 8, engine);
+    assert.equal(result.notStarted, 992, engine);
+    assert.deepEqual(result.failures, [], engine);
+    assert.equal(result.attributed + result.silent + result.unrecognized + result.failed, 0, engine);
   }
 });
 
@@ -522,14 +532,16 @@ test('both load engines: the deadline stops the run and leaves the rest unattemp
     );
     results[engine] = accounting(result);
   }
-  assert.deepEqual(results.native, results.node);
+  assert.deepEqual(results.native, results.builtin);
   assert.deepEqual(results.native, {
     attempted: 5,
-    succeeded: 0,
+    notStarted: 95,
     attributed: 0,
-    unattributed: 0,
-    failed: 5,
-    failures: [{ code: 'EABORTED', count: 5 }],
+    unrecognized: 0,
+    silent: 0,
+    failed: 0,
+    failures: [],
+    inFlight: 5,
     stoppedEarly: 'deadline',
     hints: [],
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { test } from 'node:test';
-import type { LoadResult } from '../src/net/load.js';
+import type { LoadResult } from '../src/net/load-client.js';
 import { CLI, closedPort, EXPECTED_BINDER, isAlive, isRoot, runCli, ServeProcess, waitGone } from './helpers.js';
 
 type LoadDocument = LoadResult;
@@ -157,19 +157,19 @@ test('UDP: workers answer datagrams and the replies are attributed', async (t) =
   assert.equal(total, 300);
 });
 
-test('load counts a connection with no greeting as unattributed', async (t) => {
+test('load counts a connection closed without a greeting as unrecognized, and exits 1', async (t) => {
   // A server that accepts and closes without a word, as `nc -l` would.
   const silent = net.createServer((socket) => socket.end());
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   t.after(() => silent.close());
   const { port } = silent.address() as net.AddressInfo;
   const { code, doc } = await load(['--port', String(port), '--connections', '20']);
-  assert.equal(code, 0);
-  assert.equal(doc.unattributed, 20);
+  assert.equal(code, 1);
+  assert.equal(doc.unrecognized, 20);
   assert.equal(doc.attributed, 0);
 });
 
-test('load against a silent server that keeps the connection open times out into unattributed', async (t) => {
+test('load against a silent server that keeps the connection open counts it silent', async (t) => {
   const sockets = new Set<net.Socket>();
   const silent = net.createServer((socket) => sockets.add(socket));
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
@@ -179,7 +179,7 @@ test('load against a silent server that keeps the connection open times out into
   });
   const { port } = silent.address() as net.AddressInfo;
   const { doc } = await load(['--port', String(port), '--connections', '3', '--timeout', '200']);
-  assert.equal(doc.unattributed, 3);
+  assert.equal(doc.silent, 3);
 });
 
 test('ECONNREFUSED is counted and reported, not a crash', async () => {

@@ -7,7 +7,7 @@ import {
   regularizedGammaP,
   regularizedGammaQ,
   shares,
-} from '../src/scenario/stats.js';
+} from '../src/stats/chi-square.js';
 
 function close(actual: number, expected: number, tolerance: number, what = ''): void {
   assert.ok(

@@ -1,21 +1,28 @@
-import { type LoadOptions, runLoad } from '../net/load.js';
-import type { EngineChoice } from '../net/native.js';
-import { formatLoadResult } from '../report/load-report.js';
+import { decideEngine, type EngineRequest, requestedEngine } from '../net/engine.js';
+import { type LoadOptions, runLoad } from '../net/load-client.js';
+import { engineAvailability } from '../net/native.js';
+import { formatLoadResult, loadJson } from '../report/load-report.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
-export async function loadCommand(options: LoadOptions & { json: boolean; engine?: EngineChoice }): Promise<number> {
+export async function loadCommand(options: LoadOptions & { json: boolean; engine?: EngineRequest }): Promise<number> {
+  const engine = decideEngine({
+    requested: requestedEngine(options.engine),
+    protocol: options.protocol,
+    ...engineAvailability(),
+  });
   const terminal = await openTerminal(options);
   const interrupt = interruptSignal();
   const progress = await statusLine(terminal, `connecting to ${options.host}:${options.port}`);
   try {
     const result = await runLoad(options, {
       signal: interrupt.signal,
-      ...(options.engine ? { engine: options.engine } : {}),
+      engine,
       onProgress: (done, total) => progress.update(`${progressBar(done, total)} ${done}/${total}`),
     });
     progress.stop();
-    terminal.out(options.json ? JSON.stringify(result, null, 2) : formatLoadResult(result, terminal.style));
-    return result.failed === 0 && result.stoppedEarly === null ? 0 : 1;
+    terminal.out(options.json ? loadJson(result) : formatLoadResult(result, terminal.style));
+    // Anything but a greeting on every connection is a failed run.
+    return result.attributed === result.connections ? 0 : 1;
   } finally {
     progress.stop();
     interrupt.release();

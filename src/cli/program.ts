@@ -4,7 +4,7 @@ import { MODELS, PHASES, parseNameList } from '../compare/protocol.js';
 import { UsageError } from '../errors.js';
 import { parseCount, parseHost, parsePort, parseProtocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
-import type { EngineChoice } from '../net/native.js';
+import { ENGINE_ENV, parseEngineFlag, requestedEngine } from '../net/engine.js';
 import { COLOR_MODES, type ColorMode, setColorMode } from './terminal.js';
 
 /** Shared by every action: the exit code the one exit point will use. */
@@ -14,7 +14,6 @@ export interface RunContext {
 
 // Spelled out here rather than imported from net/, which would load sockets and the addon just for --help.
 const BINDERS = ['auto', 'builtin', 'native'];
-const ENGINES = ['auto', 'node', 'native'];
 
 function packageVersion(): string {
   try {
@@ -39,6 +38,10 @@ export function buildProgram(context: RunContext): Command {
     )
     .hook('preAction', (command) => setColorMode(command.opts().color as ColorMode))
     .exitOverride()
+    // A bad REUSEPORT_ENGINE is the same one error whichever command runs.
+    .hook('preAction', () => {
+      requestedEngine();
+    })
     .configureOutput({ outputError: () => {} })
     .addHelpText(
       'after',
@@ -71,11 +74,10 @@ Exit codes: 0 ok, 1 an expectation or run failed, 2 bad usage or bad input.`,
         .choices(BINDERS)
         .default('auto'),
     )
-    .addOption(
-      new Option(
-        '--engine <kind>',
-        "who accepts: the C helper's accept loop (native), a net.Server (node), or native where it applies (auto: the default, unless $REUSEPORT_ENGINE says otherwise)",
-      ).choices(ENGINES),
+    .option(
+      '--engine <auto|builtin|native>',
+      `who accepts TCP: the C helper's accept thread (native, needs --binder native), Node's net.Server (builtin), or native where it applies (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
+      (v) => parseEngineFlag(v),
     )
     .option('--json', 'print NDJSON events (listening, stats, error, exit, stopped) instead of text')
     .addHelpText(
@@ -95,7 +97,7 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
         protocol: options.protocol,
         reusePort: options.reuseport,
         binder: options.binder as BinderChoice,
-        ...(options.engine ? { engine: options.engine as EngineChoice } : {}),
+        ...(options.engine ? { engine: options.engine } : {}),
         ...(options.user !== undefined ? { user: String(options.user) } : {}),
         json: options.json === true,
       });
@@ -105,19 +107,22 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
     .command('load')
     .description('open N client connections (or UDP datagrams) and tally which worker answered each')
     .option('--host <ip>', 'address to connect to', (v) => parseHost(v), '127.0.0.1')
-    .option('--port <n>', 'port to connect to', (v) => parsePort(v), 6000)
+    .option('--port <n>', 'port to connect to (not 0)', (v) => parsePort(v), 6000)
     .option(
       '-n, --connections <n>',
       'connections to open (datagrams for udp)',
       (v) => parseCount(v, '--connections'),
       1000,
     )
-    .option('-c, --concurrency <n>', 'at most this many in flight (default: min(64, N))', (v) =>
+    .option('-c, --concurrency <n>', 'at most this many in flight (default: min(64, N); 1 with --source-port)', (v) =>
       parseCount(v, '--concurrency', 100_000),
     )
     .option('--protocol <tcp|udp>', 'tcp or udp', (v) => parseProtocol(v), 'tcp')
-    .option('--source-port <n>', 'fixed client source port (needs --concurrency 1)', (v) =>
+    .option('--source-port <n>', 'fixed client source port (implies --concurrency 1)', (v) =>
       parsePort(v, '--source-port'),
+    )
+    .option('-w, --workers <n>', 'how many workers serve the port: the verdict then names any that got nothing', (v) =>
+      parseCount(v, '--workers', 256),
     )
     .option(
       '--timeout <ms>',
@@ -131,23 +136,28 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
       (v) => parseCount(v, '--deadline', 3600),
       120,
     )
-    .addOption(
-      new Option(
-        '--engine <kind>',
-        "TCP client: the C helper's epoll loop (native), net.Socket (node), or native where available (auto: the default, unless $REUSEPORT_ENGINE says otherwise)",
-      ).choices(ENGINES),
+    .option(
+      '--engine <auto|builtin|native>',
+      `TCP client: the C helper's epoll loop (native), a net.Socket per connection (builtin), or native where available (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
+      (v) => parseEngineFlag(v),
     )
     .option('--json', 'print one JSON document instead of text')
     .addHelpText(
       'after',
       `
-A connection is attributed to the worker named in its greeting; one with no greeting (any other TCP
-server, e.g. \`nc -l\`) is counted as unattributed. Failures are grouped by errno. Exit 0 when every
-connection succeeded, 1 otherwise, 2 for bad input.`,
+Each connection is attributed (its greeting names the worker), connected but silent (no greeting
+within --timeout), unrecognized (answered without a greeting: not a reuseport worker), failed (by
+errno), or, when --deadline or Ctrl-C cuts the run, in flight or not started. The balance verdict
+is a chi-square test against 1/N per worker. Exit 0 when every connection was attributed, 1
+otherwise, 2 for bad input.`,
     )
     .action(async (options) => {
       const connections: number = options.connections;
-      const concurrency: number = options.concurrency ?? Math.min(64, connections);
+      if (options.port === 0) {
+        throw new UsageError('--port 0 means "any port" to a server, not a target: give the port `serve` printed');
+      }
+      const concurrency: number =
+        options.concurrency ?? (options.sourcePort !== undefined ? 1 : Math.min(64, connections));
       if (concurrency > connections) {
         throw new UsageError(`--concurrency (${concurrency}) cannot exceed --connections (${connections})`);
       }
@@ -164,7 +174,8 @@ connection succeeded, 1 otherwise, 2 for bad input.`,
         ...(options.sourcePort !== undefined ? { sourcePort: options.sourcePort } : {}),
         replyTimeoutMs: options.timeout,
         deadlineMs: options.deadline * 1000,
-        ...(options.engine ? { engine: options.engine as EngineChoice } : {}),
+        ...(options.workers !== undefined ? { workers: options.workers } : {}),
+        ...(options.engine ? { engine: options.engine } : {}),
         json: options.json === true,
       });
     });

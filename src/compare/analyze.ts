@@ -2,7 +2,7 @@
  * Turns the executable's raw runs into the figures each phase reports. Data
  * only: no printing, no judging (verdicts.ts judges).
  */
-import { chiSquareUniform } from '../scenario/stats.js';
+import { chiSquareUniform } from '../stats/chi-square.js';
 import { CONN_OK, CONN_TIMEOUT, type ModelName, type RunLine } from './protocol.js';
 
 /** A connection slower than this counts as delayed in the stall phase. */

@@ -11,12 +11,12 @@
 //
 // The addon also carries two optional engines (`helper.engines`), each with a
 // JS fallback elsewhere: an accept loop for `serve` workers and a connection
-// generator for `load`. `REUSEPORT_ENGINE=node` keeps the JS paths.
+// generator for `load`. engine.ts decides when they run.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KernelError, UsageError } from '../errors.js';
+import { KernelError } from '../errors.js';
 
 /** Path of the addon relative to the package root. */
 export const NATIVE_ADDON_RELATIVE_PATH = 'native/build/Release/reuseport_native.node';
@@ -87,20 +87,6 @@ export interface SocketFlags {
 
 export type NativeLoadResult = { helper: NativeHelper } | { helper: null; reason: string };
 
-/** Which implementation serves and loads: `auto` takes the native engine wherever it applies. */
-export type EngineChoice = 'auto' | 'node' | 'native';
-export const ENGINE_CHOICES: readonly EngineChoice[] = ['auto', 'node', 'native'];
-/** Default engine for `serve` workers and `load` when nothing else says: node, native or auto. */
-export const ENGINE_ENV = 'REUSEPORT_ENGINE';
-
-/** The engine named by REUSEPORT_ENGINE; undefined when unset or empty. Throws UsageError on anything else. */
-export function engineFromEnv(env: NodeJS.ProcessEnv = process.env): EngineChoice | undefined {
-  const value = env[ENGINE_ENV]?.trim();
-  if (value === undefined || value === '') return undefined;
-  if ((ENGINE_CHOICES as readonly string[]).includes(value)) return value as EngineChoice;
-  throw new UsageError(`${ENGINE_ENV} must be one of ${ENGINE_CHOICES.join(', ')}, got "${value}"`);
-}
-
 export interface SocketName {
   address: string;
   port: number;
@@ -134,15 +120,21 @@ export interface NativeLoadReport {
   attempted: number;
   /**
    * Connections that ended after at least one byte (or cleanly with none), by
-   * their first line (without the newline; '' for an empty reply) and by the
+   * `id` (0, 1, 2, ... in order of first appearance) and by their first line (without the newline; '' for an empty reply) and by the
    * errno that ended them: 0 for a clean close or a timeout after some data,
    * a positive errno, or LOAD_CUT_OFF.
    */
-  replies: { text: string; errno: number; count: number }[];
+  replies: { id: number; text: string; errno: number; count: number }[];
   /** Connected, but no byte before the reply timeout. */
   noReply: number;
   /** Ended without any byte by an error: a positive errno (ETIMEDOUT when never connected) or LOAD_CUT_OFF. */
   failures: { errno: number; count: number }[];
+  /**
+   * Which reply each client source port got, as flat pairs [port, reply id, ...]:
+   * every distinct (port, reply) pair once, in no order. Ports of failed and
+   * silent connections are not in it.
+   */
+  sourcePorts: Int32Array;
   elapsedNs: number;
   stoppedEarly: 'deadline' | 'aborted' | null;
 }
@@ -359,6 +351,18 @@ export function loadNativeHelperUncached(env: NodeJS.ProcessEnv = process.env): 
 }
 
 let cached: NativeLoadResult | undefined;
+
+/** Whether the native engines can run here, as decideEngine wants to know it. */
+export function engineAvailability(): { helperAvailable: boolean; helperReason?: string } {
+  const loaded = loadNativeHelper();
+  if (loaded.helper?.engines) return { helperAvailable: true };
+  return {
+    helperAvailable: false,
+    helperReason: loaded.helper
+      ? 'this build of the addon has no engines: rebuild it with `npm rebuild`'
+      : loaded.reason,
+  };
+}
 
 /** The helper, or why it is unavailable. Loaded once per process; never throws. */
 export function loadNativeHelper(): NativeLoadResult {

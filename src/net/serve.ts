@@ -1,7 +1,8 @@
 import { UsageError } from '../errors.js';
 import type { Protocol } from './address.js';
 import { type BinderChoice, type BinderName, resolveBinder } from './binder.js';
-import type { EngineChoice } from './native.js';
+import { decideEngine, type EngineRequest, requestedEngine } from './engine.js';
+import { engineAvailability } from './native.js';
 import { isRoot, resolveUser, type UserIdentity } from './users.js';
 import { spawnWorker, stopAll, type WorkerEvent, type WorkerExit, type WorkerProcess } from './worker-pool.js';
 
@@ -13,8 +14,8 @@ export interface ServeOptions {
   reusePort: boolean;
   user?: string;
   binder: BinderChoice;
-  /** Who accepts TCP connections in each worker; see WorkerConfig.engine. */
-  engine?: EngineChoice;
+  /** `--engine`; absent: REUSEPORT_ENGINE, else auto. See WorkerConfig.engine. */
+  engine?: EngineRequest;
 }
 
 export interface ServeSummary {
@@ -46,11 +47,8 @@ export async function serve(
     user = resolveUser(options.user);
   }
   const binder = await resolveBinder(options.binder);
-  if (options.engine === 'native' && (binder !== 'native' || options.protocol !== 'tcp')) {
-    throw new UsageError(
-      `--engine native is the C helper's TCP accept loop: it needs --protocol tcp and the native binder (got ${options.protocol}, ${binder})`,
-    );
-  }
+  const requested = requestedEngine(options.engine);
+  const engine = decideEngine({ requested, protocol: options.protocol, binder, ...engineAvailability() });
   const workers: WorkerProcess[] = [];
   let failure: { outcome: ServeSummary['outcome']; message: string; exitCode: number } | undefined;
   let wake: () => void = () => {};
@@ -69,7 +67,7 @@ export async function serve(
           port,
           reusePort: options.reusePort,
           binder,
-          ...(options.engine ? { engine: options.engine } : {}),
+          engine,
           ...(user ? { user } : {}),
         },
         onEvent,

@@ -3,10 +3,10 @@
  * article's test-server terminals. It reports to its parent over IPC only;
  * the parent does all the printing.
  *
- * TCP connections are accepted one of two ways. With the native binder and
- * the addon's engines (engine `auto` or `native`), a C thread accepts, counts,
- * greets and closes: no JavaScript runs per connection. Otherwise (engine
- * `node`, the builtin binder, or UDP) Node's net.Server / dgram do it.
+ * TCP connections are accepted one of two ways, as the parent decided
+ * (engine.ts). Engine `native`: a C thread accepts, counts, greets and closes,
+ * so no JavaScript runs per connection. Engine `builtin`: Node's net.Server /
+ * dgram do it.
  */
 import { KernelError } from '../errors.js';
 import {
@@ -19,7 +19,7 @@ import {
   openNativeSocket,
 } from './binder.js';
 import { formatGreeting } from './greeting.js';
-import { type EngineChoice, engineFromEnv, loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
+import { loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
 import { dropPrivileges } from './users.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
 
@@ -62,21 +62,15 @@ process.on('message', (message: ToWorker) => {
   else if (message.type === 'count') send({ type: 'count', accepted: acceptedSoFar(), seq: message.seq });
 });
 
-/** The addon's accept loop, when this worker should use it; null for the Node path. */
-function nativeEnginesFor(engine: EngineChoice): { helper: NativeHelper; engines: NativeEngines } | null {
-  if (engine === 'node' || config.binder !== 'native' || config.protocol !== 'tcp') return null;
+/** The addon's accept loop when the parent chose the native engine; null for the Node path. */
+function nativeEngines(): { helper: NativeHelper; engines: NativeEngines } | null {
+  if (config.engine !== 'native') return null;
   const helper = loadNativeHelper().helper;
   if (helper?.engines) return { helper, engines: helper.engines };
-  if (engine === 'native') {
-    throw new Error(
-      `the native engine was asked for, but ${helper ? 'this build of the addon has no accept loop: rebuild it' : 'the native helper is not available'}`,
-    );
-  }
-  return null;
+  throw new Error('the parent chose the native engine, but this worker cannot load it');
 }
 
 async function main(): Promise<void> {
-  const engine = config.engine ?? engineFromEnv() ?? 'auto';
   // Load the helper while we may still read the checkout: after the drop,
   // the other user may not be allowed to (think of a clone under /root).
   if (config.binder === 'native') loadNativeHelper();
@@ -86,7 +80,7 @@ async function main(): Promise<void> {
     await bindAllowed;
   }
   if (stopping) return;
-  const native = nativeEnginesFor(engine);
+  const native = nativeEngines();
   let local: { address: string; port: number };
   let fd: number | undefined;
   try {

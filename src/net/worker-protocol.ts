@@ -1,5 +1,5 @@
 import type { BinderName, BindRequest, EffectiveOptions } from './binder.js';
-import type { EngineChoice } from './native.js';
+import type { EngineName } from './engine.js';
 import type { UserIdentity } from './users.js';
 
 /** What a worker process is told to do (passed as JSON in argv). */
@@ -14,12 +14,8 @@ export interface WorkerConfig extends BindRequest {
    * so a scenario boots every worker at once and still binds them in order.
    */
   holdBind?: boolean;
-  /**
-   * Who accepts TCP connections: `native` is the addon's accept loop (with the
-   * native binder only), `node` a net.Server; `auto` is native where it applies.
-   * When absent, REUSEPORT_ENGINE in the worker's environment decides, else auto.
-   */
-  engine?: EngineChoice;
+  /** Who accepts, as decideEngine chose in the parent: the worker never decides again. */
+  engine: EngineName;
 }
 
 export type ToWorker = { type: 'bind' } | { type: 'stop' } | { type: 'count'; seq: number };

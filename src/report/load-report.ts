@@ -1,6 +1,29 @@
-import type { LoadResult } from '../net/load.js';
+import type { LoadResult } from '../net/load-client.js';
 import type { Style } from './style.js';
 import { bar, percent, renderTable } from './table.js';
+
+/** The --json document's version: bumped when a field changes meaning or goes away. */
+export const LOAD_JSON_VERSION = 1;
+
+const BAR_WIDTH = 24;
+
+export function loadJson(result: LoadResult): string {
+  return JSON.stringify({ version: LOAD_JSON_VERSION, ...result }, null, 2);
+}
+
+/** A bar with a │ where a perfectly even share would end. */
+function barWithMark(value: number, max: number, even: number): string {
+  const cells = [...bar(value, max, BAR_WIDTH)];
+  const mark = max > 0 ? Math.min(BAR_WIDTH - 1, Math.round((even / max) * BAR_WIDTH)) : -1;
+  if (mark < 0) return cells.join('');
+  while (cells.length <= mark) cells.push(' ');
+  cells[mark] = '│';
+  return cells.join('').trimEnd();
+}
+
+function formatP(p: number): string {
+  return p >= 0.001 ? p.toFixed(3) : p.toExponential(1);
+}
 
 export function formatLoadResult(result: LoadResult, style: Style): string {
   const lines: string[] = [];
@@ -12,32 +35,45 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
       `${result.protocol.toUpperCase()} load on ${target}: ${result.attempted} ${noun}, ${result.concurrency} at a time`,
     ),
   );
-  const max = Math.max(0, ...result.perWorker.map((w) => w.count), result.unattributed);
-  const rows = result.perWorker.map((w) => [
-    String(w.workerId),
-    String(w.pid),
-    w.local,
-    String(w.count),
-    percent(w.count, result.attempted),
-    style.cyan(bar(w.count, max)),
-  ]);
-  if (result.unattributed > 0) {
-    rows.push([
-      '-',
-      '-',
-      'no greeting',
-      String(result.unattributed),
-      percent(result.unattributed, result.attempted),
-      style.yellow(bar(result.unattributed, max)),
+  const { balance } = result;
+  if (result.perWorker.length > 0 && balance) {
+    const byPorts = balance.basis === 'distinctSourcePorts';
+    const counts = result.perWorker.map((w) => (byPorts ? w.distinctSourcePorts : w.count));
+    const total = balance.counts.reduce((a, b) => a + b, 0);
+    const even = total / balance.counts.length;
+    const max = Math.max(even, ...counts);
+    const rows = result.perWorker.map((w, i) => [
+      String(w.workerId),
+      String(w.pid),
+      w.local,
+      String(w.count),
+      String(w.distinctSourcePorts),
+      percent(counts[i]!, total),
+      style.cyan(barWithMark(counts[i]!, max, even)),
     ]);
-  }
-  if (rows.length > 0) {
     lines.push(
-      renderTable(['worker', 'pid', 'listener', noun, 'share', ''], rows, ['right', 'right', 'left', 'right', 'right']),
+      renderTable(['worker', 'pid', 'listener', noun, 'ports', 'share', `│ = 1/${balance.counts.length}`], rows, [
+        'right',
+        'right',
+        'left',
+        'right',
+        'right',
+        'right',
+      ]),
     );
   }
+  const outcomes = [`${result.attributed} attributed`];
+  if (result.silent > 0)
+    outcomes.push(
+      result.protocol === 'tcp' ? `${result.silent} connected but silent` : `${result.silent} without reply`,
+    );
+  if (result.unrecognized > 0) outcomes.push(`${result.unrecognized} answered without a greeting`);
+  outcomes.push(`${result.failed} failed`);
+  if (result.inFlight > 0) outcomes.push(`${result.inFlight} cut off in flight`);
+  if (result.notStarted > 0) outcomes.push(`${result.notStarted} not started`);
+  const summary = `${outcomes.join(', ')} in ${(result.elapsedMs / 1000).toFixed(2)} s (${result.ratePerSec} ${noun}/s)`;
+  lines.push(result.attributed === result.connections ? style.green(summary) : style.yellow(summary));
   if (result.failures.length > 0) {
-    lines.push(style.red(`failed: ${result.failed}`));
     lines.push(
       renderTable(
         ['errno', 'count'],
@@ -46,11 +82,25 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
       ),
     );
   }
-  const summary = `${result.succeeded} ok, ${result.failed} failed in ${(result.elapsedMs / 1000).toFixed(2)} s (${result.ratePerSec} ${noun}/s)`;
-  lines.push(result.failed > 0 ? style.yellow(summary) : style.green(summary));
+  if (balance) {
+    const over =
+      balance.basis === 'distinctSourcePorts'
+        ? `over ${result.distinctSourcePorts} distinct source ports (ports repeated; a 4-tuple always lands on the same socket)`
+        : `over ${result.attributed} ${noun}`;
+    const verdict = balance.even ? `even spread (p ≥ ${balance.alpha})` : `uneven spread (p < ${balance.alpha})`;
+    const used =
+      balance.everyWorkerUsed === null
+        ? 'pass --workers N to check that every worker was used'
+        : balance.everyWorkerUsed
+          ? `all ${balance.workersExpected} workers used`
+          : `only ${balance.counts.filter((n) => n > 0).length} of ${balance.workersExpected} workers used`;
+    const line = `balance ${over}: chi-square ${balance.chiSquare.toFixed(2)}, df ${balance.df}, p ${formatP(balance.pValue)}: ${verdict}; ${used}`;
+    lines.push(balance.even && balance.everyWorkerUsed !== false ? line : style.yellow(line));
+  }
   if (result.stoppedEarly === 'deadline')
-    lines.push(style.yellow('stopped at the deadline before every connection was tried'));
-  if (result.stoppedEarly === 'aborted') lines.push(style.yellow('interrupted before every connection was tried'));
+    lines.push(style.yellow(`stopped at the deadline before every ${noun.slice(0, -1)} ended`));
+  if (result.stoppedEarly === 'aborted')
+    lines.push(style.yellow(`interrupted before every ${noun.slice(0, -1)} ended`));
   for (const hint of result.hints) lines.push(style.yellow(`hint: ${hint}`));
   return lines.join('\n');
 }

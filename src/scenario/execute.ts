@@ -3,8 +3,10 @@ import os from 'node:os';
 import { formatHostPort } from '../errors.js';
 import type { BinderName } from '../net/binder.js';
 import { resolveBinder } from '../net/binder.js';
+import { decideEngine, requestedEngine } from '../net/engine.js';
 import { workerKey } from '../net/greeting.js';
-import { type LoadResult, runLoad } from '../net/load.js';
+import { type LoadResult, runLoad } from '../net/load-client.js';
+import { engineAvailability } from '../net/native.js';
 import { resolveUser, type UserIdentity } from '../net/users.js';
 import { type BindOutcome, spawnWorker, type WorkerExit, type WorkerProcess } from '../net/worker-pool.js';
 import type {
@@ -100,6 +102,12 @@ export async function executePlan(
           ...(server.reuseaddr !== undefined ? { reuseAddr: server.reuseaddr } : {}),
           ...(server.ipv6Only !== undefined ? { ipv6Only: server.ipv6Only } : {}),
           binder,
+          engine: decideEngine({
+            requested: requestedEngine(),
+            protocol: server.protocol,
+            binder,
+            ...engineAvailability(),
+          }),
           ...(user ? { user } : {}),
           holdBind: true,
           statsIntervalMs: 0,
@@ -412,7 +420,9 @@ async function runTraffic(
       accounting.push(`${name} counted ${delta} accepts but the client attributed ${p.count} to it`);
     }
   });
-  if (load.unattributed > 0) accounting.push(`${load.unattributed} connections got no greeting`);
+  if (load.silent > 0) accounting.push(`${load.silent} connections got no greeting in time`);
+  if (load.unrecognized > 0) accounting.push(`${load.unrecognized} connections were answered without a greeting`);
+  if (load.inFlight > 0) accounting.push(`${load.inFlight} connections were cut off in flight`);
   if (strangers > 0) accounting.push(`${strangers} connections were answered by workers this scenario did not start`);
   const observation: TrafficObservation = {
     id: spec.id,
@@ -465,7 +475,9 @@ function describeRecord(record: StepRecord): string {
   for (const p of record.traffic.perInstance) landed.set(p.server, (landed.get(p.server) ?? 0) + p.count);
   const parts = [...landed].filter(([, n]) => n > 0).map(([server, n]) => `${server} ${n}`);
   if (load.failed > 0) parts.push(`failed ${load.failed}`);
-  if (load.unattributed > 0) parts.push(`no greeting ${load.unattributed}`);
+  if (load.silent > 0) parts.push(`silent ${load.silent}`);
+  if (load.unrecognized > 0) parts.push(`no greeting ${load.unrecognized}`);
+  if (load.inFlight > 0) parts.push(`in flight ${load.inFlight}`);
   return parts.join(', ');
 }
 

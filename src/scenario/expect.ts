@@ -1,8 +1,8 @@
 import { formatHostPort } from '../errors.js';
-import type { LoadResult } from '../net/load.js';
+import type { LoadResult } from '../net/load-client.js';
+import { chiSquareUniform } from '../stats/chi-square.js';
 import type { InstanceObservation, Observations, TrafficObservation } from './observations.js';
 import type { Expectation, Scenario } from './schema.js';
-import { chiSquareUniform } from './stats.js';
 
 export interface ExpectationResult {
   kind: Expectation['kind'] | 'accounting' | 'implicit-bind' | 'implicit-traffic' | 'implicit-workers';
@@ -89,26 +89,22 @@ export function describeFault(instance: InstanceObservation): string {
 /**
  * Every way the connections (or datagrams) of a traffic step went unanswered,
  * by name and count; empty when all were answered. The one place that reads
- * the load result's failure fields (`silent` and `inFlight` are read when the
- * load client provides them; until then silent connections are `unattributed`).
+ * the load result's failure fields.
  */
 export function trafficFailures(load: LoadResult): { what: string; count: number }[] {
-  const extra = load as LoadResult & { silent?: number; inFlight?: number };
   const out: { what: string; count: number }[] = [];
   for (const f of load.failures) {
     if (f.count === 0) continue;
     const what = load.protocol === 'udp' && f.code === 'ETIMEDOUT' ? 'lost (no reply, ETIMEDOUT)' : f.code;
     out.push({ what, count: f.count });
   }
-  const silent = typeof extra.silent === 'number' ? extra.silent : load.unattributed;
-  if (silent > 0) out.push({ what: 'silent (no greeting)', count: silent });
-  if (typeof extra.silent === 'number' && load.unattributed > extra.silent) {
-    out.push({ what: 'answered without a greeting', count: load.unattributed - extra.silent });
+  if (load.silent > 0) {
+    out.push({ what: load.protocol === 'udp' ? 'lost (no reply)' : 'silent (no greeting)', count: load.silent });
   }
-  if (typeof extra.inFlight === 'number' && extra.inFlight > 0)
-    out.push({ what: 'still in flight', count: extra.inFlight });
-  const notSent = load.connections - load.attempted;
-  if (notSent > 0) out.push({ what: `not sent (${load.stoppedEarly ?? 'stopped early'})`, count: notSent });
+  if (load.unrecognized > 0) out.push({ what: 'answered without a greeting', count: load.unrecognized });
+  if (load.inFlight > 0) out.push({ what: 'still in flight', count: load.inFlight });
+  if (load.notStarted > 0)
+    out.push({ what: `not sent (${load.stoppedEarly ?? 'stopped early'})`, count: load.notStarted });
   return out;
 }
 
@@ -235,7 +231,9 @@ function describeLanding(traffic: TrafficObservation): string {
       `failed ${traffic.load.failed} (${traffic.load.failures.map((f) => `${f.code} ${f.count}`).join(', ')})`,
     );
   }
-  if (traffic.load.unattributed > 0) parts.push(`no greeting ${traffic.load.unattributed}`);
+  if (traffic.load.silent > 0) parts.push(`silent ${traffic.load.silent}`);
+  if (traffic.load.unrecognized > 0) parts.push(`no greeting ${traffic.load.unrecognized}`);
+  if (traffic.load.inFlight > 0) parts.push(`in flight ${traffic.load.inFlight}`);
   return parts.join(', ') || 'nothing';
 }
 

@@ -1,5 +1,5 @@
 import type { EffectiveOptions } from '../net/binder.js';
-import type { LoadResult } from '../net/load.js';
+import type { LoadResult } from '../net/load-client.js';
 import type { Scenario } from './schema.js';
 
 export type Isolation = 'netns' | 'host';
