@@ -194,6 +194,8 @@ connection succeeded, 1 otherwise, 2 for bad input.`,
     command
       .option('--json', 'print one JSON document instead of the report')
       .option('--junit <file>', 'also write JUnit XML to this file')
+      .option('--html <file>', 'also write a self-contained HTML report with charts to this file')
+      .option('--markdown <file>', 'also write a Markdown summary table to this file')
       .option('--strict', 'skipped scenarios fail the run (exit 1)')
       .addOption(
         new Option(
@@ -215,6 +217,8 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
     context.exitCode = await scenarioRunCommand(names, {
       json: options.json === true,
       ...(typeof options.junit === 'string' ? { junit: options.junit } : {}),
+      ...(typeof options.html === 'string' ? { html: options.html } : {}),
+      ...(typeof options.markdown === 'string' ? { markdown: options.markdown } : {}),
       strict: options.strict === true,
       isolation: options.isolation as 'auto' | 'netns' | 'host',
       ...(typeof options.binder === 'string' ? { binder: options.binder as 'builtin' | 'native' } : {}),

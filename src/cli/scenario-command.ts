@@ -1,11 +1,15 @@
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { ReuseportError } from '../errors.js';
+import { renderHtmlReport } from '../report/html-report.js';
 import { toJUnit } from '../report/junit.js';
+import { renderMarkdownSummary } from '../report/markdown-report.js';
+import { describeSetup, type RunDocument } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/load.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import type { Scenario } from '../scenario/schema.js';
+import { appendReport, checkWritable, writeFileAtomic } from './report-files.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
 export const SCENARIOS_DIR = fileURLToPath(new URL('../../../scenarios/', import.meta.url));
@@ -13,6 +17,8 @@ export const SCENARIOS_DIR = fileURLToPath(new URL('../../../scenarios/', import
 export interface ScenarioRunFlags {
   json: boolean;
   junit?: string;
+  html?: string;
+  markdown?: string;
   strict: boolean;
   isolation: IsolationChoice;
   binder?: 'builtin' | 'native';
@@ -46,6 +52,8 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
       ? await listScenarioFiles(SCENARIOS_DIR)
       : await Promise.all(names.map((name) => resolveScenario(name, SCENARIOS_DIR)));
   const scenarios = await loadAll(files);
+  if (flags.html) await checkWritable(flags.html, '--html');
+  if (flags.markdown) await checkWritable(flags.markdown, '--markdown');
   const interrupt = interruptSignal();
   const progress = flags.json ? null : await statusLine(terminal, 'starting');
   let report: RunReport;
@@ -70,7 +78,12 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
     progress?.stop();
     interrupt.release();
   }
-  terminal.out(flags.json ? JSON.stringify(toJsonDocument(report), null, 2) : formatRunReport(report, terminal.style));
+  const document: RunDocument = toJsonDocument(report);
+  terminal.out(flags.json ? JSON.stringify(document, null, 2) : formatRunReport(report, terminal.style));
+  if (flags.html) await writeFileAtomic(flags.html, renderHtmlReport(document), '--html');
+  if (flags.markdown) await writeFileAtomic(flags.markdown, renderMarkdownSummary(document), '--markdown');
+  const stepSummary = process.env.GITHUB_STEP_SUMMARY;
+  if (stepSummary) await appendReport(stepSummary, renderMarkdownSummary(document), 'GITHUB_STEP_SUMMARY');
   if (flags.junit) {
     try {
       await writeFile(flags.junit, toJUnit(report));
@@ -103,7 +116,7 @@ async function loadAll(files: string[]): Promise<Scenario[]> {
 }
 
 /** The stable --json shape: version it when it changes incompatibly. */
-function toJsonDocument(report: RunReport): unknown {
+function toJsonDocument(report: RunReport) {
   return {
     version: 1,
     kernel: report.kernel,
@@ -147,7 +160,10 @@ function toJsonDocument(report: RunReport): unknown {
           elapsedMs: t.load.elapsedMs,
         })) ?? [],
       expectations: r.expectations,
+      article: r.article,
+      lookFor: r.lookFor,
       explanation: r.explanation,
+      setup: r.ran ? describeSetup(r.ran) : null,
     })),
   };
 }
