@@ -48,15 +48,21 @@ test('the environment variables the help lists are ones the code reads', async (
   }
 });
 
-test('completion bash: bash accepts the script, registers it, and completes commands, flags and scenario names', () => {
-  const script = spawnSync(process.execPath, [CLI, 'completion', 'bash'], { encoding: 'utf8' });
+/** The script for `shell`, saved in a fresh folder; the folder is removed when `t` ends. */
+function savedScript(t: { after(fn: () => void): void }, shell: string, name: string): { dir: string; file: string } {
+  const script = spawnSync(process.execPath, [CLI, 'completion', shell], { encoding: 'utf8' });
   assert.equal(script.status, 0, script.stderr);
-  const dir = mkdtempSync(join(tmpdir(), 'reuseport-completion-'));
-  try {
-    const file = join(dir, 'reuseport.bash');
-    writeFileSync(file, script.stdout);
-    assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash -n: the syntax is valid');
-    const probe = `source ${JSON.stringify(file)}
+  const dir = mkdtempSync(join(tmpdir(), `reuseport-${shell}-`));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, name);
+  writeFileSync(file, script.stdout);
+  return { dir, file };
+}
+
+test('completion bash: bash accepts the script, registers it, and completes commands, flags and scenario names', (t) => {
+  const { dir, file } = savedScript(t, 'bash', 'reuseport.bash');
+  assert.equal(spawnSync('bash', ['-n', file]).status, 0, 'bash -n: the syntax is valid');
+  const probe = `source ${JSON.stringify(file)}
 complete -p reuseport
 words() { COMP_WORDS=("$@"); COMP_CWORD=$((\${#COMP_WORDS[@]} - 1)); COMPREPLY=(); _reuseport; echo "\${COMPREPLY[*]}"; }
 words reuseport ''
@@ -64,63 +70,42 @@ words reuseport scenario ''
 words reuseport --color never scenario run ''
 words reuseport serve --engine ''
 words reuseport scenario all --ht`;
-    const out = spawnSync('bash', ['--norc', '-c', probe], { encoding: 'utf8', cwd: dir });
-    assert.equal(out.status, 0, out.stderr);
-    const [registered, top, scenario, names, engines, html] = out.stdout.trimEnd().split('\n');
-    assert.equal(registered, 'complete -F _reuseport reuseport');
-    assert.equal(top, 'serve load doctor scenario completion');
-    assert.equal(scenario, 'list run all');
-    for (const name of SHIPPED) assert.ok(names?.split(' ').includes(name), `${name} in "${names}"`);
-    assert.equal(engines, 'auto node native');
-    assert.equal(html, '--html');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const out = spawnSync('bash', ['--norc', '-c', probe], { encoding: 'utf8', cwd: dir });
+  assert.equal(out.status, 0, out.stderr);
+  const [registered, top, scenario, names, engines, html] = out.stdout.trimEnd().split('\n');
+  assert.equal(registered, 'complete -F _reuseport reuseport');
+  assert.equal(top, 'serve load doctor scenario completion');
+  assert.equal(scenario, 'list run all');
+  for (const name of SHIPPED) assert.ok(names?.split(' ').includes(name), `${name} in "${names}"`);
+  assert.equal(engines, 'auto node native');
+  assert.equal(html, '--html');
 });
 
 const hasFish = spawnSync('fish', ['--version']).status === 0;
 test('completion fish: fish accepts the script and completes subcommands and flag values', {
   skip: !hasFish && 'fish is not installed',
-}, () => {
-  const script = spawnSync(process.execPath, [CLI, 'completion', 'fish'], { encoding: 'utf8' }).stdout;
-  const dir = mkdtempSync(join(tmpdir(), 'reuseport-fish-'));
-  try {
-    const file = join(dir, 'reuseport.fish');
-    writeFileSync(file, script);
-    assert.equal(spawnSync('fish', ['--no-config', '-n', file]).status, 0, 'fish -n');
-    const probe = `source ${JSON.stringify(file)}; complete -C"reuseport scenario "; complete -C"reuseport load --protocol "`;
-    const out = spawnSync('fish', ['--no-config', '-c', probe], { encoding: 'utf8', cwd: dir });
-    assert.equal(out.status, 0, out.stderr);
-    const words = out.stdout.split('\n').map((l) => l.split('\t')[0]);
-    for (const word of ['list', 'run', 'all', 'tcp', 'udp'])
-      assert.ok(words.includes(word), `${word} in ${out.stdout}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+}, (t) => {
+  const { dir, file } = savedScript(t, 'fish', 'reuseport.fish');
+  assert.equal(spawnSync('fish', ['--no-config', '-n', file]).status, 0, 'fish -n');
+  const probe = `source ${JSON.stringify(file)}; complete -C"reuseport scenario "; complete -C"reuseport load --protocol "`;
+  const out = spawnSync('fish', ['--no-config', '-c', probe], { encoding: 'utf8', cwd: dir });
+  assert.equal(out.status, 0, out.stderr);
+  const words = out.stdout.split('\n').map((l) => l.split('\t')[0]);
+  for (const word of ['list', 'run', 'all', 'tcp', 'udp']) assert.ok(words.includes(word), `${word} in ${out.stdout}`);
 });
 
 const hasZsh = spawnSync('zsh', ['--version']).status === 0;
 test('completion zsh: zsh accepts the script and registers the completer', {
   skip: !hasZsh && 'zsh is not installed',
-}, () => {
-  const script = spawnSync(process.execPath, [CLI, 'completion', 'zsh'], { encoding: 'utf8' }).stdout;
-  assert.equal(spawnSync('zsh', ['-n'], { input: script }).status, 0, 'zsh -n');
-  const dir = mkdtempSync(join(tmpdir(), 'reuseport-zsh-'));
-  try {
-    writeFileSync(join(dir, '_reuseport'), script);
-    const out = spawnSync(
-      'zsh',
-      ['-f', '-c', `source ${JSON.stringify(join(dir, '_reuseport'))}; print -r -- $_comps[reuseport]`],
-      {
-        encoding: 'utf8',
-        env: { ...process.env, HOME: dir, ZDOTDIR: dir },
-      },
-    );
-    assert.equal(out.status, 0, out.stderr);
-    assert.match(out.stdout, /_reuseport/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+}, (t) => {
+  const { dir, file } = savedScript(t, 'zsh', '_reuseport');
+  assert.equal(spawnSync('zsh', ['-n', file]).status, 0, 'zsh -n');
+  const out = spawnSync('zsh', ['-f', '-c', `source ${JSON.stringify(file)}; print -r -- $_comps[reuseport]`], {
+    encoding: 'utf8',
+    env: { ...process.env, HOME: dir, ZDOTDIR: dir },
+  });
+  assert.equal(out.status, 0, out.stderr);
+  assert.match(out.stdout, /_reuseport/);
 });
 
 test('completion for an unknown shell is a usage mistake', async () => {
