@@ -46,6 +46,34 @@ function newerNode() {
   return cached;
 }
 
+/**
+ * The HTML report is tested in Debian's Chromium. Installed here, by the
+ * project's own test command, when it is missing and we may: as root in CI,
+ * or when REUSEPORT_INSTALL_CHROMIUM=1 asks for it. Otherwise those tests
+ * skip and say why; a failed install is reported and the suite still runs.
+ */
+function ensureChromium() {
+  const chromium = process.env.REUSEPORT_CHROMIUM ?? '/usr/bin/chromium';
+  if (existsSync(chromium)) return;
+  const asked = process.env.REUSEPORT_INSTALL_CHROMIUM === '1';
+  const root = process.getuid?.() === 0;
+  if (!(asked || (root && process.env.CI))) {
+    process.stdout.write(
+      `\n== no Chromium at ${chromium}: the HTML report tests will skip (REUSEPORT_INSTALL_CHROMIUM=1 installs it)\n`,
+    );
+    return;
+  }
+  process.stdout.write('\n== installing Chromium (Debian package) for the HTML report tests\n');
+  const sudo = root ? [] : ['sudo'];
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const apt = (args) =>
+    spawnSync(sudo[0] ?? 'apt-get', [...(root ? [] : ['apt-get']), ...args], { stdio: 'inherit', env }).status === 0;
+  if (!(apt(['update']) && apt(['install', '-y', '--no-install-recommends', 'chromium']))) {
+    process.stdout.write('== Chromium could not be installed: the HTML report tests will skip\n');
+  }
+}
+
+ensureChromium();
 run('lint and format (biome)', join(root, 'node_modules', '.bin', 'biome'), ['check', '.']);
 run('type check and build (tsc, strict)', join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json']);
 const files = readdirSync(join(root, 'dist', 'test'))

@@ -30,6 +30,11 @@ export async function run(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     if (err instanceof ReuseportError) {
+      const issues = fileIssues(err);
+      if (issues) {
+        process.stderr.write(issues);
+        return err.exitCode;
+      }
       process.stderr.write(`reuseport: ${safeText(err.message)}\n`);
       return err.exitCode;
     }
@@ -37,4 +42,27 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`reuseport: internal error: ${message}\n`);
     return EXIT_FAILURE;
   }
+}
+
+interface FileIssue {
+  file: string;
+  line: number;
+  column: number;
+  message: string;
+}
+
+/**
+ * Mistakes in a scenario file, one per line as `file:line:col: message` with
+ * no prefix: the form editors and CI problem matchers (GitHub's, VS Code's
+ * $tsc-like ones) turn into annotations. Null for any other error.
+ */
+function fileIssues(err: ReuseportError): string | null {
+  const issues = (err as { issues?: unknown }).issues;
+  if (!Array.isArray(issues) || issues.length === 0) return null;
+  const lines = (issues as FileIssue[]).map(
+    (i) => `${safeText(i.file)}:${i.line}:${i.column}: ${safeText(i.message)}\n`,
+  );
+  const files = new Set((issues as FileIssue[]).map((i) => i.file)).size;
+  const count = `${issues.length} mistake${issues.length === 1 ? '' : 's'} in ${files === 1 ? 'the scenario file' : `${files} scenario files`}`;
+  return `${lines.join('')}reuseport: ${count}; fix ${issues.length === 1 ? 'it' : 'them'} and run again (docs/scenarios.md describes the format)\n`;
 }

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { MODELS, PHASES, parseNameList } from '../compare/protocol.js';
 import { UsageError } from '../errors.js';
 import { parseCount, parseHost, parsePort, parseProtocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
 import { ENGINE_ENV, parseEngineFlag, requestedEngine } from '../net/engine.js';
+import { wrapProse } from '../report/wrap.js';
 import { COLOR_MODES, type ColorMode, setColorMode } from './terminal.js';
 
 /** Shared by every action: the exit code the one exit point will use. */
@@ -14,6 +15,44 @@ export interface RunContext {
 
 // Spelled out here rather than imported from net/, which would load sockets and the addon just for --help.
 const BINDERS = ['auto', 'builtin', 'native'];
+
+/** Every environment variable the tool reads, said once; each command's help lists the ones it uses. */
+const ENVIRONMENT = {
+  REUSEPORT_ENGINE: 'auto, node or native: the default for --engine (serve and load workers, scenario servers)',
+  REUSEPORT_NATIVE_DISABLE: 'set (not 0): do not load the C helper, as on a machine without it',
+  NO_COLOR: 'set and not empty: no colour (https://no-color.org)',
+  FORCE_COLOR: '0 turns colour off, anything else on, even when piped',
+  TERM: 'dumb: no colour, no spinner',
+  CI: 'set: no spinner or live lines',
+  GITHUB_STEP_SUMMARY: 'a file: a Markdown summary table is appended to it after the run',
+} as const;
+type EnvironmentVariable = keyof typeof ENVIRONMENT;
+const TERMINAL_ENV: EnvironmentVariable[] = ['NO_COLOR', 'FORCE_COLOR', 'TERM', 'CI'];
+
+/** The text after a command's options: its examples, then the environment it reads, within 80 columns. */
+function helpFooter(examples: [string, string][], environment: EnvironmentVariable[], more = ''): string {
+  return [
+    `\nExamples:\n${twoColumns(examples)}`,
+    environment.length > 0
+      ? `Environment:\n${twoColumns(environment.map((name) => [name, ENVIRONMENT[name]]))}`
+      : 'Environment: none is read.',
+    ...(more ? [wrapProse(more, HELP_COLUMNS)] : []),
+  ].join('\n\n');
+}
+
+const HELP_COLUMNS = 80;
+
+/** Side by side when every pair fits; otherwise each description under its item. */
+function twoColumns(pairs: [string, string][]): string {
+  const width = Math.max(...pairs.map(([left]) => left.length));
+  const indent = ' '.repeat(width + 4);
+  if (width + 4 + 30 <= HELP_COLUMNS) {
+    return pairs
+      .map(([left, right]) => `  ${left.padEnd(width)}  ${wrapProse(right, HELP_COLUMNS, indent).trimStart()}`)
+      .join('\n');
+  }
+  return pairs.map(([left, right]) => `  ${left}\n${wrapProse(right, HELP_COLUMNS, '      ')}`).join('\n');
+}
 
 function packageVersion(): string {
   try {
@@ -45,14 +84,17 @@ export function buildProgram(context: RunContext): Command {
     .configureOutput({ outputError: () => {} })
     .addHelpText(
       'after',
-      `
-Examples:
-  reuseport scenario all                       run the article's three experiments, with a verdict
-  reuseport serve --workers 5 --port 6000      five processes share 0.0.0.0:6000 (terminal 1)
-  reuseport load --port 6000 -n 1000           1000 connections, tallied per worker (terminal 2)
-  reuseport doctor                             what this machine can run
-
-Exit codes: 0 ok, 1 an expectation or run failed, 2 bad usage or bad input.`,
+      helpFooter(
+        [
+          ['reuseport scenario all', "run the article's three experiments, with a verdict"],
+          ['reuseport serve --workers 5 --port 6000', 'five processes share 0.0.0.0:6000 (terminal 1)'],
+          ['reuseport load --port 6000 -n 1000', '1000 connections, tallied per worker (terminal 2)'],
+          ['reuseport doctor', 'what this machine can run'],
+          ['source <(reuseport completion bash)', 'tab completion in this shell'],
+        ],
+        ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV, 'GITHUB_STEP_SUMMARY'],
+        'Exit codes: 0 ok, 1 an expectation or run failed, 2 bad usage or bad input.',
+      ),
     );
 
   program
@@ -82,7 +124,17 @@ Exit codes: 0 ok, 1 an expectation or run failed, 2 bad usage or bad input.`,
     .option('--json', 'print NDJSON events (listening, stats, error, exit, stopped) instead of text')
     .addHelpText(
       'after',
-      `
+      `${helpFooter(
+        [
+          ['reuseport serve', 'five workers on 0.0.0.0:6000, until Ctrl-C'],
+          ['reuseport serve -w 3 --port 7000 --protocol udp', 'three UDP workers'],
+          ['reuseport serve --no-reuseport -w 2', 'see the second worker fail with EADDRINUSE'],
+          ['sudo reuseport serve --user nobody', 'sockets owned by nobody'],
+          ['reuseport serve --json | jq .', 'the events as JSON'],
+        ],
+        ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV],
+      )}
+
 Each worker prints "Start server on HOST:PORT succeeded, pid is PID" when it listens, answers every
 connection with "reuseport worker=ID pid=PID local=HOST:PORT" and closes it. Ctrl-C or SIGTERM stops
 all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit 0 after a stop,
@@ -144,7 +196,16 @@ all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit
     .option('--json', 'print one JSON document instead of text')
     .addHelpText(
       'after',
-      `
+      `${helpFooter(
+        [
+          ['reuseport load', '1000 connections to 127.0.0.1:6000'],
+          ['reuseport load --port 7000 -n 500 --protocol udp', '500 datagrams'],
+          ['reuseport load --source-port 40000 -c 1 -n 10', 'one 4-tuple, ten times: always one worker'],
+          ['reuseport load --json > tally.json', 'the tally as JSON'],
+        ],
+        ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV],
+      )}
+
 Each connection is attributed (its greeting names the worker), connected but silent (no greeting
 within --timeout), unrecognized (answered without a greeting: not a reuseport worker), failed (by
 errno), or, when --deadline or Ctrl-C cuts the run, in flight or not started. The balance verdict
@@ -184,6 +245,17 @@ otherwise, 2 for bad input.`,
     .command('doctor')
     .description('report what this machine can run, and what each item means for the experiments')
     .option('--json', 'print one JSON document instead of text')
+    .addHelpText(
+      'after',
+      helpFooter(
+        [
+          ['reuseport doctor', 'each check, and what it means for the experiments'],
+          ['reuseport doctor --json', 'the same as JSON'],
+        ],
+        ['REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV],
+        'Exit codes: 0 ready, 1 nothing can bind with SO_REUSEPORT here.',
+      ),
+    )
     .action(async (options) => {
       const { doctorCommand } = await import('./doctor-command.js');
       context.exitCode = await doctorCommand({ json: options.json === true });
@@ -193,19 +265,42 @@ otherwise, 2 for bad input.`,
     .command('scenario')
     .description(
       "run the article's experiments from scenarios/*.yaml, each in its own network namespace, with a verdict",
+    )
+    .addHelpText(
+      'after',
+      helpFooter(
+        [
+          ['reuseport scenario list', 'the shipped scenarios'],
+          ['reuseport scenario all', 'run them all'],
+          ['reuseport scenario run priority', 'run one'],
+        ],
+        ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV, 'GITHUB_STEP_SUMMARY'],
+      ),
     );
   scenario
     .command('list')
     .description('list the shipped scenarios')
     .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      helpFooter(
+        [
+          ['reuseport scenario list', 'name, title and what each needs'],
+          ['reuseport scenario list --json', 'the same as JSON'],
+        ],
+        TERMINAL_ENV,
+      ),
+    )
     .action(async (options) => {
       const { scenarioListCommand } = await import('./scenario-command.js');
       context.exitCode = await scenarioListCommand({ json: options.json === true });
     });
-  const runFlags = (command: Command) =>
+  const runFlags = (command: Command, examples: [string, string][]) =>
     command
       .option('--json', 'print one JSON document instead of the report')
       .option('--junit <file>', 'also write JUnit XML to this file')
+      .option('--html <file>', 'also write a self-contained HTML report with charts to this file')
+      .option('--markdown <file>', 'also write a Markdown summary table to this file')
       .option('--strict', 'skipped scenarios fail the run (exit 1)')
       .addOption(
         new Option(
@@ -218,7 +313,8 @@ otherwise, 2 for bad input.`,
       .addOption(new Option('--binder <kind>', 'force one binder for every server').choices(['builtin', 'native']))
       .addHelpText(
         'after',
-        `
+        `${helpFooter(examples, ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV, 'GITHUB_STEP_SUMMARY'])}
+
 Exit codes: 0 every expectation holds (skips allowed unless --strict), 1 an expectation failed or a
 scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
       );
@@ -227,17 +323,48 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
     context.exitCode = await scenarioRunCommand(names, {
       json: options.json === true,
       ...(typeof options.junit === 'string' ? { junit: options.junit } : {}),
+      ...(typeof options.html === 'string' ? { html: options.html } : {}),
+      ...(typeof options.markdown === 'string' ? { markdown: options.markdown } : {}),
       strict: options.strict === true,
       isolation: options.isolation as 'auto' | 'netns' | 'host',
       ...(typeof options.binder === 'string' ? { binder: options.binder as 'builtin' | 'native' } : {}),
     });
   };
-  runFlags(scenario.command('run').description('run scenarios by name (see `scenario list`) or file path'))
+  runFlags(scenario.command('run').description('run scenarios by name (see `scenario list`) or file path'), [
+    ['reuseport scenario run priority', 'one shipped scenario'],
+    ['reuseport scenario run ./my-lab.yaml', 'your own file'],
+    ['reuseport scenario run priority --isolation host', "on the host's loopback, without a namespace"],
+    ['reuseport scenario run priority --html report.html', 'also a page with charts'],
+  ])
     .argument('<scenario...>', 'scenario names or .yaml/.json files')
     .action((names: string[], options) => runAction(names, options));
-  runFlags(scenario.command('all').description('run every shipped scenario')).action((options) =>
-    runAction('all', options),
-  );
+  runFlags(scenario.command('all').description('run every shipped scenario'), [
+    ['reuseport scenario all', 'every shipped scenario, with a verdict'],
+    ['sudo reuseport scenario all --strict', 'as CI would: a skipped scenario fails'],
+    ['reuseport scenario all --junit junit.xml --markdown summary.md', 'reports for a pipeline'],
+    ['reuseport scenario all --json > run.json', 'the whole run as JSON'],
+  ]).action((options) => runAction('all', options));
+
+  program
+    .command('completion')
+    .description('print a shell completion script for bash, zsh or fish')
+    .addArgument(new Argument('<shell>', 'the shell to complete in').choices(['bash', 'zsh', 'fish']))
+    .addHelpText(
+      'after',
+      helpFooter(
+        [
+          ['source <(reuseport completion bash)', 'bash, in this shell'],
+          ['reuseport completion bash > ~/.local/share/bash-completion/completions/reuseport', 'bash, from now on'],
+          ['source <(reuseport completion zsh)', 'zsh, in this shell'],
+          ['reuseport completion fish > ~/.config/fish/completions/reuseport.fish', 'fish, from now on'],
+        ],
+        [],
+      ),
+    )
+    .action(async (shell: string) => {
+      const { completionCommand } = await import('./completion.js');
+      context.exitCode = await completionCommand(shell, program);
+    });
 
   program
     .command('compare')

@@ -1,14 +1,14 @@
-import { randomBytes } from 'node:crypto';
-import { type FileHandle, open, rename, stat, unlink } from 'node:fs/promises';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ReuseportError, UsageError } from '../errors.js';
+import { renderHtmlReport } from '../report/html-report.js';
 import { toJUnit } from '../report/junit.js';
+import { renderMarkdownSummary } from '../report/markdown-report.js';
+import { describeSetup, type RunDocument } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/load.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import type { Scenario } from '../scenario/schema.js';
+import { appendReport, checkWritable, writeFileAtomic } from './report-files.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
 export const SCENARIOS_DIR = fileURLToPath(new URL('../../../scenarios/', import.meta.url));
@@ -19,6 +19,8 @@ export interface ScenarioRunFlags {
   strict: boolean;
   isolation: IsolationChoice;
   binder?: 'builtin' | 'native';
+  html?: string;
+  markdown?: string;
 }
 
 export async function scenarioListCommand(options: { json: boolean }): Promise<number> {
@@ -43,9 +45,6 @@ export async function scenarioListCommand(options: { json: boolean }): Promise<n
 }
 
 export async function scenarioRunCommand(names: string[] | 'all', flags: ScenarioRunFlags): Promise<number> {
-  if (flags.junit !== undefined && flags.junit.trim() === '') {
-    throw new UsageError('--junit needs a file name, got an empty one; give a path such as --junit report.xml');
-  }
   const terminal = await openTerminal(flags);
   const files =
     names === 'all'
@@ -53,20 +52,9 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
       : await Promise.all(names.map((name) => resolveScenario(name, SCENARIOS_DIR)));
   const scenarios = await loadAll(files);
   // Before the run: a path that cannot be written should not cost a whole run to find out.
-  const junit = flags.junit !== undefined ? await JUnitTarget.open(flags.junit) : null;
-  try {
-    return await runAndReport(scenarios, flags, terminal, junit);
-  } finally {
-    await junit?.discard();
-  }
-}
-
-async function runAndReport(
-  scenarios: Scenario[],
-  flags: ScenarioRunFlags,
-  terminal: Awaited<ReturnType<typeof openTerminal>>,
-  junit: JUnitTarget | null,
-): Promise<number> {
+  if (flags.junit !== undefined) await checkWritable(flags.junit, '--junit');
+  if (flags.html !== undefined) await checkWritable(flags.html, '--html');
+  if (flags.markdown !== undefined) await checkWritable(flags.markdown, '--markdown');
   const interrupt = interruptSignal();
   const progress = flags.json ? null : await statusLine(terminal, 'starting');
   let report: RunReport;
@@ -91,64 +79,18 @@ async function runAndReport(
     progress?.stop();
     interrupt.release();
   }
-  terminal.out(flags.json ? JSON.stringify(toJsonDocument(report), null, 2) : formatRunReport(report, terminal.style));
-  await junit?.commit(toJUnit(report));
+  const document: RunDocument = toJsonDocument(report);
+  terminal.out(flags.json ? JSON.stringify(document, null, 2) : formatRunReport(report, terminal.style));
+  if (flags.junit !== undefined) await writeFileAtomic(flags.junit, toJUnit(report), '--junit');
+  if (flags.html !== undefined) await writeFileAtomic(flags.html, renderHtmlReport(document), '--html');
+  if (flags.markdown !== undefined)
+    await writeFileAtomic(flags.markdown, renderMarkdownSummary(document), '--markdown');
+  const stepSummary = process.env.GITHUB_STEP_SUMMARY;
+  if (stepSummary) await appendReport(stepSummary, renderMarkdownSummary(document), 'GITHUB_STEP_SUMMARY');
   if (report.interrupted) return 130;
   const { failed, errors, skipped } = report.summary;
   if (failed > 0 || errors > 0) return 1;
   return flags.strict && skipped > 0 ? 1 : 0;
-}
-
-/**
- * The JUnit file, written without ever following what sits at its path: a
- * fresh temporary file (O_EXCL) in the same folder, renamed into place at the
- * end. A symlink planted at the path is replaced, not written through.
- */
-class JUnitTarget {
-  private constructor(
-    private readonly target: string,
-    private readonly temp: string,
-    private handle: FileHandle | null,
-  ) {}
-
-  static async open(target: string): Promise<JUnitTarget> {
-    const fail = (why: string) =>
-      new ReuseportError(`cannot write the JUnit report to ${target}: ${why}; choose a writable path`, {
-        code: 'EJUNIT',
-        exitCode: 2,
-      });
-    const existing = await stat(target).catch(() => null);
-    if (existing?.isDirectory()) throw fail('it is a directory');
-    const dir = path.dirname(path.resolve(target));
-    const temp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-    try {
-      return new JUnitTarget(target, temp, await open(temp, 'wx', 0o644));
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw fail(e.code === 'ENOENT' ? `the folder ${dir} does not exist` : `${e.code ?? 'error'} in ${dir}`);
-    }
-  }
-
-  async commit(text: string): Promise<void> {
-    try {
-      await this.handle?.writeFile(text);
-      await this.handle?.close();
-      this.handle = null;
-      await rename(this.temp, this.target);
-    } catch (err) {
-      throw new ReuseportError(`cannot write the JUnit report to ${this.target}: ${(err as Error).message}`, {
-        code: 'EJUNIT',
-        exitCode: 2,
-      });
-    }
-  }
-
-  /** Removes the temporary file unless it was renamed into place. */
-  async discard(): Promise<void> {
-    await this.handle?.close().catch(() => {});
-    this.handle = null;
-    await unlink(this.temp).catch(() => {});
-  }
 }
 
 /** Loads every file; reports the mistakes of all of them together. */
@@ -167,7 +109,7 @@ async function loadAll(files: string[]): Promise<Scenario[]> {
 }
 
 /** The stable --json shape: version it when it changes incompatibly. */
-function toJsonDocument(report: RunReport): unknown {
+function toJsonDocument(report: RunReport) {
   return {
     version: 1,
     kernel: report.kernel,
@@ -220,7 +162,10 @@ function toJsonDocument(report: RunReport): unknown {
           elapsedMs: t.load.elapsedMs,
         })) ?? [],
       expectations: r.expectations,
+      article: r.article,
+      lookFor: r.lookFor,
       explanation: r.explanation,
+      setup: r.ran ? describeSetup(r.ran) : null,
     })),
   };
 }

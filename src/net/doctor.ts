@@ -48,7 +48,9 @@ export async function runDoctor(): Promise<DoctorReport> {
       label: 'Node.js',
       status: 'info',
       value: process.version,
-      meaning: 'the builtin binder needs Node >= 22.12 (or >= 23.1) for the reusePort option',
+      meaning: builtin.ok
+        ? 'has the reusePort option: Node itself can set SO_REUSEPORT (the builtin binder)'
+        : 'has no reusePort option (it came in Node 22.12 and 23.1), so only the C helper can set SO_REUSEPORT',
     },
     {
       id: 'binder.builtin',

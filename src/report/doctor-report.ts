@@ -1,17 +1,25 @@
 import type { DoctorReport } from '../net/doctor.js';
 import type { Style } from './style.js';
+import { wrapLabelled, wrapProse } from './wrap.js';
 
-export function formatDoctorReport(report: DoctorReport, style: Style): string {
+/** Room the aligned layout needs for the explanation beside the labels; narrower terminals stack instead. */
+const ALIGNED_MEANING_COLUMNS = 40;
+
+export function formatDoctorReport(report: DoctorReport, style: Style, columns = 80): string {
   const mark = { ok: style.green('✔'), warn: style.yellow('!'), fail: style.red('✘'), info: style.cyan('i') };
   const width = Math.max(...report.checks.map((c) => c.label.length));
-  const lines = report.checks.map(
-    (check) =>
-      `${mark[check.status]} ${check.label.padEnd(width)}  ${style.bold(check.value)}\n  ${' '.repeat(width)}  ${style.dim(check.meaning)}`,
-  );
+  const aligned = columns - (width + 4) >= ALIGNED_MEANING_COLUMNS;
+  const meaningIndent = ' '.repeat(aligned ? width + 4 : 4);
+  const lines = report.checks.map((check) => {
+    const head = aligned
+      ? `${mark[check.status]} ${check.label.padEnd(width)}  ${style.bold(check.value)}`
+      : wrapLabelled(`${mark[check.status]} ${check.label}: `, style.bold(check.value), columns, '    ');
+    return `${head}\n${style.dim(wrapProse(check.meaning, columns, meaningIndent))}`;
+  });
   lines.push(
     report.ready
-      ? style.green('Ready: serve and load can bind with SO_REUSEPORT.')
-      : style.red('Not ready: fix the ✘ items above.'),
+      ? style.green(wrapProse('Ready: serve and load can bind with SO_REUSEPORT.', columns))
+      : style.red(wrapProse('Not ready: fix the ✘ items above.', columns)),
   );
   return lines.join('\n');
 }

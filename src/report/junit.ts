@@ -1,4 +1,6 @@
-import type { RunReport } from '../scenario/runner.js';
+import type { ExpectationResult } from '../scenario/expect.js';
+import type { RunReport, ScenarioResult } from '../scenario/runner.js';
+import { displayPath } from './scenario-report.js';
 
 /** JUnit XML: one testsuite per scenario, one testcase per expectation. */
 export function toJUnit(report: RunReport): string {
@@ -19,7 +21,9 @@ export function toJUnit(report: RunReport): string {
     out.push(`      <property name="isolation" value="${xml(result.isolation ?? 'none')}"/>`);
     out.push('    </properties>');
     if (result.status === 'skipped' || (result.status === 'error' && cases.length === 0)) {
-      out.push(`    <testcase classname="${xml(result.name)}" name="${xml(result.title)}" time="0">`);
+      out.push(
+        `    <testcase classname="${xml(result.name)}" name="${xml(result.title)}" file="${xml(displayPath(result.file))}" time="${seconds(result.durationMs)}">`,
+      );
       out.push(
         result.status === 'skipped'
           ? `      <skipped message="${xml(result.reason ?? '')}"/>`
@@ -28,7 +32,7 @@ export function toJUnit(report: RunReport): string {
       out.push('    </testcase>');
     }
     for (const c of cases) {
-      out.push(`    <testcase classname="${xml(result.name)}" name="${xml(c.description)}" time="0">`);
+      out.push(`    <testcase classname="${xml(result.name)}" name="${xml(c.description)}"${where(result, c)}>`);
       if (!c.passed) {
         out.push(
           `      <failure message="${xml(`expected ${c.expected}; observed ${c.observed}`)}" type="${xml(c.kind)}">${xml(`expected: ${c.expected}\nobserved: ${c.observed}${c.line > 0 ? `\n${result.file}:${c.line}` : ''}`)}</failure>`,
@@ -40,6 +44,20 @@ export function toJUnit(report: RunReport): string {
   }
   out.push('</testsuites>');
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * The file and line a case judges (the step that started or sent, for the
+ * checks every run makes) and, for traffic, the real time that traffic took.
+ * A bind check has no time of its own, so it carries none rather than a 0.
+ */
+function where(result: ScenarioResult, c: ExpectationResult): string {
+  const steps = result.observations?.steps ?? [];
+  const traffic = steps.find((s) => s.kind === 'traffic' && c.description.startsWith(`${s.traffic.id}: `));
+  const start = steps.find((s) => s.kind === 'start' && s.servers.some((id) => c.description.startsWith(`${id} `)));
+  const line = c.line > 0 ? c.line : (traffic?.line ?? start?.line ?? 0);
+  const time = traffic?.kind === 'traffic' ? ` time="${seconds(traffic.traffic.load.elapsedMs)}"` : '';
+  return ` file="${xml(displayPath(result.file))}"${line > 0 ? ` line="${line}"` : ''}${time}`;
 }
 
 function countCases(report: RunReport): number {

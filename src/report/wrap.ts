@@ -1,0 +1,35 @@
+import wrapAnsi from 'wrap-ansi';
+import { visibleLength } from './table.js';
+
+/**
+ * Wrapping for every report, in one place. wrap-ansi (the wrapper behind
+ * yargs, cliui and ink) is used rather than a hand loop because report text
+ * carries colour codes and wide characters: it measures with string-width,
+ * the same measure ora already uses, and re-opens a colour across the break.
+ */
+
+/** The narrowest column a report lays out for: below it, lines simply run long. */
+export const MIN_COLUMNS = 40;
+
+/**
+ * Prose wrapped at word boundaries so that no line, `indent` included, is
+ * wider than `columns`. A word longer than the line stays whole (a path or
+ * an address must not be cut). Existing line breaks are kept.
+ */
+export function wrapProse(text: string, columns: number, indent = ''): string {
+  const width = Math.max(MIN_COLUMNS, columns) - visibleLength(indent);
+  return wrapAnsi(text, Math.max(10, width), { hard: false, trim: true })
+    .split('\n')
+    .map((line) => (line === '' ? '' : indent + line))
+    .join('\n');
+}
+
+/**
+ * Like wrapProse, with a label on the first line (e.g. "Why: ") and the
+ * following lines indented under the text, not under the label.
+ */
+export function wrapLabelled(label: string, text: string, columns: number, hang = '  '): string {
+  const wrapped = wrapProse(`${label}${text}`, columns - visibleLength(hang), '');
+  const [first = '', ...rest] = wrapped.split('\n');
+  return [first, ...rest.map((line) => (line === '' ? '' : hang + line))].join('\n');
+}
