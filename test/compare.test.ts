@@ -216,33 +216,63 @@ test('every stopped worker was resumed, and no process or namespace is left', { 
   if (report.isolation.kind === 'netns') assert.ok(!netNamespaces().has(report.netns), 'the namespace is gone');
 });
 
-test('Ctrl-C during a stall resumes and removes every process', { skip }, async () => {
-  const child = spawn(process.execPath, [CLI, 'compare', '--phases', 'stall', '--models', 'reuseport'], {
+function processStatus(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Starts `compare`, waits (bounded) until one of its descendants matches, sends Ctrl-C, and checks that all are gone. */
+async function interruptWhen(args: string[], matches: (pid: number) => boolean, what: string): Promise<void> {
+  const child = spawn(process.execPath, [CLI, 'compare', ...args], {
     cwd: ROOT,
     env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'ignore', 'ignore'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  // Wait (bounded) until one of its descendants is stopped (state T).
   const deadline = Date.now() + 20_000;
   let seen: number[] = [];
-  let stopped = false;
-  while (!stopped && Date.now() < deadline && child.exitCode === null) {
+  let found = false;
+  while (!found && Date.now() < deadline && child.exitCode === null) {
     seen = [...new Set([...seen, ...descendants(child.pid!)])];
-    stopped = seen.some((pid) => {
-      try {
-        return /^State:\s+T/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      } catch {
-        return false;
-      }
-    });
+    found = seen.some(matches);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  assert.ok(stopped, 'a worker was stopped');
+  assert.ok(found, what);
   child.kill('SIGINT');
   assert.equal(await exited, 130);
-  assert.deepEqual(await waitGone(seen), []);
-});
+  assert.deepEqual(await waitGone([...new Set([...seen, ...descendants(child.pid!)])]), []);
+}
+
+test('Ctrl-C during a stall resumes and removes every process', { skip }, () =>
+  interruptWhen(
+    ['--phases', 'stall', '--models', 'reuseport'],
+    (pid) => /^State:\s+T/m.test(processStatus(pid)),
+    'a worker was stopped',
+  ),
+);
+
+test('Ctrl-C with Node cluster models running removes the primaries and their workers', { skip }, () =>
+  interruptWhen(
+    ['--with-node', '--phases', 'light', '--models', 'reuseport'],
+    // A cluster worker: node-cluster.js run by a primary that is itself node-cluster.js.
+    (pid) => {
+      const parent = /^PPid:\s+(\d+)/m.exec(processStatus(pid))?.[1];
+      return commandLine(pid).includes('node-cluster.js') && commandLine(Number(parent)).includes('node-cluster.js');
+    },
+    'a Node cluster worker was running',
+  ),
+);
 
 test('slow phase (opt-in): the slow worker really sleeps, and reuseport keeps feeding it until connections time out', {
   skip,
