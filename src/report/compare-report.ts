@@ -49,6 +49,7 @@ function advice(report: CompareReport): string {
   return parts.join('\n');
 }
 
+const ratio2 = (value: number | undefined) => (value === undefined ? '-' : `${value.toFixed(2)}×`);
 const seconds = (value: number) => `${(value / 1000).toFixed(1)} s`;
 
 /** Where the time went, against the budget. */
@@ -71,8 +72,8 @@ function nodeSection(report: CompareReport, style: Style): string[] {
       f.model,
       String(Math.round(f.connectionsPerSecond)),
       f.serverCpuUsPerConnection.toFixed(1),
-      times(f.ratioToReuseport?.connectionsPerSecond),
-      times(f.ratioToReuseport?.serverCpuPerConnection),
+      ratio2(f.ratioToReuseport?.connectionsPerSecond),
+      ratio2(f.ratioToReuseport?.serverCpuPerConnection),
       pct(f.topTwoShare),
       String(f.evidence.listeners),
     ]);
