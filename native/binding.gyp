@@ -16,7 +16,7 @@
     {
       "target_name": "reuseport-compare",
       "type": "executable",
-      "sources": ["compare_main.c", "compare_server.c", "compare_client.c"],
+      "sources": ["compare_main.c", "compare_server.c", "compare_client.c", "compare_node.c"],
       "defines": ["_GNU_SOURCE"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "cflags_c": ["-std=gnu11"]

@@ -12,7 +12,8 @@
  *
  *   compare.h         shared declarations
  *   compare_main.c    arguments, phases, rounds, JSON output, cleanup
- *   compare_server.c  the six models, the one handler, workers and dispatchers
+ *   compare_server.c  the six C models, the one handler, workers and dispatchers
+ *   compare_node.c    the Node cluster models (--with-node): a Node primary started by exec
  *   compare_client.c  the epoll load client (closed loop or fixed rate)
  */
 #ifndef REUSEPORT_COMPARE_H
@@ -38,12 +39,22 @@ typedef enum {
   MODEL_SHARED_EPOLL,
   MODEL_DISPATCHER,
   MODEL_DISPATCHER_LEAST_LOADED,
+  /* Node's cluster module, run by the Node that runs `reuseport` (--node): same reply, JS handler. */
+  MODEL_NODE_CLUSTER_RR,
+  MODEL_NODE_SCHED_NONE,
+  MODEL_NODE_REUSEPORT,
   MODEL_COUNT
 } model_kind;
 
+#define C_MODEL_COUNT MODEL_NODE_CLUSTER_RR
+static inline int is_node_model(model_kind m) { return m >= MODEL_NODE_CLUSTER_RR; }
+
 extern const char *const model_names[MODEL_COUNT];
 
-typedef enum { HANDLER_LIGHT, HANDLER_HEAVY } handler_kind;
+/* HANDLER_SLOW: light, but worker 0 sleeps SLOW_SLEEP_MS on every SLOW_EVERY-th request. */
+typedef enum { HANDLER_LIGHT, HANDLER_HEAVY, HANDLER_SLOW } handler_kind;
+#define SLOW_EVERY 10
+#define SLOW_SLEEP_MS 200
 
 /* One per worker (and one for the dispatcher), in memory shared across fork(). */
 typedef struct {
@@ -64,10 +75,16 @@ typedef struct {
   uint64_t burn_iterations; /* heavy handler: loop iterations of about burn_us of CPU */
   int port;
   pid_t worker_pids[COMPARE_MAX_WORKERS];
-  pid_t dispatcher_pid; /* 0 when the model has none */
+  pid_t dispatcher_pid; /* 0 when the model has none; a Node model's cluster primary */
   worker_counters *counters; /* workers 0..n-1, then the dispatcher */
   int listeners; /* LISTEN sockets on the port, counted in /proc/net/tcp after start */
 } server;
+
+/* compare_node.c: where the Node executable and the cluster script are (set from --node/--node-script). */
+extern const char *node_executable;
+extern const char *node_script;
+int node_server_start(server *s, const char **what);
+void node_server_stop(server *s);
 
 /* compare_server.c */
 uint64_t calibrate_burn(unsigned burn_us);
@@ -78,7 +95,10 @@ void server_stop(server *s);
 int count_listeners(int port);
 
 /* Every child registers here at fork, so a signal or exit can kill them all. */
+pid_t fork_tracked(int group);
 void track_child(pid_t pid);
+/* A child that leads its own process group (a Node primary and its cluster workers): signalled as a group. */
+void track_group(pid_t pid);
 void untrack_child(pid_t pid);
 void kill_tracked_children(void);
 

@@ -4,7 +4,12 @@
  * measured run. It analyses nothing: src/compare/ does that.
  *
  * Usage: reuseport-compare [--netns] [--workers N] [--models a,b] [--phases a,b] [--scale F]
- *                          [--heavy-rounds N] [--heavy-concurrency N] [--burn-us N]
+ *                          [--light-rounds N] [--heavy-rounds N] [--heavy-concurrency N] [--burn-us N]
+ *                          [--node PATH --node-script PATH]
+ *
+ * Servers are started once per handler and kept across the rounds of a phase
+ * (order and light share them; a Node cluster costs far more to start than a
+ * round lasts), so rounds alternate between running models.
  * Exit: 0 done, 1 a model could not start, 2 bad arguments, 130 interrupted.
  */
 #include "compare.h"
@@ -17,18 +22,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 /* Version of the JSON lines below; src/compare/protocol.ts checks it. */
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 
 volatile sig_atomic_t compare_interrupted = 0;
 
-enum { PHASE_ORDER, PHASE_LIGHT, PHASE_HEAVY, PHASE_STALL, PHASE_COUNT };
-static const char *const phase_names[PHASE_COUNT] = {"order", "light", "heavy", "stall"};
+enum { PHASE_ORDER, PHASE_LIGHT, PHASE_HEAVY, PHASE_STALL, PHASE_SLOW, PHASE_COUNT };
+static const char *const phase_names[PHASE_COUNT] = {"order", "light", "heavy", "stall", "slow"};
 
 typedef struct {
   int workers;
@@ -36,6 +42,7 @@ typedef struct {
   int model_count;
   int phases[PHASE_COUNT];
   double scale;
+  int light_rounds;
   int heavy_rounds;
   int heavy_concurrency;
   unsigned burn_us;
@@ -68,10 +75,10 @@ static int parse_list(const char *text, const char *const *names, int count, int
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-  *o = (options){.workers = 4, .scale = 1.0, .heavy_rounds = 3, .heavy_concurrency = 0, .burn_us = 1000};
-  for (int i = 0; i < MODEL_COUNT; i++) o->models[i] = i;
-  o->model_count = MODEL_COUNT;
-  for (int i = 0; i < PHASE_COUNT; i++) o->phases[i] = 1;
+  *o = (options){.workers = 4, .scale = 1.0, .light_rounds = 3, .heavy_rounds = 3, .burn_us = 1000};
+  for (int i = 0; i < C_MODEL_COUNT; i++) o->models[i] = i;
+  o->model_count = C_MODEL_COUNT;
+  for (int i = 0; i < PHASE_COUNT; i++) o->phases[i] = i != PHASE_SLOW;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -94,6 +101,13 @@ static int parse_args(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--scale") == 0) {
       o->scale = atof(v);
       if (!(o->scale >= 0.01 && o->scale <= 10)) return -1;
+    } else if (strcmp(a, "--light-rounds") == 0) {
+      o->light_rounds = atoi(v);
+      if (o->light_rounds < 1 || o->light_rounds > 50) return -1;
+    } else if (strcmp(a, "--node") == 0) {
+      node_executable = v;
+    } else if (strcmp(a, "--node-script") == 0) {
+      node_script = v;
     } else if (strcmp(a, "--heavy-rounds") == 0) {
       o->heavy_rounds = atoi(v);
       if (o->heavy_rounds < 1 || o->heavy_rounds > 50) return -1;
@@ -106,6 +120,9 @@ static int parse_args(int argc, char **argv, options *o) {
     } else {
       return -1;
     }
+  }
+  for (int m = 0; m < o->model_count; m++) {
+    if (is_node_model(o->models[m]) && (node_executable == NULL || node_script == NULL)) return -1;
   }
   return 0;
 }
@@ -312,32 +329,100 @@ static void print_failure(const char *phase, model_kind model, const char *what,
 
 static uint64_t ms(const options *o, double value) { return (uint64_t)(value * o->scale * 1e6); }
 
-/* Starts the model, runs one load against it, prints the run, stops the model. Returns 0 or 1 (failure). */
-static int run_model(const options *o, const char *phase, int round, model_kind model, handler_kind handler,
-                     uint64_t burn_iterations, load_spec spec) {
-  server s = {.model = model, .workers = o->workers, .handler = handler, .burn_iterations = burn_iterations};
-  const char *what = "";
-  int err = server_start(&s, &what);
-  if (err != 0) {
-    server_stop(&s);
-    if (!compare_interrupted) print_failure(phase, model, what, err);
-    return 1;
+/*
+ * Running servers, one per model, kept across the rounds of a phase. A server
+ * started for another handler is restarted.
+ */
+typedef struct {
+  server s;
+  int running;
+  int failed; /* could not start in this phase: not retried, reported once */
+} pooled_server;
+
+static pooled_server pool[MODEL_COUNT];
+
+static void release(model_kind model) {
+  if (pool[model].running) server_stop(&pool[model].s);
+  pool[model].running = 0;
+}
+
+/* Stops every pooled server; keep_node leaves the Node clusters running for the next phase. */
+static void release_all(int keep_node) {
+  for (int m = 0; m < MODEL_COUNT; m++) {
+    if (!(keep_node && is_node_model(m))) release(m);
+    pool[m].failed = 0;
   }
-  window_figures w = {.server = &s};
-  spec.port = s.port;
+}
+
+static server *acquire(const options *o, const char *phase, model_kind model, handler_kind handler,
+                       uint64_t burn_iterations, int *failures) {
+  pooled_server *p = &pool[model];
+  if (p->running && p->s.handler != handler && !is_node_model(model)) release(model);
+  if (p->running || p->failed) return p->running ? &p->s : NULL;
+  p->s = (server){.model = model, .workers = o->workers, .handler = handler, .burn_iterations = burn_iterations};
+  const char *what = "";
+  int err = server_start(&p->s, &what);
+  if (err != 0) {
+    server_stop(&p->s);
+    p->failed = 1;
+    if (!compare_interrupted) print_failure(phase, model, what, err);
+    (*failures)++;
+    return NULL;
+  }
+  p->running = 1;
+  return &p->s;
+}
+
+/* Runs one load against a running server and prints the run. Returns 0 or 1 (failure). */
+static int measure(const char *phase, int round, server *s, load_spec spec) {
+  window_figures w = {.server = s};
+  spec.port = s->port;
   spec.mark = mark_window;
   spec.mark_context = &w;
-  if (strcmp(phase, "stall") == 0) spec.stall_pid = s.worker_pids[0];
   load_result r;
-  err = run_load(&spec, &r);
-  if (err == 0 && !r.interrupted) print_run(phase, round, &s, &w, &spec, &r);
-  server_stop(&s);
+  int err = run_load(&spec, &r);
+  if (err == 0 && !r.interrupted) print_run(phase, round, s, &w, &spec, &r);
   free_load(&r);
   if (err != 0) {
-    print_failure(phase, model, "load", err);
+    print_failure(phase, s->model, "load", err);
     return 1;
   }
   return 0;
+}
+
+/* Node clusters answer only light requests (a JS loop would measure V8, not the accept model). */
+static int phase_takes(int phase, model_kind model) {
+  return !is_node_model(model) || phase == PHASE_ORDER || phase == PHASE_LIGHT;
+}
+
+/*
+ * Every model in turn, `rounds` times over (alternating rounds); fresh servers
+ * per run when `fresh` (a stall or a slow worker leaves a backlog behind).
+ */
+static int run_phase(const options *o, int phase, int rounds, handler_kind handler, uint64_t burn_iterations,
+                     load_spec spec, int fresh) {
+  int failures = 0, runs = 0;
+  uint64_t started = now_ns();
+  for (int round = 0; round < rounds && !compare_interrupted; round++) {
+    for (int m = 0; m < o->model_count && !compare_interrupted; m++) {
+      model_kind model = o->models[m];
+      if (!phase_takes(phase, model)) continue;
+      server *s = acquire(o, phase_names[phase], model, handler, burn_iterations, &failures);
+      if (s == NULL) continue;
+      load_spec run_spec = spec;
+      if (phase == PHASE_STALL) run_spec.stall_pid = s->worker_pids[0];
+      failures += measure(phase_names[phase], round, s, run_spec);
+      runs++;
+      if (fresh) release(model);
+    }
+  }
+  printf("{\"type\":\"phase\",\"phase\":\"%s\",\"runs\":%d,\"windowNs\":%llu,\"elapsedNs\":%llu}\n",
+         phase_names[phase], runs,
+         /* A count-bound phase (order) has no fixed window. */
+         (unsigned long long)(spec.max_connections ? 0 : runs * (spec.warmup_ns + spec.measure_ns)),
+         (unsigned long long)(now_ns() - started));
+  fflush(stdout);
+  return failures;
 }
 
 static int cpu_count(void) {
@@ -360,6 +445,8 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  /* Node cluster workers outlive their primary for a moment: they become ours to reap. */
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   if (o.netns) {
     int err = bring_loopback_up();
     if (err != 0) {
@@ -385,11 +472,14 @@ int main(int argc, char **argv) {
   int fair = o.workers < cores ? o.workers : cores;
   int heavy_concurrency = o.heavy_concurrency ? o.heavy_concurrency : (fair < 2 ? 2 : fair);
   printf("{\"type\":\"start\",\"protocol\":%d,\"cores\":%d,\"workers\":%d,\"kernel\":\"%s\",\"netns\":\"%s\","
-         "\"pid\":%d,\"burnUs\":%u,\"burnIterations\":%llu,\"scale\":%g,\"heavyRounds\":%d,\"heavyConcurrency\":%d}\n",
+         "\"pid\":%d,\"burnUs\":%u,\"burnIterations\":%llu,\"scale\":%g,\"lightRounds\":%d,\"heavyRounds\":%d,"
+         "\"heavyConcurrency\":%d,\"slowEvery\":%d,\"slowSleepMs\":%d}\n",
          PROTOCOL_VERSION, cores, o.workers, uts.release, netns, (int)getpid(), o.burn_us,
-         (unsigned long long)burn_iterations, o.scale, o.heavy_rounds, heavy_concurrency);
+         (unsigned long long)burn_iterations, o.scale, o.light_rounds, o.heavy_rounds, heavy_concurrency, SLOW_EVERY,
+         SLOW_SLEEP_MS);
   fflush(stdout);
 
+  /* Phase lengths: docs/compare.md lists them with the time budget they fit (src/compare/budget.ts). */
   int failures = 0;
   if (o.phases[PHASE_ORDER]) {
     int count = (int)(200 * o.scale);
@@ -397,39 +487,45 @@ int main(int argc, char **argv) {
                       .max_connections = (uint64_t)(count < 40 ? 40 : count),
                       .measure_ns = 3000000000ull,
                       .timeout_ns = 1000000000ull};
-    for (int m = 0; m < o.model_count && !compare_interrupted; m++) {
-      failures += run_model(&o, "order", 0, o.models[m], HANDLER_LIGHT, 0, spec);
-    }
+    failures += run_phase(&o, PHASE_ORDER, 1, HANDLER_LIGHT, 0, spec, 0);
   }
-  if (o.phases[PHASE_LIGHT]) {
-    load_spec spec = {.concurrency = 8, .warmup_ns = ms(&o, 50), .measure_ns = ms(&o, 300), .timeout_ns = 1000000000ull};
-    for (int m = 0; m < o.model_count && !compare_interrupted; m++) {
-      failures += run_model(&o, "light", 0, o.models[m], HANDLER_LIGHT, 0, spec);
-    }
+  if (o.phases[PHASE_LIGHT] && !compare_interrupted) {
+    load_spec spec = {.concurrency = 8, .warmup_ns = ms(&o, 20), .measure_ns = ms(&o, 100), .timeout_ns = 1000000000ull};
+    failures += run_phase(&o, PHASE_LIGHT, o.light_rounds, HANDLER_LIGHT, 0, spec, 0);
   }
-  if (o.phases[PHASE_HEAVY]) {
+  release_all(0);
+  if (o.phases[PHASE_HEAVY] && !compare_interrupted) {
     load_spec spec = {.concurrency = heavy_concurrency,
-                      .warmup_ns = ms(&o, 60),
-                      .measure_ns = ms(&o, 250),
+                      .warmup_ns = ms(&o, 50),
+                      .measure_ns = ms(&o, 200),
                       .timeout_ns = 5000000000ull};
-    for (int round = 0; round < o.heavy_rounds && !compare_interrupted; round++) {
-      for (int m = 0; m < o.model_count && !compare_interrupted; m++) {
-        failures += run_model(&o, "heavy", round, o.models[m], HANDLER_HEAVY, burn_iterations, spec);
-      }
-    }
+    failures += run_phase(&o, PHASE_HEAVY, o.heavy_rounds, HANDLER_HEAVY, burn_iterations, spec, 0);
+    release_all(0);
   }
-  if (o.phases[PHASE_STALL]) {
+  if (o.phases[PHASE_STALL] && !compare_interrupted) {
     load_spec spec = {.concurrency = 2048,
                       .rate = 2000,
-                      .warmup_ns = ms(&o, 50),
-                      .measure_ns = ms(&o, 500),
+                      .warmup_ns = ms(&o, 30),
+                      .measure_ns = ms(&o, 350),
                       .timeout_ns = 2000000000ull,
-                      .stall_at_ns = ms(&o, 50),
-                      .stall_ns = ms(&o, 400)};
-    for (int m = 0; m < o.model_count && !compare_interrupted; m++) {
-      failures += run_model(&o, "stall", 0, o.models[m], HANDLER_LIGHT, 0, spec);
-    }
+                      .stall_at_ns = ms(&o, 25),
+                      .stall_ns = ms(&o, 300)};
+    failures += run_phase(&o, PHASE_STALL, 1, HANDLER_LIGHT, 0, spec, 1);
   }
+  if (o.phases[PHASE_SLOW] && !compare_interrupted) {
+    /*
+     * Worker 0 can serve about SLOW_EVERY requests per SLOW_SLEEP_MS: far less
+     * than its 1/N of 1000/s. A model that keeps feeding it times those
+     * connections out; a load-aware one sends them elsewhere.
+     */
+    load_spec spec = {.concurrency = 2048,
+                      .rate = 1000,
+                      .warmup_ns = ms(&o, 30),
+                      .measure_ns = ms(&o, 250),
+                      .timeout_ns = 300000000ull};
+    failures += run_phase(&o, PHASE_SLOW, 1, HANDLER_SLOW, 0, spec, 1);
+  }
+  release_all(0);
   kill_tracked_children();
   printf("{\"type\":\"end\",\"failures\":%d}\n", failures);
   fflush(stdout);

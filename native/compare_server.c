@@ -23,21 +23,27 @@
 #include <unistd.h>
 
 const char *const model_names[MODEL_COUNT] = {
-    "reuseport", "shared-fifo", "shared-lifo", "shared-epoll", "dispatcher", "dispatcher-least-loaded",
+    "reuseport",  "shared-fifo",     "shared-lifo",     "shared-epoll",  "dispatcher", "dispatcher-least-loaded",
+    "node-cluster-rr", "node-sched-none", "node-reuseport",
 };
 
 /* Enough for every process of one model (workers + dispatcher) with room to spare. */
 #define TRACKED_MAX (COMPARE_MAX_WORKERS * 2 + 8)
 static volatile pid_t tracked[TRACKED_MAX];
+static volatile sig_atomic_t tracked_is_group[TRACKED_MAX];
 
-void track_child(pid_t pid) {
+static void track(pid_t pid, int group) {
   for (int i = 0; i < TRACKED_MAX; i++) {
     if (tracked[i] == 0) {
+      tracked_is_group[i] = group;
       tracked[i] = pid;
       return;
     }
   }
 }
+
+void track_child(pid_t pid) { track(pid, 0); }
+void track_group(pid_t pid) { track(pid, 1); }
 
 void untrack_child(pid_t pid) {
   for (int i = 0; i < TRACKED_MAX; i++) {
@@ -50,8 +56,9 @@ void kill_tracked_children(void) {
   for (int i = 0; i < TRACKED_MAX; i++) {
     pid_t pid = tracked[i];
     if (pid > 0) {
-      kill(pid, SIGCONT);
-      kill(pid, SIGKILL);
+      pid_t target = tracked_is_group[i] ? -pid : pid;
+      kill(target, SIGCONT);
+      kill(target, SIGKILL);
     }
   }
   for (int i = 0; i < TRACKED_MAX; i++) {
@@ -103,6 +110,13 @@ uint64_t calibrate_burn(unsigned burn_us) {
  */
 static void handle_connection(const server *s, int worker, int fd) {
   if (s->handler == HANDLER_HEAVY) burn(s->burn_iterations);
+  /* Each worker is its own process, so this counts the requests of this worker only. */
+  static unsigned long handled;
+  if (s->handler == HANDLER_SLOW && worker == 0 && ++handled % SLOW_EVERY == 0) {
+    struct timespec pause = {SLOW_SLEEP_MS / 1000, (SLOW_SLEEP_MS % 1000) * 1000000L};
+    while (nanosleep(&pause, &pause) < 0 && errno == EINTR) {
+    }
+  }
   unsigned char reply[2] = {(unsigned char)worker, '\n'};
   if (send(fd, reply, sizeof reply, MSG_NOSIGNAL) < 0) atomic_fetch_add(&s->counters[worker].errors, 1);
   close(fd);
@@ -337,9 +351,10 @@ static void become_child(pid_t parent) {
 
 /*
  * fork() with the orchestrator's termination signals blocked until the pid is
- * tracked, so an interrupt can never miss a child.
+ * tracked, so an interrupt can never miss a child. A group child leads a new
+ * process group (set on both sides of the fork, so neither can race).
  */
-static pid_t fork_tracked(void) {
+pid_t fork_tracked(int group) {
   sigset_t block, old;
   sigemptyset(&block);
   sigaddset(&block, SIGINT);
@@ -349,10 +364,14 @@ static pid_t fork_tracked(void) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    if (group) setpgid(0, 0);
     become_child(parent);
     return 0;
   }
-  if (pid > 0) track_child(pid);
+  if (pid > 0) {
+    if (group) setpgid(pid, pid);
+    track(pid, group);
+  }
   sigprocmask(SIG_SETMASK, &old, NULL);
   return pid;
 }
@@ -365,6 +384,7 @@ static void close_all(int *fds, int n) {
 }
 
 int server_start(server *s, const char **what) {
+  if (is_node_model(s->model)) return node_server_start(s, what);
   int n = s->workers;
   int listeners[COMPARE_MAX_WORKERS];
   int channels[COMPARE_MAX_WORKERS][2];
@@ -419,7 +439,7 @@ int server_start(server *s, const char **what) {
 
   int err = 0;
   for (int i = 0; i < n && err == 0; i++) {
-    pid_t pid = fork_tracked();
+    pid_t pid = fork_tracked(0);
     if (pid < 0) {
       err = errno;
       *what = "fork";
@@ -448,7 +468,7 @@ int server_start(server *s, const char **what) {
     s->worker_pids[i] = pid;
   }
   if (err == 0 && dispatched) {
-    pid_t pid = fork_tracked();
+    pid_t pid = fork_tracked(0);
     if (pid < 0) {
       err = errno;
       *what = "fork";
@@ -498,6 +518,10 @@ static void stop_pid(pid_t pid) {
 }
 
 void server_stop(server *s) {
+  if (is_node_model(s->model)) {
+    node_server_stop(s);
+    return;
+  }
   for (int i = 0; i < s->workers; i++) {
     stop_pid(s->worker_pids[i]);
     s->worker_pids[i] = 0;

@@ -3,10 +3,19 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { classifyOrder } from '../src/compare/analyze.js';
+import { classifyOrder, type HeavyFigures, median } from '../src/compare/analyze.js';
+import { accountBudget, projectHeavy } from '../src/compare/budget.js';
 import type { CompareReport } from '../src/compare/compare.js';
-import { MODELS, PHASES } from '../src/compare/protocol.js';
+import { DEFAULT_PHASES, MODELS, NODE_MODELS } from '../src/compare/protocol.js';
 import { COMPARE_EXECUTABLE_RELATIVE_PATH, COMPARE_SCALE_ENV } from '../src/compare/run.js';
+import {
+  grade,
+  heavyBaselineTooNoisy,
+  heavyNeedsRerun,
+  THRESHOLDS,
+  type VerdictStatus,
+} from '../src/compare/verdicts.js';
+import { probeBuiltin } from '../src/net/binder.js';
 import { CLI, descendants, netNamespaces, ROOT, runCli, waitGone } from './helpers.js';
 
 const built = existsSync(join(ROOT, COMPARE_EXECUTABLE_RELATIVE_PATH));
@@ -26,9 +35,11 @@ before(async () => {
 
 test('compare --json parses and carries every figure of every model and phase', { skip }, () => {
   assert.equal(exitCode, 0);
-  assert.equal(report.version, 1);
+  assert.equal(report.version, 2);
   assert.deepEqual(report.models, [...MODELS]);
-  assert.deepEqual(report.phases, [...PHASES]);
+  assert.deepEqual(report.phases, [...DEFAULT_PHASES]);
+  assert.deepEqual(report.figures.slow, [], 'slow is opt-in');
+  assert.equal(report.nodeModels, null);
   assert.ok(report.cores >= 1);
   for (const phase of ['order', 'light', 'stall'] as const) {
     assert.deepEqual(
@@ -41,16 +52,21 @@ test('compare --json parses and carries every figure of every model and phase', 
     report.figures.heavy.map((f) => f.model),
     [...MODELS],
   );
+  const rerun = report.heavyRerun !== null;
   for (const heavy of report.figures.heavy) {
-    assert.equal(heavy.rounds.length, report.setup.heavyRounds, heavy.model);
+    // A rerun adds its rounds to reuseport's and shared-fifo's.
+    const pooled = rerun && (heavy.model === 'reuseport' || heavy.model === 'shared-fifo');
+    assert.equal(heavy.rounds.length, report.setup.heavyRounds * (pooled ? 2 : 1), heavy.model);
     assert.ok(heavy.ratioToSharedFifo !== null && heavy.ratioToSharedFifo.stdev > 0, heavy.model);
   }
-  // One raw run per model in order, light and stall, and one per model per heavy round.
-  assert.equal(report.raw.length, MODELS.length * (3 + report.setup.heavyRounds));
+  // One raw run per model in order and stall, one per model per light and heavy round, and the rerun's.
+  const { lightRounds, heavyRounds } = report.setup;
+  assert.equal(report.raw.length, MODELS.length * (2 + lightRounds + heavyRounds) + (rerun ? 2 * heavyRounds : 0));
   for (const light of report.figures.light) {
     assert.ok(light.connectionsPerSecond > 0 && light.serverCpuUsPerConnection > 0, light.model);
     assert.equal(light.perWorker.reduce((a, b) => a + b, 0) > 0, true);
   }
+  assert.equal(report.figures.light.find((f) => f.model === 'reuseport')?.ratioToReuseport?.connectionsPerSecond, 1);
   const ids = report.verdicts.map((v) => v.id);
   for (const id of [
     'order.lifo',
@@ -66,6 +82,40 @@ test('compare --json parses and carries every figure of every model and phase', 
     assert.ok(['reproduced', 'not reproduced here', 'unclear'].includes(verdict.status), verdict.id);
     assert.match(verdict.measured, /\d/, verdict.id);
   }
+});
+
+test('the light phase alternates rounds and reports medians over them', { skip }, () => {
+  for (const light of report.figures.light) {
+    assert.deepEqual(
+      light.rounds.map((r) => r.round),
+      Array.from({ length: report.setup.lightRounds }, (_, i) => i),
+      light.model,
+    );
+    assert.equal(light.connectionsPerSecond, median(light.rounds.map((r) => r.connectionsPerSecond)), light.model);
+    assert.equal(light.topTwoShare, median(light.rounds.map((r) => r.topTwoShare)), light.model);
+  }
+  // Alternating: every model's round 0 comes before any model's round 1.
+  const light = report.raw.filter((r) => r.phase === 'light').map((r) => r.round);
+  assert.deepEqual(
+    light,
+    [...light].sort((a, b) => a - b),
+  );
+});
+
+test('--json carries the time budget: each phase with its runs, windows and time used', { skip }, () => {
+  const { budget } = report;
+  assert.equal(budget.limitMs, 15_000);
+  assert.deepEqual(Object.keys(budget.phases), [...DEFAULT_PHASES]);
+  const { lightRounds, heavyRounds } = report.setup;
+  const runs = { order: 1, light: lightRounds, heavy: heavyRounds, stall: 1 };
+  for (const [phase, time] of Object.entries(budget.phases)) {
+    assert.equal(time.runs, MODELS.length * runs[phase as keyof typeof runs], phase);
+    assert.ok(time.usedMs >= time.windowMs, phase);
+  }
+  assert.equal(budget.phases.order?.windowMs, 0, 'order is count-bound');
+  const inPhases = Object.values(budget.phases).reduce((sum, t) => sum + t.usedMs, 0);
+  assert.ok(inPhases + (budget.heavyRerun?.time?.usedMs ?? 0) <= budget.totalMs);
+  assert.equal(budget.totalMs, report.durationMs);
 });
 
 test('each model is that model: one listener when shared, one per worker for reuseport, fds passed by the dispatchers', {
@@ -88,6 +138,66 @@ test('the order fingerprint tells FIFO from LIFO from random', { skip }, () => {
   assert.equal(of('reuseport').classification, 'random');
 });
 
+test('a verdict near its threshold is unclear, and never flips from reproduced to not reproduced within the band', () => {
+  const band = THRESHOLDS.nodeTopTwo;
+  assert.equal(grade(0.89, band), 'reproduced');
+  assert.equal(grade(0.68, band), 'unclear');
+  assert.equal(grade(0.55, band), 'not reproduced here');
+  const width = Math.abs(band.reproduced - band.notReproduced);
+  const statusAt = (v: number): VerdictStatus => grade(v, band);
+  for (let v = 0; v <= 1; v += 0.001) {
+    const pair = [statusAt(v), statusAt(v + width * 0.99)];
+    assert.ok(!(pair.includes('reproduced') && pair.includes('not reproduced here')), `flip at ${v}`);
+  }
+  // Lower-is-better thresholds have their band above.
+  assert.equal(grade(0.19, THRESHOLDS.fifoSameAsPrevious), 'reproduced');
+  assert.equal(grade(0.25, THRESHOLDS.fifoSameAsPrevious), 'unclear');
+  assert.equal(grade(0.31, THRESHOLDS.fifoSameAsPrevious), 'not reproduced here');
+});
+
+function heavyOf(model: 'reuseport' | 'shared-fifo', stdevs: number[], ratio: number): HeavyFigures {
+  const latency = (stdevUs: number) => ({ count: 100, meanUs: 1000, p50Us: 900, p99Us: 3000, maxUs: 5000, stdevUs });
+  return {
+    model,
+    rounds: stdevs.map((s, round) => ({
+      round,
+      latency: latency(s),
+      connectionsPerSecond: 1000,
+      failed: 0,
+      machineBusyShare: 0.5,
+      foreignCpuShare: 0,
+    })),
+    median: latency(median(stdevs)),
+    ratioToSharedFifo: { mean: 1, p50: 1, p99: ratio, max: ratio, stdev: ratio },
+    stdevRatioByRound: stdevs.map(() => ratio),
+  };
+}
+
+test('heavy rerun: one outlying baseline round is not noise; two disagreeing rounds are, and only an open verdict is rerun', () => {
+  const reuse = heavyOf('reuseport', [5000, 5000, 5000], 1.2);
+  assert.equal(heavyBaselineTooNoisy([reuse, heavyOf('shared-fifo', [500, 520, 3000], 1)]), false);
+  const noisy = heavyOf('shared-fifo', [200, 500, 1200], 1);
+  assert.equal(heavyBaselineTooNoisy([reuse, noisy]), true);
+  assert.equal(heavyNeedsRerun([reuse, noisy]), true);
+  assert.equal(heavyNeedsRerun([heavyOf('reuseport', [5000, 5000, 5000], 8), noisy]), false, 'reproduced stands');
+});
+
+test('the budget projects a rerun from the heavy phase time per run, and accounts for the rest', () => {
+  assert.equal(projectHeavy({ runs: 18, windowMs: 4500, usedMs: 5400 }, 6), 1800);
+  assert.equal(projectHeavy(undefined, 6), Number.POSITIVE_INFINITY);
+  const budget = accountBudget({
+    limitMs: 15_000,
+    totalMs: 12_000,
+    phases: [
+      { type: 'phase', phase: 'light', runs: 18, windowNs: 2.16e9, elapsedNs: 2.5e9 },
+      { type: 'phase', phase: 'heavy', runs: 18, windowNs: 4.5e9, elapsedNs: 5.5e9 },
+    ],
+    heavyRerun: { projectedMs: 1800, skipped: null, time: { runs: 6, windowMs: 1500, usedMs: 1900 } },
+  });
+  assert.equal(budget.withinLimit, true);
+  assert.equal(budget.otherMs, 12_000 - 2500 - 5500 - 1900);
+});
+
 test('classifyOrder: one worker, rotation, random and mixed', () => {
   assert.equal(classifyOrder(0.99, 1, 4, 200), 'one worker');
   assert.equal(classifyOrder(0.01, 0.95, 4, 200), 'rotation');
@@ -106,32 +216,117 @@ test('every stopped worker was resumed, and no process or namespace is left', { 
   if (report.isolation.kind === 'netns') assert.ok(!netNamespaces().has(report.netns), 'the namespace is gone');
 });
 
-test('Ctrl-C during a stall resumes and removes every process', { skip }, async () => {
-  const child = spawn(process.execPath, [CLI, 'compare', '--phases', 'stall', '--models', 'reuseport'], {
+function processStatus(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Starts `compare`, waits (bounded) until one of its descendants matches, sends Ctrl-C, and checks that all are gone. */
+async function interruptWhen(args: string[], matches: (pid: number) => boolean, what: string): Promise<void> {
+  const child = spawn(process.execPath, [CLI, 'compare', ...args], {
     cwd: ROOT,
     env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'ignore', 'ignore'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  // Wait (bounded) until one of its descendants is stopped (state T).
   const deadline = Date.now() + 20_000;
   let seen: number[] = [];
-  let stopped = false;
-  while (!stopped && Date.now() < deadline && child.exitCode === null) {
+  let found = false;
+  while (!found && Date.now() < deadline && child.exitCode === null) {
     seen = [...new Set([...seen, ...descendants(child.pid!)])];
-    stopped = seen.some((pid) => {
-      try {
-        return /^State:\s+T/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      } catch {
-        return false;
-      }
-    });
+    found = seen.some(matches);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  assert.ok(stopped, 'a worker was stopped');
+  assert.ok(found, what);
   child.kill('SIGINT');
   assert.equal(await exited, 130);
-  assert.deepEqual(await waitGone(seen), []);
+  assert.deepEqual(await waitGone([...new Set([...seen, ...descendants(child.pid!)])]), []);
+}
+
+test('Ctrl-C during a stall resumes and removes every process', { skip }, () =>
+  interruptWhen(
+    ['--phases', 'stall', '--models', 'reuseport'],
+    (pid) => /^State:\s+T/m.test(processStatus(pid)),
+    'a worker was stopped',
+  ),
+);
+
+test('Ctrl-C with Node cluster models running removes the primaries and their workers', { skip }, () =>
+  interruptWhen(
+    ['--with-node', '--phases', 'light', '--models', 'reuseport'],
+    // A cluster worker: node-cluster.js run by a primary that is itself node-cluster.js.
+    (pid) => {
+      const parent = /^PPid:\s+(\d+)/m.exec(processStatus(pid))?.[1];
+      return commandLine(pid).includes('node-cluster.js') && commandLine(Number(parent)).includes('node-cluster.js');
+    },
+    'a Node cluster worker was running',
+  ),
+);
+
+test('slow phase (opt-in): the slow worker really sleeps, and reuseport keeps feeding it until connections time out', {
+  skip,
+}, async () => {
+  // Full length: a tenth would send the slow worker fewer than SLOW_EVERY requests.
+  const result = await runCli(['compare', '--phases', 'slow', '--models', 'reuseport,shared-fifo', '--json'], {
+    env: { [COMPARE_SCALE_ENV]: '1' },
+    timeoutMs: 60_000,
+  });
+  assert.equal(result.code, 0, result.stderr);
+  const slow = (JSON.parse(result.stdout) as CompareReport).figures.slow;
+  assert.deepEqual(
+    slow.map((f) => f.model),
+    ['reuseport', 'shared-fifo'],
+  );
+  const of = (model: string) => slow.find((f) => f.model === model)!;
+  // Every 10th request of worker 0 sleeps 200 ms: its share of a FIFO rotation includes such requests.
+  assert.ok(of('shared-fifo').delayed >= 1, 'shared-fifo saw the slow worker sleep');
+  // Worker 0 can serve at most 10 requests per 200 ms, far below its quarter of 1000/s.
+  assert.ok(of('reuseport').timedOut > 0, 'reuseport timed connections out');
+});
+
+test('--with-node runs Node cluster round-robin and SCHED_NONE (and reusePort where Node has it) against C reuseport', {
+  skip,
+}, async () => {
+  const result = await runCli(
+    ['compare', '--with-node', '--phases', 'order,light', '--models', 'reuseport', '--json'],
+    { env: SHORT, timeoutMs: 60_000 },
+  );
+  assert.equal(result.code, 0, result.stderr);
+  const node = JSON.parse(result.stdout) as CompareReport;
+  const builtin = await probeBuiltin();
+  const expected = NODE_MODELS.filter((m) => m !== 'node-reuseport' || builtin.ok);
+  assert.deepEqual(node.nodeModels?.ran, expected);
+  if (!builtin.ok) {
+    assert.equal(node.nodeModels?.notAvailable[0]?.model, 'node-reuseport');
+    assert.match(node.nodeModels?.notAvailable[0]?.reason ?? '', /not available on this Node/);
+  }
+  assert.equal(node.budget.limitMs, 20_000);
+  for (const model of expected) {
+    const light = node.figures.light.find((f) => f.model === model);
+    assert.ok(light, model);
+    assert.ok(light.connectionsPerSecond > 0 && light.serverCpuUsPerConnection > 0, model);
+    assert.ok(light.ratioToReuseport !== null && light.ratioToReuseport.serverCpuPerConnection > 0, model);
+    assert.equal(light.evidence.listeners, model === 'node-reuseport' ? node.workers : 1, `${model} listeners`);
+    // The primary is counted with the workers.
+    assert.equal(light.evidence.processes, node.workers + 1, model);
+    assert.ok(
+      node.figures.order.some((f) => f.model === model && f.connections > 0),
+      model,
+    );
+  }
+  assert.match(node.verdicts.find((v) => v.id === 'light.node-sched-none')?.measured ?? '', /Node cluster SCHED_NONE/);
+  assert.deepEqual(await waitGone(node.pids), []);
 });
 
 async function assertUsage(args: string[], pattern: RegExp, env?: NodeJS.ProcessEnv): Promise<void> {
@@ -150,7 +345,10 @@ test('compare: an unknown model is a one-line usage error', () =>
   ));
 
 test('compare: an unknown phase is a one-line usage error', () =>
-  assertUsage(['compare', '--phases', 'warp'], /--phases takes a comma-separated list of order, light, heavy, stall/));
+  assertUsage(
+    ['compare', '--phases', 'warp'],
+    /--phases takes a comma-separated list of order, light, heavy, stall, slow/,
+  ));
 
 test('compare: --workers 0 is a one-line usage error', () =>
   assertUsage(['compare', '--workers', '0'], /--workers must be a whole number from 1 to 64/));

@@ -14,7 +14,9 @@ export async function compareCommand(options: Omit<CompareOptions, 'scale'> & { 
       {
         signal: interrupt.signal,
         onRun: (run) =>
-          progress.update(`${run.phase}: ${run.model}${run.phase === 'heavy' ? ` (round ${run.round + 1})` : ''}`),
+          progress.update(
+            `${run.phase}: ${run.model}${run.phase === 'heavy' || run.phase === 'light' ? ` (round ${run.round + 1})` : ''}`,
+          ),
       },
     );
     progress.stop();

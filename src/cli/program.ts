@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Argument, Command, Option } from 'commander';
-import { MODELS, PHASES, parseNameList } from '../compare/protocol.js';
+import { DEFAULT_PHASES, MODELS, PHASES, parseNameList } from '../compare/protocol.js';
 import { UsageError } from '../errors.js';
 import { parseCount, parseHost, parsePort, parseProtocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
@@ -375,8 +375,14 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
     .option('--models <list>', `comma-separated models (default: all): ${MODELS.join(', ')}`, (v) =>
       parseNameList(v, '--models', MODELS),
     )
-    .option('--phases <list>', `comma-separated phases (default: all): ${PHASES.join(', ')}`, (v) =>
-      parseNameList(v, '--phases', PHASES),
+    .option(
+      '--phases <list>',
+      `comma-separated phases: ${PHASES.join(', ')} (default: ${DEFAULT_PHASES.join(',')}; slow is opt-in)`,
+      (v) => parseNameList(v, '--phases', PHASES),
+    )
+    .option(
+      '--with-node',
+      "also run Node's cluster models: round-robin, SCHED_NONE, and reusePort where this Node has it",
     )
     .addOption(
       new Option('--isolation <kind>', "netns: a fresh network namespace; host: the host's 127.0.0.1")
@@ -388,7 +394,8 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
       'after',
       `
 Each model runs as real worker processes with the same C handler; every load is bounded and stays on
-127.0.0.1 in a fresh network namespace when one can be made. Takes about 15 s with the defaults.
+127.0.0.1 in a fresh network namespace when one can be made. The default run is budgeted to 15 s on
+2 cores (20 s with --with-node); --json shows where the time went.
 Exit codes: 0 the run completed (verdicts are findings, not failures), 1 a model could not run,
 2 bad usage, 130 interrupted.`,
     )
@@ -397,8 +404,9 @@ Exit codes: 0 the run completed (verdicts are findings, not failures), 1 a model
       context.exitCode = await compareCommand({
         workers: options.workers,
         models: options.models ?? [...MODELS],
-        phases: options.phases ?? [...PHASES],
+        phases: options.phases ?? [...DEFAULT_PHASES],
         isolation: options.isolation as 'auto' | 'netns' | 'host',
+        withNode: options.withNode === true,
         json: options.json === true,
       });
     });

@@ -3,7 +3,7 @@
  * only: no printing, no judging (verdicts.ts judges).
  */
 import { chiSquareUniform } from '../stats/chi-square.js';
-import { CONN_OK, CONN_TIMEOUT, type ModelName, type RunLine } from './protocol.js';
+import { CONN_OK, CONN_TIMEOUT, isNodeModel, type ModelName, type RunLine } from './protocol.js';
 
 /** A connection slower than this counts as delayed in the stall phase. */
 export const DELAYED_US = 100_000;
@@ -49,17 +49,44 @@ export interface LatencySummary {
   stdevUs: number;
 }
 
-export interface LightFigures {
-  model: ModelName;
+/** One light round of one model. */
+export interface LightRound {
+  round: number;
   connectionsPerSecond: number;
   clientCpuShare: number;
   /** Share of all the machine's CPUs that was busy (every process, ours included). */
   machineBusyShare: number;
-  /** Set when the client or the machine, not the server, limited the rate. */
+  serverCpuUsPerConnection: number;
+  contextSwitchesPerConnection: number;
+  emptyWakeupsPerConnection: number;
+  perWorker: number[];
+  maxOverMin: number;
+  topTwoShare: number;
+  /** Distinct source ports, each counted for the worker of its first connection. */
+  perWorkerDistinctPorts: number[];
+  latency: LatencySummary;
+  failed: number;
+}
+
+/** This model's figure over reuseport's in the same round, median over rounds. */
+export interface RatiosToReuseport {
+  connectionsPerSecond: number;
+  serverCpuPerConnection: number;
+}
+
+/** A model's light figures: medians over its alternating rounds (counts are sums). */
+export interface LightFigures {
+  model: ModelName;
+  rounds: LightRound[];
+  connectionsPerSecond: number;
+  clientCpuShare: number;
+  machineBusyShare: number;
+  /** Set when the client or the machine, not the server, limited the rate (judged on the medians). */
   bound: 'client' | 'machine' | null;
   serverCpuUsPerConnection: number;
   contextSwitchesPerConnection: number;
   emptyWakeupsPerConnection: number;
+  /** Connections served per worker, summed over rounds: the workers' own counters (C), or the replies (Node). */
   perWorker: number[];
   maxOverMin: number;
   topTwoShare: number;
@@ -68,6 +95,7 @@ export interface LightFigures {
   chiSquare: { statistic: number; degreesOfFreedom: number; pValue: number };
   latency: LatencySummary;
   failed: number;
+  ratioToReuseport: RatiosToReuseport | null;
   evidence: Evidence;
 }
 
@@ -119,11 +147,26 @@ export interface StallFigures {
   maxLatencyUs: number;
 }
 
+export interface SlowFigures {
+  model: ModelName;
+  connections: number;
+  timedOut: number;
+  timedOutShare: number;
+  /** Served, but over DELAYED_US. */
+  delayed: number;
+  failed: number;
+  /** Served by the slow worker (worker 0). */
+  servedBySlow: number;
+  p99Us: number;
+  maxLatencyUs: number;
+}
+
 export interface PhaseFigures {
   order: OrderFigures[];
   light: LightFigures[];
   heavy: HeavyFigures[];
   stall: StallFigures[];
+  slow: SlowFigures[];
 }
 
 export function mean(values: readonly number[]): number {
@@ -241,37 +284,121 @@ function foreignShare(run: RunLine, cores: number): number {
   return Math.max(0, (run.machineBusyNs - ours) / (run.client.elapsedNs * cores));
 }
 
-export function analyzeLight(run: RunLine, workers: number, cores: number): LightFigures {
+/** Connections each worker served in the window: its own counter (C), or the replies naming it (Node keeps no counters). */
+function servedPerWorker(run: RunLine, workers: number): number[] {
+  if (!isNodeModel(run.model)) return run.workers.accepted;
+  return perWorkerCounts(
+    run.samples.worker.filter((_, i) => run.samples.status[i] === CONN_OK),
+    workers,
+  );
+}
+
+export function analyzeLightRound(run: RunLine, workers: number, cores: number): LightRound {
   const elapsed = run.client.elapsedNs;
-  const accepted = run.workers.accepted.reduce((a, b) => a + b, 0);
-  const perWorker = run.workers.accepted;
+  const perWorker = servedPerWorker(run, workers);
+  const served = perWorker.reduce((a, b) => a + b, 0);
   const firstPerPort = new Map<number, number>();
   run.samples.sourcePort.forEach((port, i) => {
     const worker = run.samples.worker[i] ?? -1;
     if (worker >= 0 && !firstPerPort.has(port)) firstPerPort.set(port, worker);
   });
-  const clientCpuShare = elapsed > 0 ? run.client.cpuNs / elapsed : 0;
-  const machineBusyShare = machineShare(run, cores);
   const min = Math.min(...perWorker);
-  const per = (value: number) => (accepted > 0 ? value / accepted : 0);
+  const per = (value: number) => (served > 0 ? value / served : 0);
   return {
-    model: run.model,
+    round: run.round,
     connectionsPerSecond: elapsed > 0 ? (run.client.completedInWindow * 1e9) / elapsed : 0,
-    clientCpuShare,
-    machineBusyShare,
-    bound: clientCpuShare >= CLIENT_BOUND_CPU ? 'client' : machineBusyShare >= MACHINE_BOUND_CPU ? 'machine' : null,
+    clientCpuShare: elapsed > 0 ? run.client.cpuNs / elapsed : 0,
+    machineBusyShare: machineShare(run, cores),
     serverCpuUsPerConnection: per(serverSum(run, 'cpuNs') / 1000),
     contextSwitchesPerConnection: per(serverSum(run, 'voluntarySwitches') + serverSum(run, 'involuntarySwitches')),
     emptyWakeupsPerConnection: per(serverSum(run, 'emptyWakeups')),
     perWorker,
     maxOverMin: min > 0 ? Math.max(...perWorker) / min : Number.POSITIVE_INFINITY,
     topTwoShare: topTwoShare(perWorker),
-    distinctSourcePorts: firstPerPort.size,
-    chiSquare: chiSquareUniform(perWorkerCounts([...firstPerPort.values()], workers)),
+    perWorkerDistinctPorts: perWorkerCounts([...firstPerPort.values()], workers),
     latency: summarize(okLatencies(run)),
     failed: failedCount(run),
-    evidence: evidence(run),
   };
+}
+
+function sumColumns(rows: readonly (readonly number[])[], n: number): number[] {
+  return Array.from({ length: n }, (_, i) => rows.reduce((sum, row) => sum + (row[i] ?? 0), 0));
+}
+
+function medianSummary(summaries: readonly LatencySummary[]): LatencySummary {
+  const pick = (key: keyof LatencySummary) => median(summaries.map((s) => s[key]));
+  return {
+    count: pick('count'),
+    meanUs: pick('meanUs'),
+    p50Us: pick('p50Us'),
+    p99Us: pick('p99Us'),
+    maxUs: pick('maxUs'),
+    stdevUs: pick('stdevUs'),
+  };
+}
+
+/** Each model's light rounds, as medians, with ratios to reuseport's figure in the same round. */
+export function analyzeLight(runs: readonly RunLine[], workers: number, cores: number): LightFigures[] {
+  const models = [...new Set(runs.map((r) => r.model))];
+  const roundsOf = (model: ModelName) =>
+    runs.filter((r) => r.model === model).map((r) => analyzeLightRound(r, workers, cores));
+  const baseline = roundsOf('reuseport');
+  return models.map((model) => {
+    const rounds = roundsOf(model);
+    const first = runs.find((r) => r.model === model) as RunLine;
+    const pick = (
+      key:
+        | 'connectionsPerSecond'
+        | 'clientCpuShare'
+        | 'machineBusyShare'
+        | 'serverCpuUsPerConnection'
+        | 'contextSwitchesPerConnection'
+        | 'emptyWakeupsPerConnection'
+        | 'maxOverMin'
+        | 'topTwoShare',
+    ) => median(rounds.map((r) => r[key]));
+    const clientCpuShare = pick('clientCpuShare');
+    const machineBusyShare = pick('machineBusyShare');
+    const paired = rounds.flatMap((r) => {
+      const base = baseline.find((b) => b.round === r.round);
+      return base && base.connectionsPerSecond > 0 && base.serverCpuUsPerConnection > 0 ? [{ r, base }] : [];
+    });
+    const distinct = sumColumns(
+      rounds.map((r) => r.perWorkerDistinctPorts),
+      workers,
+    );
+    return {
+      model,
+      rounds,
+      connectionsPerSecond: pick('connectionsPerSecond'),
+      clientCpuShare,
+      machineBusyShare,
+      bound: clientCpuShare >= CLIENT_BOUND_CPU ? 'client' : machineBusyShare >= MACHINE_BOUND_CPU ? 'machine' : null,
+      serverCpuUsPerConnection: pick('serverCpuUsPerConnection'),
+      contextSwitchesPerConnection: pick('contextSwitchesPerConnection'),
+      emptyWakeupsPerConnection: pick('emptyWakeupsPerConnection'),
+      perWorker: sumColumns(
+        rounds.map((r) => r.perWorker),
+        workers,
+      ),
+      maxOverMin: pick('maxOverMin'),
+      topTwoShare: pick('topTwoShare'),
+      distinctSourcePorts: distinct.reduce((a, b) => a + b, 0),
+      chiSquare: chiSquareUniform(distinct),
+      latency: medianSummary(rounds.map((r) => r.latency)),
+      failed: rounds.reduce((sum, r) => sum + r.failed, 0),
+      ratioToReuseport:
+        paired.length === 0
+          ? null
+          : {
+              connectionsPerSecond: median(paired.map((p) => p.r.connectionsPerSecond / p.base.connectionsPerSecond)),
+              serverCpuPerConnection: median(
+                paired.map((p) => p.r.serverCpuUsPerConnection / p.base.serverCpuUsPerConnection),
+              ),
+            },
+      evidence: evidence(first),
+    };
+  });
 }
 
 export function analyzeHeavy(runs: readonly RunLine[], cores: number): HeavyFigures[] {
@@ -290,7 +417,6 @@ export function analyzeHeavy(runs: readonly RunLine[], cores: number): HeavyFigu
   const baseline = roundsOf('shared-fifo');
   return models.map((model) => {
     const rounds = roundsOf(model);
-    const pick = (key: keyof LatencySummary) => median(rounds.map((r) => r.latency[key]));
     const paired = rounds.flatMap((r) => {
       const base = baseline.find((b) => b.round === r.round);
       return base ? [{ r: r.latency, b: base.latency }] : [];
@@ -300,14 +426,7 @@ export function analyzeHeavy(runs: readonly RunLine[], cores: number): HeavyFigu
     return {
       model,
       rounds,
-      median: {
-        count: pick('count'),
-        meanUs: pick('meanUs'),
-        p50Us: pick('p50Us'),
-        p99Us: pick('p99Us'),
-        maxUs: pick('maxUs'),
-        stdevUs: pick('stdevUs'),
-      },
+      median: medianSummary(rounds.map((r) => r.latency)),
       ratioToSharedFifo:
         paired.length === 0
           ? null
@@ -354,14 +473,36 @@ export function analyzeStall(run: RunLine, workers: number): StallFigures {
   };
 }
 
+export function analyzeSlow(run: RunLine): SlowFigures {
+  const { worker, latencyUs, status } = run.samples;
+  const timedOut = status.filter((s) => s === CONN_TIMEOUT).length;
+  const ok = okLatencies(run);
+  return {
+    model: run.model,
+    connections: status.length,
+    timedOut,
+    timedOutShare: status.length > 0 ? timedOut / status.length : 0,
+    delayed: ok.filter((l) => l > DELAYED_US).length,
+    failed: status.filter((s) => s !== CONN_OK && s !== CONN_TIMEOUT).length,
+    servedBySlow: worker.filter((w, i) => w === 0 && status[i] === CONN_OK).length,
+    p99Us: percentile(ok, 0.99),
+    maxLatencyUs: latencyUs.length ? Math.max(...latencyUs) : 0,
+  };
+}
+
 export function analyzeRuns(runs: readonly RunLine[], workers: number, cores: number): PhaseFigures {
   return {
     order: runs.filter((r) => r.phase === 'order').map((r) => analyzeOrder(r, workers)),
-    light: runs.filter((r) => r.phase === 'light').map((r) => analyzeLight(r, workers, cores)),
+    light: analyzeLight(
+      runs.filter((r) => r.phase === 'light'),
+      workers,
+      cores,
+    ),
     heavy: analyzeHeavy(
       runs.filter((r) => r.phase === 'heavy'),
       cores,
     ),
     stall: runs.filter((r) => r.phase === 'stall').map((r) => analyzeStall(r, workers)),
+    slow: runs.filter((r) => r.phase === 'slow').map(analyzeSlow),
   };
 }

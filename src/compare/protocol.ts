@@ -5,8 +5,9 @@
 import { UsageError } from '../errors.js';
 
 /** Version of the executable's line format this code reads. */
-export const EXECUTABLE_PROTOCOL = 1;
+export const EXECUTABLE_PROTOCOL = 2;
 
+/** The C models, all run by default; `--models` picks among them. */
 export const MODELS = [
   'reuseport',
   'shared-fifo',
@@ -15,10 +16,19 @@ export const MODELS = [
   'dispatcher',
   'dispatcher-least-loaded',
 ] as const;
-export type ModelName = (typeof MODELS)[number];
+/** Node's cluster module (`--with-node`): order and light phases only. */
+export const NODE_MODELS = ['node-cluster-rr', 'node-sched-none', 'node-reuseport'] as const;
+export type NodeModelName = (typeof NODE_MODELS)[number];
+export type ModelName = (typeof MODELS)[number] | NodeModelName;
 
-export const PHASES = ['order', 'light', 'heavy', 'stall'] as const;
+export function isNodeModel(model: ModelName): model is NodeModelName {
+  return (NODE_MODELS as readonly string[]).includes(model);
+}
+
+export const PHASES = ['order', 'light', 'heavy', 'stall', 'slow'] as const;
 export type PhaseName = (typeof PHASES)[number];
+/** `slow` is opt-in: it does not fit the default run's time budget on 2 cores (docs/compare.md). */
+export const DEFAULT_PHASES: readonly PhaseName[] = ['order', 'light', 'heavy', 'stall'];
 
 /** Per-connection `status` values. */
 export const CONN_OK = 0;
@@ -52,8 +62,12 @@ export interface StartLine {
   burnUs: number;
   burnIterations: number;
   scale: number;
+  lightRounds: number;
   heavyRounds: number;
   heavyConcurrency: number;
+  /** Slow phase: worker 0 sleeps slowSleepMs on every slowEvery-th request. */
+  slowEvery: number;
+  slowSleepMs: number;
 }
 
 /** One connection per index across the arrays; only connections started inside the measured window. */
@@ -87,6 +101,16 @@ export interface RunLine {
   samples: Samples;
 }
 
+/** Printed when a phase ends: how long its load windows were, and how long it really took. */
+export interface PhaseLine {
+  type: 'phase';
+  phase: PhaseName;
+  runs: number;
+  /** Warm-up plus measured window of every run; 0 for a count-bound phase (order). */
+  windowNs: number;
+  elapsedNs: number;
+}
+
 export interface FailureLine {
   type: 'failure';
   phase: PhaseName | 'setup';
@@ -100,7 +124,7 @@ export interface EndLine {
   failures: number;
 }
 
-export type ExecutableLine = StartLine | RunLine | FailureLine | EndLine;
+export type ExecutableLine = StartLine | RunLine | PhaseLine | FailureLine | EndLine;
 
 /** Parses one line; null for anything that is not a line of this protocol. */
 export function parseExecutableLine(text: string): ExecutableLine | null {
@@ -112,7 +136,9 @@ export function parseExecutableLine(text: string): ExecutableLine | null {
   }
   if (typeof value !== 'object' || value === null) return null;
   const type = (value as { type?: unknown }).type;
-  return type === 'start' || type === 'run' || type === 'failure' || type === 'end' ? (value as ExecutableLine) : null;
+  return type === 'start' || type === 'run' || type === 'phase' || type === 'failure' || type === 'end'
+    ? (value as ExecutableLine)
+    : null;
 }
 
 /** A comma-separated list of names from `allowed`, without repeats, in the given order. */

@@ -16,6 +16,7 @@ import {
   EXECUTABLE_PROTOCOL,
   type FailureLine,
   type ModelName,
+  type PhaseLine,
   type PhaseName,
   parseExecutableLine,
   type RunLine,
@@ -38,6 +39,8 @@ export interface ExecutableOptions {
   scale: number;
   isolation: IsolationChoice;
   heavyRounds?: number;
+  /** The Node and cluster script for the node-* models. */
+  node?: { executable: string; script: string };
 }
 
 export interface Isolation {
@@ -48,6 +51,7 @@ export interface Isolation {
 export interface ExecutableResult {
   start: StartLine;
   runs: RunLine[];
+  phases: PhaseLine[];
   failures: FailureLine[];
   isolation: Isolation;
   interrupted: boolean;
@@ -116,6 +120,7 @@ export function executableArgs(options: ExecutableOptions, netns: boolean): stri
     '--scale',
     String(options.scale),
     ...(options.heavyRounds !== undefined ? ['--heavy-rounds', String(options.heavyRounds)] : []),
+    ...(options.node ? ['--node', options.node.executable, '--node-script', options.node.script] : []),
   ];
 }
 
@@ -131,6 +136,7 @@ export async function runExecutable(
   const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let start: StartLine | undefined;
   const runs: RunLine[] = [];
+  const phases: PhaseLine[] = [];
   const failures: FailureLine[] = [];
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
@@ -146,6 +152,8 @@ export async function runExecutable(
     } else if (line.type === 'run') {
       runs.push(line);
       hooks.onRun?.(line);
+    } else if (line.type === 'phase') {
+      phases.push(line);
     } else if (line.type === 'failure') {
       failures.push(line);
     }
@@ -179,5 +187,5 @@ export async function runExecutable(
       { code: 'ECOMPARE' },
     );
   }
-  return { start, runs, failures, isolation, interrupted };
+  return { start, runs, phases, failures, isolation, interrupted };
 }

@@ -1,4 +1,6 @@
+import type { TimeBudget } from '../compare/budget.js';
 import type { CompareReport } from '../compare/compare.js';
+import { isNodeModel } from '../compare/protocol.js';
 import type { Verdict } from '../compare/verdicts.js';
 import type { Style } from './style.js';
 import { bar, renderTable } from './table.js';
@@ -47,12 +49,59 @@ function advice(report: CompareReport): string {
   return parts.join('\n');
 }
 
+const ratio2 = (value: number | undefined) => (value === undefined ? '-' : `${value.toFixed(2)}×`);
+const seconds = (value: number) => `${(value / 1000).toFixed(1)} s`;
+
+/** Where the time went, against the budget. */
+function budgetLine(budget: TimeBudget): string {
+  const parts = Object.entries(budget.phases).map(([phase, t]) => `${phase} ${seconds(t.usedMs)}`);
+  const rerun = budget.heavyRerun;
+  if (rerun?.time) parts.push(`heavy rerun ${seconds(rerun.time.usedMs)}`);
+  parts.push(`other ${seconds(budget.otherMs)}`);
+  const verdict = budget.withinLimit ? 'within' : 'OVER';
+  const skipped = rerun?.skipped ? `; heavy rerun skipped: ${rerun.skipped}` : '';
+  return `time: ${parts.join(', ')}; ${seconds(budget.totalMs)}, ${verdict} the ${seconds(budget.limitMs)} budget${skipped}`;
+}
+
+function nodeSection(report: CompareReport, style: Style): string[] {
+  const node = report.nodeModels;
+  if (node === null) return [];
+  const rows = report.figures.light
+    .filter((f) => isNodeModel(f.model))
+    .map((f) => [
+      f.model,
+      String(Math.round(f.connectionsPerSecond)),
+      f.serverCpuUsPerConnection.toFixed(1),
+      ratio2(f.ratioToReuseport?.connectionsPerSecond),
+      ratio2(f.ratioToReuseport?.serverCpuPerConnection),
+      pct(f.topTwoShare),
+      String(f.evidence.listeners),
+    ]);
+  const out = [
+    style.bold(`node: Node ${node.version} cluster models, same two-byte reply in JS, light load against C reuseport`),
+  ];
+  if (rows.length > 0) {
+    out.push(
+      renderTable(
+        ['model', 'connections/s', 'server µs/conn', 'rate vs reuseport', 'CPU vs reuseport', 'top 2', 'listeners'],
+        rows,
+        ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
+      ),
+      style.dim(
+        '  server CPU counts the primary and every worker; ratios are medians of per-round ratios to C reuseport in the same round',
+      ),
+    );
+  }
+  for (const missing of node.notAvailable) out.push(`  ${missing.model}: ${missing.reason}`);
+  return [...out, ''];
+}
+
 export function formatCompareReport(report: CompareReport, style: Style): string {
   const { figures } = report;
   const of = (phase: Verdict['phase']) => report.verdicts.filter((v) => v.phase === phase);
   const out: string[] = [
     style.bold(
-      `reuseport compare: ${report.kernel}, ${report.cores} cores, ${report.workers} workers per model, ${(report.durationMs / 1000).toFixed(1)} s`,
+      `reuseport compare: ${report.kernel}, ${report.cores} cores, ${report.workers} workers per model, ${seconds(report.durationMs)} of a ${seconds(report.budget.limitMs)} budget`,
     ),
     style.dim(`ran in ${report.isolation.note}`),
     '',
@@ -98,7 +147,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
     ]);
     out.push(
       section(
-        'light: closed loop, 8 clients, a two-byte reply',
+        `light: closed loop, 8 clients, a two-byte reply; medians of ${report.setup.lightRounds} alternating rounds`,
         renderTable(
           [
             'model',
@@ -120,6 +169,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
       '',
     );
   }
+  out.push(...nodeSection(report, style));
   if (figures.heavy.length > 0) {
     const top = Math.max(...figures.heavy.map((f) => f.ratioToSharedFifo?.stdev ?? 0));
     const rows = figures.heavy.map((f) => [
@@ -135,7 +185,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
     ]);
     out.push(
       section(
-        `heavy: ${report.setup.burnUs} µs of CPU per request, ${report.setup.heavyConcurrency} clients, medians of ${figures.heavy[0]?.rounds.length ?? 0} alternating rounds${report.heavyRerun ? ' (rerun once: the first baseline was too noisy)' : ''}`,
+        `heavy: ${report.setup.burnUs} µs of CPU per request, ${report.setup.heavyConcurrency} clients, medians of ${figures.heavy[0]?.rounds.length ?? 0} alternating rounds${report.heavyRerun ? ' (reuseport and shared-fifo rerun once, rounds pooled: the first baseline was too noisy)' : ''}`,
         renderTable(
           ['model', 'mean ms', 'p50', 'p99', 'max', 'stdev', 'stdev vs fifo', 'max vs fifo', 'mean vs fifo'],
           rows,
@@ -174,10 +224,39 @@ export function formatCompareReport(report: CompareReport, style: Style): string
       '',
     );
   }
+  if (figures.slow.length > 0) {
+    const top = Math.max(...figures.slow.map((f) => f.timedOut), 1);
+    const rows = figures.slow.map((f) => [
+      f.model,
+      `${`${f.timedOut}/${f.connections}`.padStart(9)} ${bar(f.timedOut, top, 16)}`,
+      pct(f.timedOutShare),
+      String(f.delayed),
+      String(f.servedBySlow),
+      String(f.failed),
+      ms(f.p99Us),
+    ]);
+    out.push(
+      section(
+        `slow: worker 0 sleeps ${report.setup.slowSleepMs} ms on every ${report.setup.slowEvery}th request, 1000 connections/s, 300 ms timeout`,
+        renderTable(['model', 'timed out', 'share', 'delayed >100ms', 'served by slow', 'failed', 'p99 ms'], rows, [
+          'left',
+          'left',
+          'right',
+          'right',
+          'right',
+          'right',
+          'right',
+        ]),
+        of('slow'),
+        style,
+      ),
+      '',
+    );
+  }
   for (const failure of report.failures) {
     out.push(style.red(`${failure.phase} ${failure.model}: ${failure.syscall} failed (errno ${failure.errno})`));
   }
-  out.push(style.bold('This machine'), report.regime, '', advice(report));
+  out.push(style.bold('This machine'), report.regime, style.dim(budgetLine(report.budget)), '', advice(report));
   if (report.interrupted) out.push('', style.yellow('interrupted: the figures above are partial'));
   return out.join('\n');
 }

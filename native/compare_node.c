@@ -1,0 +1,142 @@
+/*
+ * The Node cluster models (reuseport compare --with-node). The orchestrator
+ * starts a Node primary (src/compare/node-cluster.ts) with the Node that runs
+ * `reuseport`; the primary forks the cluster workers, which answer with the
+ * same two-byte reply as the C handler and close first. The primary leads its
+ * own process group, so the whole cluster is stopped with one signal, and this
+ * process is a child subreaper (compare_main.c), so the orphaned workers are
+ * reaped here rather than left as zombies for init.
+ */
+#include "compare.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *node_executable = NULL;
+const char *node_script = NULL;
+
+/* Starting Node and forking its workers takes 50-100 ms on a quiet machine, seconds on a loaded one. */
+#define NODE_START_TIMEOUT_MS 20000
+
+static const char *policy_of(model_kind model) {
+  switch (model) {
+    case MODEL_NODE_CLUSTER_RR: return "rr";
+    case MODEL_NODE_SCHED_NONE: return "none";
+    default: return "reuseport";
+  }
+}
+
+/* Reads one line ("PORT PRIMARY_PID WORKER_PID...", or "error WHAT") within the timeout. */
+static int read_ready_line(int fd, char *line, size_t size) {
+  size_t used = 0;
+  uint64_t deadline = now_ns() + (uint64_t)NODE_START_TIMEOUT_MS * 1000000ull;
+  while (used + 1 < size && !compare_interrupted) {
+    uint64_t now = now_ns();
+    if (now >= deadline) return ETIMEDOUT;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int ready = poll(&pfd, 1, (int)((deadline - now) / 1000000ull) + 1);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return ready == 0 ? ETIMEDOUT : errno;
+    ssize_t n = read(fd, line + used, size - used - 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return EIO;
+    used += (size_t)n;
+    line[used] = '\0';
+    if (strchr(line, '\n') != NULL) return 0;
+  }
+  return compare_interrupted ? EINTR : EMSGSIZE;
+}
+
+int node_server_start(server *s, const char **what) {
+  s->dispatcher_pid = 0;
+  memset(s->worker_pids, 0, sizeof s->worker_pids);
+  s->port = 0;
+  s->listeners = 0;
+  /* No shared counters: Node workers report nothing; the client's samples say who served what. */
+  s->counters = calloc((size_t)s->workers + 1, sizeof(worker_counters));
+  if (s->counters == NULL) {
+    *what = "calloc";
+    return ENOMEM;
+  }
+  if (node_executable == NULL || node_script == NULL) {
+    *what = "node (no --node and --node-script)";
+    return EINVAL;
+  }
+  int channel[2];
+  if (pipe2(channel, O_CLOEXEC) < 0) {
+    *what = "pipe2";
+    return errno;
+  }
+  pid_t pid = fork_tracked(1);
+  if (pid < 0) {
+    int err = errno;
+    close(channel[0]);
+    close(channel[1]);
+    *what = "fork";
+    return err;
+  }
+  if (pid == 0) {
+    char workers[16];
+    snprintf(workers, sizeof workers, "%d", s->workers);
+    if (dup2(channel[1], STDOUT_FILENO) < 0) _exit(127);
+    execl(node_executable, node_executable, node_script, policy_of(s->model), workers, (char *)NULL);
+    _exit(127);
+  }
+  s->dispatcher_pid = pid;
+  close(channel[1]);
+  char line[1024];
+  int err = read_ready_line(channel[0], line, sizeof line);
+  close(channel[0]);
+  if (err != 0) {
+    *what = "node start";
+    return err;
+  }
+  char *cursor = line;
+  char *end;
+  long port = strtol(cursor, &end, 10);
+  long primary = end != cursor ? strtol(end, &cursor, 10) : 0;
+  if (port <= 0 || port > 65535 || primary != pid) {
+    *what = "node start (the cluster did not listen)";
+    return EPROTO;
+  }
+  for (int i = 0; i < s->workers; i++) {
+    long worker = strtol(cursor, &end, 10);
+    if (end == cursor || worker <= 0) {
+      *what = "node start (a worker is missing)";
+      return EPROTO;
+    }
+    s->worker_pids[i] = (pid_t)worker;
+    cursor = end;
+  }
+  s->port = (int)port;
+  s->listeners = count_listeners(s->port);
+  return 0;
+}
+
+void node_server_stop(server *s) {
+  pid_t primary = s->dispatcher_pid;
+  if (primary > 0) {
+    kill(-primary, SIGCONT);
+    kill(-primary, SIGKILL);
+    while (waitpid(primary, NULL, 0) < 0 && errno == EINTR) {
+    }
+    untrack_child(primary);
+    /* The primary's exit made its workers our children (subreaper): reap them too. */
+    for (int i = 0; i < s->workers; i++) {
+      if (s->worker_pids[i] > 0) {
+        while (waitpid(s->worker_pids[i], NULL, 0) < 0 && errno == EINTR) {
+        }
+      }
+    }
+  }
+  s->dispatcher_pid = 0;
+  memset(s->worker_pids, 0, sizeof s->worker_pids);
+  free(s->counters);
+  s->counters = NULL;
+}
