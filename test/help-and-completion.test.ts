@@ -74,10 +74,10 @@ words reuseport scenario all --ht`;
   assert.equal(out.status, 0, out.stderr);
   const [registered, top, scenario, names, engines, html] = out.stdout.trimEnd().split('\n');
   assert.equal(registered, 'complete -F _reuseport reuseport');
-  assert.equal(top, 'serve load doctor scenario completion');
+  assert.equal(top, 'serve load doctor scenario completion compare');
   assert.equal(scenario, 'list run all');
   for (const name of SHIPPED) assert.ok(names?.split(' ').includes(name), `${name} in "${names}"`);
-  assert.equal(engines, 'auto node native');
+  assert.equal(engines, 'auto builtin native');
   assert.equal(html, '--html');
 });
 

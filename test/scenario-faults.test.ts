@@ -286,7 +286,7 @@ test("--junit '' is a usage error", async () => {
 test('--junit to a folder that does not exist fails before the run', async (t) => {
   const result = await runCli(['scenario', 'run', 'load-balance', '--junit', join(tempDir(t), 'no', 'r.xml')]);
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /cannot write the JUnit report .* does not exist/);
+  assert.match(result.stderr, /cannot write --junit .* its folder does not exist/);
   assert.equal(result.stdout, '', 'nothing ran');
 });
 

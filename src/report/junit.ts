@@ -55,7 +55,8 @@ function where(result: ScenarioResult, c: ExpectationResult): string {
   const steps = result.observations?.steps ?? [];
   const traffic = steps.find((s) => s.kind === 'traffic' && c.description.startsWith(`${s.traffic.id}: `));
   const start = steps.find((s) => s.kind === 'start' && s.servers.some((id) => c.description.startsWith(`${id} `)));
-  const line = c.line > 0 ? c.line : (traffic?.line ?? start?.line ?? 0);
+  // A check of the whole run (every worker stayed alive) points at the first step.
+  const line = c.line > 0 ? c.line : (traffic?.line ?? start?.line ?? steps[0]?.line ?? 0);
   const time = traffic?.kind === 'traffic' ? ` time="${seconds(traffic.traffic.load.elapsedMs)}"` : '';
   return ` file="${xml(displayPath(result.file))}"${line > 0 ? ` line="${line}"` : ''}${time}`;
 }
