@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { ReuseportError } from '../errors.js';
 import { toJUnit } from '../report/junit.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
-import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/load.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
+import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/scenario-file.js';
 import type { Scenario } from '../scenario/schema.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
