@@ -259,7 +259,8 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function displayPath(absolute: string): string {
+/** The file as shown in messages: relative to the current directory when inside it, else absolute. */
+export function displayPath(absolute: string): string {
   const rel = path.relative(process.cwd(), absolute);
   return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : absolute;
 }
