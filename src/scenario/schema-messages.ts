@@ -59,8 +59,9 @@ export function translateIssues(
 ): RawIssue[] {
   const out: RawIssue[] = [];
   const seen = new Set<string>();
-  const emit = (path: Path, target: 'key' | 'value', message: string) => {
-    const id = `${target}:${JSON.stringify(path)}`;
+  /** `also` tells apart several issues that belong at one place (each missing key of a mapping). */
+  const emit = (path: Path, target: 'key' | 'value', message: string, also = '') => {
+    const id = `${target}:${JSON.stringify(path)}:${also}`;
     if (seen.has(id)) return;
     seen.add(id);
     out.push({ path, target, message });
@@ -91,6 +92,7 @@ export function translateIssues(
           parent.length === 0
             ? `missing required top-level key ${key}`
             : `missing required key ${key} in ${formatPath(parent)}`,
+          key,
         );
       } else if (issue.code === 'invalid_key') {
         const key = String(path[path.length - 1]);
