@@ -339,19 +339,37 @@ export function strictJsonIssue(text: string): { offset: number; message: string
       fail('expected a value (a string, number, object, list, true, false or null)');
     i += m![0].length;
   };
+  /** An object or a list: items separated by commas, no trailing comma. */
+  const container = (close: string, what: string, item: () => void) => {
+    i++;
+    space();
+    if (text[i] === close) {
+      i++;
+      return;
+    }
+    for (;;) {
+      item();
+      space();
+      if (text[i] === ',') {
+        i++;
+        space();
+        if (text[i] === close) fail(`a comma before "${close}" (trailing commas are not JSON)`);
+        continue;
+      }
+      if (text[i] === close) {
+        i++;
+        return;
+      }
+      fail(i >= text.length ? `${what} is not closed (missing "${close}")` : `expected "," or "${close}"`);
+    }
+  };
   const value = (depth: number): void => {
     if (depth > 200) fail('nested too deeply');
     space();
     const c = text[i];
     if (c === undefined) fail('the text ends where a value should be');
     if (c === '{') {
-      i++;
-      space();
-      if (text[i] === '}') {
-        i++;
-        return;
-      }
-      for (;;) {
+      container('}', 'an object', () => {
         space();
         if (text[i] !== '"') fail('expected a property name in double quotes');
         string();
@@ -359,42 +377,12 @@ export function strictJsonIssue(text: string): { offset: number; message: string
         if (text[i] !== ':') fail('expected ":" after a property name');
         i++;
         value(depth + 1);
-        space();
-        if (text[i] === ',') {
-          i++;
-          space();
-          if (text[i] === '}') fail('a comma before "}" (trailing commas are not JSON)');
-          continue;
-        }
-        if (text[i] === '}') {
-          i++;
-          return;
-        }
-        fail(i >= text.length ? 'an object is not closed (missing "}")' : 'expected "," or "}"');
-      }
+      });
+      return;
     }
     if (c === '[') {
-      i++;
-      space();
-      if (text[i] === ']') {
-        i++;
-        return;
-      }
-      for (;;) {
-        value(depth + 1);
-        space();
-        if (text[i] === ',') {
-          i++;
-          space();
-          if (text[i] === ']') fail('a comma before "]" (trailing commas are not JSON)');
-          continue;
-        }
-        if (text[i] === ']') {
-          i++;
-          return;
-        }
-        fail(i >= text.length ? 'a list is not closed (missing "]")' : 'expected "," or "]"');
-      }
+      container(']', 'a list', () => value(depth + 1));
+      return;
     }
     if (c === '"') string();
     else if (c === 't') literal('true');
