@@ -606,12 +606,16 @@ describe('hostile and careless input', () => {
     const longKey = `k${'x'.repeat(80)}\u001b[31m\u202e`;
     const file = write(
       'demo.yaml',
-      variant({ 2: ['title: Demo', `${JSON.stringify(longKey)}: hunter2`], 17: '    replicas: topsecretvalue' }),
+      variant({
+        2: ['title: Demo', `${JSON.stringify(longKey)}: hunter2`, '"a\\u001b[31mb\\u202ec": 1'],
+        17: '    replicas: topsecretvalue',
+      }),
     );
     const text = await shown(file);
     assert.doesNotMatch(text, /hunter2|topsecretvalue/);
-    assert.doesNotMatch(text, /[\u001b\u202e]/);
+    assert.ok(!text.includes('\u001b') && !text.includes('\u202e'), 'a control or bidi character reached the message');
     assert.match(text, /unknown top-level key "kx{30}…"/);
+    assert.match(text, /unknown top-level key "a\\u\{1b\}\[31mb\\u\{202e\}c"/);
     assert.match(text, /replicas must be an integer from 1 to 64, got a string/);
   });
 

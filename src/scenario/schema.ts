@@ -439,10 +439,11 @@ export function validateScenario(data: unknown, options: ValidateOptions = {}): 
   }
   const keys = Object.keys(data);
   if (!keys.some((k) => TOP_KEYS.includes(k))) {
+    const which = keys.length === 0 ? 'it is an empty mapping' : `none of its ${keys.length} top-level keys is one`;
     report(
       [],
       'value',
-      `the file is not a scenario: none of its ${keys.length} top-level keys is a scenario key (name, title, servers, steps, expect, ...)`,
+      `the file is not a scenario: ${which} (a scenario has name, title, servers, steps, expect, ...)`,
     );
     return { ok: false, issues };
   }
