@@ -76,6 +76,7 @@ function ensureChromium() {
 ensureChromium();
 run('lint and format (biome)', join(root, 'node_modules', '.bin', 'biome'), ['check', '.']);
 run('type check and build (tsc, strict)', join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json']);
+run('scenario JSON Schema', process.execPath, [join(root, 'scripts', 'write-scenario-schema.mjs')]);
 const files = readdirSync(join(root, 'dist', 'test'))
   .filter((f) => f.endsWith('.test.js'))
   .map((f) => join('dist', 'test', f));

@@ -75,7 +75,7 @@ words reuseport scenario all --ht`;
   const [registered, top, scenario, names, engines, html] = out.stdout.trimEnd().split('\n');
   assert.equal(registered, 'complete -F _reuseport reuseport');
   assert.equal(top, 'serve load doctor scenario completion compare');
-  assert.equal(scenario, 'list run all');
+  assert.equal(scenario, 'list run all check init show');
   for (const name of SHIPPED) assert.ok(names?.split(' ').includes(name), `${name} in "${names}"`);
   assert.equal(engines, 'auto builtin native');
   assert.equal(html, '--html');

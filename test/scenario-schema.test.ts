@@ -13,7 +13,7 @@ import {
   resolveScenario,
   ScenarioFileError,
   scenarioNameOf,
-} from '../src/scenario/load.js';
+} from '../src/scenario/scenario-file.js';
 import { hostAddress, isLoopback, isWildcard, type Scenario, validateScenario } from '../src/scenario/schema.js';
 
 /** The directory whose package.json is named "reuseport" (this file runs from dist/test/). */
@@ -124,7 +124,7 @@ describe('shipped scenarios', () => {
       assert.equal(s.file, file);
       assert.ok(path.isAbsolute(s.file));
       for (const text of [s.title, s.article, s.lookFor, s.explanation]) {
-        assert.ok(text.length > 10);
+        assert.ok(text !== undefined && text.length > 10);
         assert.equal(text, text.trimEnd());
       }
     });
@@ -290,10 +290,10 @@ describe('validation errors', () => {
         [24, 20],
       ],
     );
-    assert.equal(error.issues[1]!.message, 'servers[1].replicas must be an integer from 1 to 64, got "five"');
+    assert.equal(error.issues[1]!.message, 'servers[1].replicas must be an integer from 1 to 64, got a string');
     const lines = error.message.split('\n');
     assert.equal(lines.length, 3);
-    assert.ok(lines[1]!.endsWith('demo.yaml:17:15: servers[1].replicas must be an integer from 1 to 64, got "five"'));
+    assert.ok(lines[1]!.endsWith('demo.yaml:17:15: servers[1].replicas must be an integer from 1 to 64, got a string'));
     assert.ok(
       lines.every(
         (l, i) =>
@@ -393,11 +393,11 @@ describe('validation errors', () => {
   });
 
   it('missing required keys are reported on the enclosing mapping', async () => {
-    const issues = await issuesOf(write('demo.yaml', variant({ 5: [], 13: [] })));
+    const issues = await issuesOf(write('demo.yaml', variant({ 2: [], 13: [] })));
     assert.deepEqual(
       issues.map((i) => [i.line, i.message]),
       [
-        [1, 'missing required top-level key "explanation"'],
+        [1, 'missing required top-level key "title"'],
         [10, 'missing required key "port" in servers[0]'],
       ],
     );
@@ -565,5 +565,129 @@ describe('layering', () => {
       const text = readFileSync(path.join(dir, name), 'utf8');
       assert.doesNotMatch(text, /from ['"](chalk|ora|commander)['"]/, name);
     }
+  });
+});
+
+describe('hostile and careless input', () => {
+  /** Every message of a rejected file, joined: what the user would see. */
+  async function shown(file: string): Promise<string> {
+    return (await issuesOf(file)).map((i) => `${i.file}:${i.line}:${i.column}: ${i.message}`).join('\n');
+  }
+
+  it('a KEY=value file gets one line and none of its content', async () => {
+    const text = await shown(write('env.yaml', 'DB_PASSWORD=hunter2\nAPI_TOKEN=s3cr3t\n'));
+    assert.equal(text.split('\n').length, 1);
+    assert.match(text, /not a YAML mapping/);
+    assert.doesNotMatch(text, /hunter2|s3cr3t|DB_PASSWORD/);
+  });
+
+  it('a passwd-like file, and a symlink to one, get one line without its lines', async () => {
+    const lines = 'root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\nalice:$6$abc$def:19001:0:99999:7:::\n';
+    const file = write('shadow.yaml', lines);
+    const link = path.join(tmp, 'link.yaml');
+    rmSync(link, { force: true });
+    const { symlinkSync } = await import('node:fs');
+    symlinkSync(file, link);
+    for (const f of [file, link]) {
+      const text = await shown(f);
+      assert.equal(text.split('\n').length, 1, text);
+      assert.doesNotMatch(text, /hashhash|alice|\$6\$/);
+    }
+  });
+
+  it('a mapping with none of the scenario keys gets one line, naming none of its keys', async () => {
+    const text = await shown(write('conf.yaml', 'password: hunter2\nuser: alice\nhost: db\n'));
+    assert.equal(text.split('\n').length, 1);
+    assert.match(text, /not a scenario: none of its 3 top-level keys/);
+    assert.doesNotMatch(text, /hunter2|alice|password/);
+  });
+
+  it('string values are never quoted; unknown keys are shortened and escaped', async () => {
+    const longKey = `k${'x'.repeat(80)}\u001b[31m\u202e`;
+    const file = write(
+      'demo.yaml',
+      variant({
+        2: ['title: Demo', `${JSON.stringify(longKey)}: hunter2`, '"a\\u001b[31mb\\u202ec": 1'],
+        17: '    replicas: topsecretvalue',
+      }),
+    );
+    const text = await shown(file);
+    assert.doesNotMatch(text, /hunter2|topsecretvalue/);
+    assert.ok(!text.includes('\u001b') && !text.includes('\u202e'), 'a control or bidi character reached the message');
+    assert.match(text, /unknown top-level key "kx{30}…"/);
+    assert.match(text, /unknown top-level key "a\\u\{1b\}\[31mb\\u\{202e\}c"/);
+    assert.match(text, /replicas must be an integer from 1 to 64, got a string/);
+  });
+
+  it('a file that is not regular, too large or binary is refused in one line', async () => {
+    const big = write('big.yaml', `title: x\n# ${'y'.repeat(300 * 1024)}\n`);
+    assert.match(await shown(big), /larger than 256 KiB/);
+    const binary = write('bin.yaml', 'name: a\0b\n');
+    assert.match(await shown(binary), /not a text file/);
+    await assert.rejects(loadScenario('/dev/null'), /not a regular file/);
+  });
+
+  it('servers may not add up to more than 128 workers; the message says the limit', async () => {
+    const issues = await issuesOf(
+      write(
+        'demo.yaml',
+        variant({
+          13: ['    port: 6000', '    replicas: 64'],
+          17: ['    replicas: 64', '  - { id: C, address: 127.0.0.1, port: 7000 }'],
+        }),
+      ),
+    );
+    assert.equal(issues.length, 1);
+    assert.equal(issues[0]!.line, 11);
+    assert.match(issues[0]!.message, /129 worker processes .* at most 128/);
+  });
+
+  it('an unknown user is caught at load time, without naming a --user flag', async () => {
+    const issues = await issuesOf(
+      write('demo.yaml', variant({ 13: ['    port: 6000', '    user: no-such-user-here'] })),
+    );
+    assert.deepEqual(
+      issues.map((i) => [i.line, i.column]),
+      [[14, 11]],
+    );
+    assert.match(issues[0]!.message, /no user "no-such-user-here" on this machine/);
+    assert.doesNotMatch(issues[0]!.message, /--user/);
+    // A numeric uid without a passwd entry is fine (the cross-user scenario uses one).
+    await loadScenario(write('demo.yaml', variant({ 13: ['    port: 6000', '    user: 65533'] })));
+  });
+
+  it('an IPv6 zone id is refused at load time', async () => {
+    const issues = await issuesOf(write('demo.yaml', variant({ 22: '      target: fe80::1%lo' })));
+    assert.deepEqual(
+      issues.map((i) => i.line),
+      [22],
+    );
+    assert.match(issues[0]!.message, /without a zone id/);
+  });
+
+  it('JSON errors are placed where the JSON breaks, not at the end of the file', async () => {
+    const issues = await issuesOf(write('broken.json', '{\n  "name": "broken"\n  "title": "x",\n  "a": 1\n}\n'));
+    assert.deepEqual([issues[0]!.line, issues[0]!.column], [3, 3]);
+    assert.match(issues[0]!.message, /^invalid JSON: expected "," or "}"$/);
+    const quote = await issuesOf(write('broken.json', '{\n  "name": \'x\'\n}\n'));
+    assert.deepEqual([quote[0]!.line, quote[0]!.column], [2, 11]);
+  });
+
+  it('an empty list says so, and the multi-document error names no library call', async () => {
+    const empty = await issuesOf(write('demo.yaml', variant({ 19: '  []', 20: [], 21: [], 22: [], 23: [], 24: [] })));
+    assert.ok(empty.some((i) => i.message === 'steps must be a non-empty list of steps, got an empty list'));
+    const multi = await shown(write('demo.yaml', `${variant()}---\nname: other\n`));
+    assert.match(multi, /more than one YAML document/);
+    assert.doesNotMatch(multi, /parseAllDocuments|YAML\./);
+  });
+
+  it('a top-level $schema key is accepted; article, lookFor and explanation are optional', async () => {
+    const s = await loadScenario(
+      write('demo.yaml', variant({ 1: ['$schema: ../dist/scenario.schema.json', 'name: demo'], 3: [], 4: [], 5: [] })),
+    );
+    assert.equal(s.article, undefined);
+    assert.equal(s.lookFor, undefined);
+    assert.equal(s.explanation, undefined);
+    assert.equal(s.title, 'Demo');
   });
 });

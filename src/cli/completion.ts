@@ -216,7 +216,7 @@ function fishScript(specs: CommandSpec[]): string {
 
 /** Prints the script for `shell`, with the shipped scenario names as of this install. */
 export async function completionCommand(shell: string, program: Command): Promise<number> {
-  const { listScenarioFiles, scenarioNameOf } = await import('../scenario/load.js');
+  const { listScenarioFiles, scenarioNameOf } = await import('../scenario/scenario-file.js');
   const { SCENARIOS_DIR } = await import('./scenario-command.js');
   const names = (await listScenarioFiles(SCENARIOS_DIR)).map(scenarioNameOf);
   const terminal = await openTerminal({ json: true });

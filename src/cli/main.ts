@@ -59,10 +59,11 @@ interface FileIssue {
 function fileIssues(err: ReuseportError): string | null {
   const issues = (err as { issues?: unknown }).issues;
   if (!Array.isArray(issues) || issues.length === 0) return null;
-  const lines = (issues as FileIssue[]).map(
-    (i) => `${safeText(i.file)}:${i.line}:${i.column}: ${safeText(i.message)}\n`,
-  );
+  const lines = (issues as FileIssue[]).map((i) => `${safeText(i.file)}:${i.line}:${i.column}: ${safeText(i.message)}`);
+  const remedy = 'docs/scenarios.md describes the format';
+  // One mistake is one line, with its remedy; several get a closing count.
+  if (lines.length === 1) return `${lines[0]} (${remedy})\n`;
   const files = new Set((issues as FileIssue[]).map((i) => i.file)).size;
-  const count = `${issues.length} mistake${issues.length === 1 ? '' : 's'} in ${files === 1 ? 'the scenario file' : `${files} scenario files`}`;
-  return `${lines.join('')}reuseport: ${count}; fix ${issues.length === 1 ? 'it' : 'them'} and run again (docs/scenarios.md describes the format)\n`;
+  const where = files === 1 ? 'the scenario file' : `${files} scenario files`;
+  return `${lines.join('\n')}\nreuseport: ${issues.length} mistakes in ${where}; fix them and run again (${remedy})\n`;
 }

@@ -345,6 +345,33 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
     ['reuseport scenario all --json > run.json', 'the whole run as JSON'],
   ]).action((options) => runAction('all', options));
 
+  scenario
+    .command('check')
+    .description('validate scenario files without running them: every mistake, as file:line:col')
+    .argument('<scenario...>', 'scenario names or .yaml/.json files')
+    .option('--json', 'print one JSON document: files[].errors[] with file, line, column, message')
+    .addHelpText('after', '\nExit codes: 0 every file is a valid scenario, 2 otherwise.')
+    .action(async (files: string[], options) => {
+      const { scenarioCheckCommand } = await import('./scenario-authoring-command.js');
+      context.exitCode = await scenarioCheckCommand(files, { json: options.json === true });
+    });
+  scenario
+    .command('init')
+    .description('write a commented starter scenario, NAME.yaml, in the current directory (never overwrites)')
+    .argument('<name>', 'scenario name (lowercase letters, digits, dashes) or a path ending in .yaml')
+    .action(async (name: string) => {
+      const { scenarioInitCommand } = await import('./scenario-authoring-command.js');
+      context.exitCode = await scenarioInitCommand(name);
+    });
+  scenario
+    .command('show')
+    .description('print a shipped scenario file, to start a new one from')
+    .argument('<name>', 'a shipped scenario (see `scenario list`)')
+    .action(async (name: string) => {
+      const { scenarioShowCommand } = await import('./scenario-authoring-command.js');
+      context.exitCode = await scenarioShowCommand(name);
+    });
+
   program
     .command('completion')
     .description('print a shell completion script for bash, zsh or fish')

@@ -34,7 +34,7 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
   const lines: string[] = [];
   lines.push(style.bold(`━━ ${result.name}: ${result.title}`));
   lines.push(style.dim(`   ${displayPath(result.file)}`));
-  lines.push(`${style.bold('The article:')} ${oneLine(result.article)}`);
+  if (result.article !== undefined) lines.push(`${style.bold('The article:')} ${oneLine(result.article)}`);
   if (result.status === 'skipped' || (result.status === 'error' && !result.observations)) {
     lines.push(colourStatus(result, style, `${STATUS_WORD[result.status]}: ${result.reason ?? ''}`));
     return lines.join('\n');
@@ -126,7 +126,7 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
         : `      expected: ${e.expected}\n      observed: ${style.red(e.observed)}`,
     );
   }
-  lines.push(`${style.bold('Why:')} ${oneLine(result.explanation)}`);
+  if (result.explanation !== undefined) lines.push(`${style.bold('Why:')} ${oneLine(result.explanation)}`);
   lines.push(
     colourStatus(
       result,

@@ -34,9 +34,9 @@ export interface ScenarioResult {
   title: string;
   file: string;
   status: ScenarioStatus;
-  article: string;
-  lookFor: string;
-  explanation: string;
+  article?: string;
+  lookFor?: string;
+  explanation?: string;
   /** Why it was skipped or could not run, and what to do about it. */
   reason?: string;
   isolation?: Isolation;

@@ -1,37 +1,316 @@
 /**
- * The scenario format: TypeScript types and the validator.
+ * The scenario format, defined once.
  *
- * The validator works on plain data (what a YAML or JSON parser returns) and
- * reports every mistake it finds, each with the path of the offending key or
- * value. It knows nothing about files: the caller passes a `locate` function
- * that turns a path into a line and column (see load.ts), and the file's
- * expected name. No I/O here, no terminal libraries.
+ * The format is one zod 4 object, `scenarioFileSchema`. Why zod: from that one
+ * object come the TypeScript types (z.output), the structural validation
+ * (safeParse), and the JSON Schema that editors use (z.toJSONSchema, written to
+ * dist/scenario.schema.json at build time), so the three cannot disagree. Every
+ * mapping is a strict object: an unknown key is an error, never a silent default.
+ * zod 4 is maintained, has no dependencies, and emits JSON Schema itself.
  *
- * The returned Scenario is fully populated: every default is filled in.
- * See docs/scenarios.md for the reference of the format.
+ * What a schema of one value cannot say is checked after, in crossCheck(), on
+ * the same parsed items: references between sections, the order of steps, the
+ * never-leave-loopback rule for traffic targets, and limits summed over the file.
+ *
+ * Every mistake is collected, each with its path; the caller's `locate` turns a
+ * path into a line and column (see scenario-file.ts). No I/O here.
+ * docs/scenarios.md is the reference of the format.
  */
 import { isIP } from 'node:net';
+import * as z from 'zod';
 import type { Protocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
+import {
+  describe,
+  formatPath,
+  isPlainObject,
+  type KeyedUnionInfo,
+  marker,
+  type PathSegment,
+  quoteName,
+  suggest,
+  translateIssues,
+} from './schema-messages.js';
 
-// ---------------------------------------------------------------------------
-// Types
-// ---------------------------------------------------------------------------
+// One vocabulary with serve and load.
+export type { Protocol } from '../net/address.js';
+export { describe, formatPath, type PathSegment, quoteName, suggest } from './schema-messages.js';
 
 /** 'root': real root in the initial user namespace. 'netns': cannot run with `--isolation host`. */
 export type Requirement = 'root' | 'netns';
-// One vocabulary with serve and load.
-export type { Protocol } from '../net/address.js';
 export type Binder = BinderChoice;
 
-export const REQUIREMENTS: readonly Requirement[] = ['root', 'netns'];
-export const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
-export const BINDERS: readonly Binder[] = ['auto', 'builtin', 'native'];
+export const REQUIREMENTS = ['root', 'netns'] as const satisfies readonly Requirement[];
+export const PROTOCOLS = ['tcp', 'udp'] as const satisfies readonly Protocol[];
+export const BINDERS = ['auto', 'builtin', 'native'] as const satisfies readonly Binder[];
 
 export const MAX_REPLICAS = 64;
 export const MAX_CONNECTIONS = 100_000;
+/**
+ * Worker processes per scenario (replicas summed over servers). Each worker is
+ * a Node process of 50 to 70 MB: 128 of them is 6 to 9 GB, the most a lab
+ * machine can spare, and enough for two servers at the 64-replica maximum.
+ */
+export const MAX_WORKERS = 128;
+/** The plan stays small enough to read in a report and to hand to the inner runner. */
+export const MAX_STEPS = 256;
+export const MAX_EXPECTATIONS = 256;
+export const MAX_ADDRESSES = 64;
+/** Connections (or datagrams) over all traffic steps: ten steps at the per-step maximum. */
+export const MAX_TOTAL_CONNECTIONS = 1_000_000;
 export const DEFAULT_MAX_CONCURRENCY = 64;
 export const DEFAULT_BALANCED_P_VALUE = 0.001;
+
+const NAME_RE = /^[a-z0-9-]+$/;
+const SERVER_ID_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
+const TRAFFIC_ID_RE = /^[A-Za-z0-9._-]+$/;
+const OUTCOME_RE = /^(ok|E[A-Z0-9]+)$/;
+const USER_NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
+const SYSCTL_RE = /^net(\.[A-Za-z0-9_-]+)+$/;
+const MAX_UID = 4_294_967_294; // (uid_t)-1 is reserved
+const IP_RULE = 'an IPv4 or IPv6 address literal';
+
+// ---------------------------------------------------------------------------
+// Building blocks: each carries the rule it checks as its zod error.
+// ---------------------------------------------------------------------------
+
+function mapping<S extends z.core.$ZodLooseShape>(shape: S, rule = 'a mapping') {
+  const keys = Object.keys(shape);
+  return z.strictObject(shape, { error: (iss) => (iss.code === 'unrecognized_keys' ? marker({ keys }) : rule) });
+}
+
+function text(rule = 'a non-empty string') {
+  return z.string({ error: rule }).regex(/\S/, { error: rule });
+}
+
+function matching(re: RegExp, rule: string, maxLength = 64) {
+  return z.string({ error: rule }).max(maxLength, { error: rule }).regex(re, { error: rule });
+}
+
+function integer(min: number, max: number, rule = `an integer from ${min} to ${max}`) {
+  return z.int({ error: rule }).min(min, { error: rule }).max(max, { error: rule });
+}
+
+const fraction = z
+  .number({ error: 'a number from 0 to 1' })
+  .min(0, { error: 'a number from 0 to 1' })
+  .max(1, { error: 'a number from 0 to 1' });
+const flag = z.boolean({ error: 'true or false' });
+
+function oneOfValues<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.enum(values, { error: `one of ${values.join(', ')}` });
+}
+
+/** A union whose branch is chosen by the kind of value (a string, a list...); `rule` when no branch fits. */
+function oneOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(options: T, rule: string) {
+  return z.union(options, { error: marker({ typed: rule }) });
+}
+
+const KEYED = new Map<string, KeyedUnionInfo>();
+
+/** A union of mappings told apart by which key is present (a step is exactly one of start, stop, traffic). */
+function oneKeyOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(info: KeyedUnionInfo, options: T) {
+  KEYED.set(info.what, info);
+  return z.union(options, { error: marker({ keyed: info.what }) });
+}
+
+const ipLiteral = z
+  .string({ error: IP_RULE })
+  .regex(/^[^%]*$/, { error: 'an address without a zone id ("%lo"): scenarios only use lo, so there is none to name' })
+  .regex(/^[0-9A-Fa-f:.]+$/, { error: IP_RULE })
+  .refine((v) => isIP(v) !== 0, { error: IP_RULE })
+  .meta({ description: 'An IPv4 or IPv6 address literal, without a zone id.' });
+
+const serverId = matching(SERVER_ID_RE, 'a server id like A or web-1 ([A-Za-z][A-Za-z0-9_-]*)');
+const trafficId = matching(TRAFFIC_ID_RE, 'a traffic id made of [A-Za-z0-9._-]');
+const port = integer(1, 65535);
+const protocol = oneOfValues(PROTOCOLS);
+
+/** One id or a non-empty list of ids; always a list once read. */
+const serverIds = oneOf(
+  [serverId.transform((id) => [id]), z.array(serverId).min(1, { error: 'a non-empty list of server ids' })],
+  'a server id or a non-empty list of server ids',
+);
+
+const USER_RULE = `a user name or a numeric uid (0 to ${MAX_UID})`;
+const user = oneOf(
+  [
+    integer(0, MAX_UID, USER_RULE),
+    z
+      .string()
+      .regex(/^\d+$/)
+      .refine((v) => Number(v) <= MAX_UID, { error: USER_RULE })
+      .transform(Number),
+    matching(USER_NAME_RE, USER_RULE, 32),
+  ],
+  USER_RULE,
+).meta({ description: 'Owner of the sockets: a user name or a numeric uid. Implies requires: root.' });
+
+const serverSchema = mapping({
+  id: serverId.meta({ description: 'Unique among servers; steps and expectations refer to it.' }),
+  address: ipLiteral,
+  port,
+  protocol: protocol.default('tcp'),
+  replicas: integer(1, MAX_REPLICAS)
+    .default(1)
+    .meta({ description: 'Worker processes, each with its own socket on the same address and port.' }),
+  user: user.optional(),
+  reuseport: flag.default(true).meta({ description: 'Set SO_REUSEPORT before bind().' }),
+  reuseaddr: flag.optional().meta({ description: "Set or clear SO_REUSEADDR; absent: the binder's default." }),
+  ipv6Only: flag.optional().meta({ description: 'IPV6_V6ONLY; only on IPv6 addresses.' }),
+  binder: oneOfValues(BINDERS).default('auto'),
+});
+
+const trafficSchema = mapping({
+  id: trafficId.meta({ description: 'Unique among traffic steps; expectations refer to it.' }),
+  target: ipLiteral.meta({ description: 'A loopback address, or one declared in network.addresses.' }),
+  port,
+  protocol: protocol.default('tcp'),
+  connections: integer(1, MAX_CONNECTIONS).meta({ description: 'TCP connections, or UDP datagrams.' }),
+  concurrency: integer(1, MAX_CONNECTIONS).optional(),
+  sourcePort: integer(1, 65535).optional().meta({ description: 'Fixed client source port; needs concurrency 1.' }),
+}).transform((t) => ({
+  ...t,
+  concurrency: t.concurrency ?? (t.sourcePort !== undefined ? 1 : Math.min(DEFAULT_MAX_CONCURRENCY, t.connections)),
+}));
+
+const stepSchema = oneKeyOf(
+  {
+    what: 'step',
+    selectors: ['start', 'stop', 'traffic'],
+    branchKeys: [['start'], ['stop'], ['traffic']],
+    none: 'is empty; a step is one of: start, stop, traffic',
+    onlyOne: 'each step is exactly one of: start, stop, traffic',
+  },
+  [
+    mapping({ start: serverIds }).transform((s) => ({ kind: 'start' as const, servers: s.start })),
+    mapping({ stop: serverIds }).transform((s) => ({ kind: 'stop' as const, servers: s.stop })),
+    mapping({ traffic: trafficSchema }).transform((s) => ({ kind: 'traffic' as const, traffic: s.traffic })),
+  ],
+);
+
+const outcome = matching(OUTCOME_RE, 'ok or an errno name like EADDRINUSE', 32);
+
+const expectationSchema = oneKeyOf(
+  {
+    what: 'key',
+    selectors: ['bind', 'all', 'balanced', 'share'],
+    branchKeys: [
+      ['bind', 'outcome'],
+      ['traffic', 'all'],
+      ['traffic', 'balanced'],
+      ['traffic', 'share'],
+    ],
+    none: 'needs "bind: SERVER" with "outcome", or "traffic: ID" with one of all, balanced, share',
+    onlyOne: 'write one expectation per check',
+  },
+  [
+    mapping({ bind: serverId, outcome }).transform((e) => ({
+      kind: 'bind' as const,
+      server: e.bind,
+      outcome: e.outcome,
+    })),
+    mapping({ traffic: trafficId, all: serverId }).transform((e) => ({
+      kind: 'all' as const,
+      traffic: e.traffic,
+      server: e.all,
+    })),
+    mapping({
+      traffic: trafficId,
+      balanced: mapping({
+        over: serverIds,
+        pValue: fraction.default(DEFAULT_BALANCED_P_VALUE),
+        everyMember: flag.default(true),
+      }),
+    }).transform((e) => ({ kind: 'balanced' as const, traffic: e.traffic, ...e.balanced })),
+    mapping({
+      traffic: trafficId,
+      share: mapping({ server: serverId, min: fraction.optional(), max: fraction.optional() }).meta({
+        anyOf: [{ required: ['min'] }, { required: ['max'] }],
+      }),
+    }).transform((e) => ({
+      kind: 'share' as const,
+      traffic: e.traffic,
+      server: e.share.server,
+      min: e.share.min ?? 0,
+      max: e.share.max ?? 1,
+    })),
+  ],
+);
+
+const addressEntry = oneOf(
+  [
+    ipLiteral.transform((address) => ({ address }) as { address: string; hostStandIn?: string }),
+    mapping({
+      address: ipLiteral,
+      hostStandIn: ipLiteral.optional().meta({ description: 'Loopback address used instead with --isolation host.' }),
+    }),
+  ],
+  'an address, or a mapping with address and hostStandIn',
+);
+
+const networkSchema = mapping({
+  addresses: z
+    .array(addressEntry, { error: 'a list of addresses' })
+    .max(MAX_ADDRESSES, { error: `a list of at most ${MAX_ADDRESSES} addresses` })
+    .default([]),
+  sysctls: z
+    .record(
+      z.string().regex(SYSCTL_RE, {
+        error:
+          "a dotted net.* sysctl name (like net.ipv4.tcp_migrate_req): only those belong to the scenario's own network namespace",
+      }),
+      oneOf([z.int().transform(String), z.string().regex(/^[^\r\n]*\S[^\r\n]*$/)], 'an integer or a one-line string'),
+      { error: 'a mapping of sysctl name to value' },
+    )
+    .default({}),
+});
+
+/** The format of a scenario file: what authors write, and (with defaults and kinds filled in) what is read. */
+export const scenarioFileSchema = mapping(
+  {
+    $schema: z.string().optional().meta({ description: 'The JSON Schema, for editors; ignored by the tool.' }),
+    name: matching(NAME_RE, 'lowercase letters, digits and dashes ([a-z0-9-]+)').meta({
+      description: "Must equal the file's base name without extension.",
+    }),
+    title: text().meta({ description: 'One line, shown in lists and reports.' }),
+    article: text().optional().meta({ description: 'What the article claims.' }),
+    lookFor: text().optional().meta({ description: 'What to look for in the output.' }),
+    explanation: text().optional().meta({ description: 'How a 6.x kernel produces the result.' }),
+    requires: z.array(oneOfValues(REQUIREMENTS), { error: 'a list of root, netns' }).optional(),
+    network: networkSchema.optional(),
+    servers: z
+      .array(serverSchema, { error: 'a non-empty list of servers' })
+      .min(1, { error: 'a non-empty list of servers' })
+      .max(MAX_WORKERS, { error: `a list of at most ${MAX_WORKERS} servers` }),
+    steps: z
+      .array(stepSchema, { error: 'a non-empty list of steps' })
+      .min(1, { error: 'a non-empty list of steps' })
+      .max(MAX_STEPS, { error: `a list of at most ${MAX_STEPS} steps` }),
+    expect: z
+      .array(expectationSchema, { error: 'a non-empty list of expectations' })
+      .min(1, { error: 'a non-empty list of expectations' })
+      .max(MAX_EXPECTATIONS, { error: `a list of at most ${MAX_EXPECTATIONS} expectations` }),
+  },
+  'a mapping',
+).meta({
+  title: 'reuseport scenario',
+  description: 'One SO_REUSEPORT experiment: servers, steps, expectations. Reference: docs/scenarios.md.',
+});
+
+/** The JSON Schema of a scenario file, as shipped in dist/scenario.schema.json. */
+export function scenarioJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(scenarioFileSchema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>;
+}
+
+// ---------------------------------------------------------------------------
+// Types of a loaded scenario: zod's outputs, plus where each item was written.
+// ---------------------------------------------------------------------------
+
+/** What an author writes (before defaults). */
+export type ScenarioFile = z.input<typeof scenarioFileSchema>;
+
+type WithLine<T> = T extends unknown ? T & { line: number } : never;
 
 export interface NetworkAddress {
   /** IPv4 or IPv6 literal added to `lo` inside the scenario's private network namespace. */
@@ -50,54 +329,29 @@ export interface NetworkSpec {
   sysctls: Record<string, string>;
 }
 
-export interface ServerSpec {
-  id: string;
-  /** IP literal as written; 0.0.0.0 and :: are wildcards (see isWildcard). */
-  address: string;
-  port: number;
-  protocol: Protocol;
-  /** Number of worker processes, each with its own socket. */
-  replicas: number;
-  /** User name or numeric uid that owns the sockets; absent: whoever runs the scenario. Digit-only strings become numbers. */
-  user?: string | number;
-  reuseport: boolean;
-  /** Absent: the binder's default (Node's own sockets set SO_REUSEADDR for TCP). */
-  reuseaddr?: boolean;
-  /** Only ever present on servers with an IPv6 address. */
-  ipv6Only?: boolean;
-  binder: Binder;
+/**
+ * A set of identical listening sockets. `address` is the IP literal as written
+ * (0.0.0.0 and :: are wildcards, see isWildcard); `user` is a name or a uid
+ * (digit-only strings become numbers); `reuseaddr` absent means the binder's
+ * default; `ipv6Only` is only ever present on IPv6 servers.
+ */
+export interface ServerSpec extends z.output<typeof serverSchema> {
   /** Line of the server's entry in the file (0 when validating data without a file). */
   line: number;
-  // Planned (not accepted yet): incomingCpu?: number (SO_INCOMING_CPU),
-  // cbpf?: ... (SO_ATTACH_REUSEPORT_CBPF). See docs/scenarios.md, "Room to grow".
 }
 
-export interface TrafficSpec {
-  id: string;
-  target: string;
-  port: number;
-  protocol: Protocol;
-  /** TCP: connections; UDP: datagrams. */
-  connections: number;
-  /** Filled in: 1 with a sourcePort, otherwise min(64, connections). */
-  concurrency: number;
-  sourcePort?: number;
+/** TCP: `connections` are connections; UDP: datagrams. `concurrency` is filled in. */
+export interface TrafficSpec extends z.output<typeof trafficSchema> {
   line: number;
 }
 
+type StepOutput = z.output<typeof stepSchema>;
 export type Step =
-  | { kind: 'start'; servers: string[]; line: number }
-  | { kind: 'stop'; servers: string[]; line: number }
+  | WithLine<Exclude<StepOutput, { kind: 'traffic' }>>
   | { kind: 'traffic'; traffic: TrafficSpec; line: number };
-
 export type StepKind = Step['kind'];
 
-export type Expectation =
-  | { kind: 'bind'; server: string; outcome: string; line: number }
-  | { kind: 'all'; traffic: string; server: string; line: number }
-  | { kind: 'balanced'; traffic: string; over: string[]; pValue: number; everyMember: boolean; line: number }
-  | { kind: 'share'; traffic: string; server: string; min: number; max: number; line: number };
-
+export type Expectation = WithLine<z.output<typeof expectationSchema>>;
 export type ExpectationKind = Expectation['kind'];
 
 export interface Scenario {
@@ -105,12 +359,12 @@ export interface Scenario {
   file: string;
   name: string;
   title: string;
-  /** What the article says (trailing whitespace trimmed). */
-  article: string;
-  /** What to look for in the output (trailing whitespace trimmed). */
-  lookFor: string;
-  /** How a 6.x kernel produces the result (trailing whitespace trimmed). */
-  explanation: string;
+  /** What the article says (trailing whitespace trimmed); absent when the file has none. */
+  article?: string;
+  /** What to look for in the output (trailing whitespace trimmed); absent when the file has none. */
+  lookFor?: string;
+  /** How a 6.x kernel produces the result (trailing whitespace trimmed); absent when the file has none. */
+  explanation?: string;
   /**
    * Declared requirements plus computed ones: 'root' if any server has a `user`,
    * 'netns' if a declared address has no hostStandIn or any sysctl is set.
@@ -126,8 +380,6 @@ export interface Scenario {
 // ---------------------------------------------------------------------------
 // Validation API
 // ---------------------------------------------------------------------------
-
-export type PathSegment = string | number;
 
 export interface SourcePosition {
   /** 1-based; 0 when unknown. */
@@ -157,32 +409,425 @@ export interface ValidateOptions {
   /** When given, `name` must equal it (the file's base name without extension). */
   expectedName?: string;
   locate?: Locator;
+  /** When given, a server's `user` must be one it knows (checked at load time, not mid-run). */
+  userExists?: (user: string | number) => boolean;
 }
 
 export type ValidationResult = { ok: true; scenario: Scenario; issues: [] } | { ok: false; issues: SchemaIssue[] };
 
+const TOP_KEYS = Object.keys(scenarioFileSchema.shape);
+
 /** Validate plain data (as parsed from YAML or JSON); collects every issue, sorted by position. */
 export function validateScenario(data: unknown, options: ValidateOptions = {}): ValidationResult {
-  const v = new Validator(options.locate ?? (() => ({ line: 0, column: 0 })));
-  const scenario = v.scenario(data, options);
-  const issues = v.sortedIssues();
-  if (issues.length > 0 || scenario === undefined) return { ok: false, issues };
-  return { ok: true, scenario, issues: [] };
+  const locate = options.locate ?? (() => ({ line: 0, column: 0 }));
+  const issues: SchemaIssue[] = [];
+  const report = (path: PathSegment[], target: 'key' | 'value', message: string) => {
+    const pos = locate(path, target);
+    issues.push({ path, line: pos.line, column: pos.column, message });
+  };
+  const lineOf = (path: PathSegment[]) => locate(path, 'value').line;
+
+  // A file that is not a scenario at all gets one line, and none of its content.
+  if (!isPlainObject(data)) {
+    const what = data === null || data === undefined ? 'empty' : `not a YAML mapping (it is ${describe(data)})`;
+    report(
+      [],
+      'value',
+      `the file is ${what}; a scenario file is a mapping with name, title, servers, steps and expect`,
+    );
+    return { ok: false, issues };
+  }
+  const keys = Object.keys(data);
+  if (!keys.some((k) => TOP_KEYS.includes(k))) {
+    const which = keys.length === 0 ? 'it is an empty mapping' : `none of its ${keys.length} top-level keys is one`;
+    report(
+      [],
+      'value',
+      `the file is not a scenario: ${which} (a scenario has name, title, servers, steps, expect, ...)`,
+    );
+    return { ok: false, issues };
+  }
+
+  const parsed = scenarioFileSchema.safeParse(data);
+  if (!parsed.success) {
+    for (const i of translateIssues(parsed.error.issues, data, KEYED)) report(i.path, i.target, i.message);
+  }
+  crossCheck(data, options, report, lineOf);
+
+  const sorted = issues
+    .map((issue, i) => ({ issue, i }))
+    .sort((a, b) => a.issue.line - b.issue.line || a.issue.column - b.issue.column || a.i - b.i)
+    .map((x) => x.issue);
+  if (sorted.length > 0 || !parsed.success) return { ok: false, issues: sorted };
+  return { ok: true, scenario: assemble(parsed.data, options.file ?? '', lineOf), issues: [] };
 }
 
-/** `servers[1].replicas`, `network.sysctls["net.ipv4.tcp_migrate_req"]`. */
-export function formatPath(path: readonly PathSegment[]): string {
-  let out = '';
-  for (const seg of path) {
-    if (typeof seg === 'number') out += `[${seg}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(seg)) out += out === '' ? seg : `.${seg}`;
-    else out += `[${JSON.stringify(seg)}]`;
-  }
-  return out;
+function assemble(
+  file: z.output<typeof scenarioFileSchema>,
+  path: string,
+  lineOf: (path: PathSegment[]) => number,
+): Scenario {
+  const addresses: NetworkAddress[] = (file.network?.addresses ?? []).map((a) =>
+    a.hostStandIn === undefined && isLoopback(a.address) ? { address: a.address, hostStandIn: a.address } : a,
+  );
+  const network: NetworkSpec = { addresses, sysctls: file.network?.sysctls ?? {} };
+  const servers: ServerSpec[] = file.servers.map((s, i) => ({ ...s, line: lineOf(['servers', i]) }));
+  const steps: Step[] = file.steps.map((s, i) => {
+    const line = lineOf(['steps', i]);
+    return s.kind === 'traffic' ? { kind: 'traffic', traffic: { ...s.traffic, line }, line } : { ...s, line };
+  });
+  const expect: Expectation[] = file.expect.map((e, i) => ({ ...e, line: lineOf(['expect', i]) }));
+  const needs = new Set<Requirement>(file.requires ?? []);
+  if (servers.some((s) => s.user !== undefined)) needs.add('root');
+  if (addresses.some((a) => a.hostStandIn === undefined)) needs.add('netns');
+  if (Object.keys(network.sysctls).length > 0) needs.add('netns');
+  const scenario: Scenario = {
+    file: path,
+    name: file.name,
+    title: file.title.trim(),
+    requires: REQUIREMENTS.filter((r) => needs.has(r)),
+    network,
+    servers,
+    steps,
+    expect,
+  };
+  if (file.article !== undefined) scenario.article = file.article.trimEnd();
+  if (file.lookFor !== undefined) scenario.lookFor = file.lookFor.trimEnd();
+  if (file.explanation !== undefined) scenario.explanation = file.explanation.trimEnd();
+  return scenario;
 }
 
 // ---------------------------------------------------------------------------
-// Address helpers (also useful to the runner)
+// Rules across items. Each item is parsed on its own with the same schema, so
+// one broken item is reported once (by the structural pass) and the others are
+// still checked against each other.
+// ---------------------------------------------------------------------------
+
+type Report = (path: PathSegment[], target: 'key' | 'value', message: string) => void;
+type Obj = Record<string, unknown>;
+
+interface TrafficInfo {
+  line: number;
+  /** Servers running when this traffic is sent. */
+  running: Set<string>;
+}
+
+function crossCheck(
+  data: Obj,
+  options: ValidateOptions,
+  report: Report,
+  lineOf: (path: PathSegment[]) => number,
+): void {
+  const name = data.name;
+  if (
+    typeof name === 'string' &&
+    NAME_RE.test(name) &&
+    options.expectedName !== undefined &&
+    name !== options.expectedName
+  ) {
+    report(
+      ['name'],
+      'value',
+      `name must equal the file's base name ${quoteName(options.expectedName)}, got ${quoteName(name)}`,
+    );
+  }
+
+  // Literal addresses used by servers and traffic, for the stand-in clash rule.
+  const literalUses: { address: string; path: PathSegment[] }[] = [];
+
+  // ----- servers
+  const rawServers = Array.isArray(data.servers) ? data.servers : undefined;
+  /** Every declared id (even of a broken server, so that references to it are not reported again). */
+  const servers = new Map<string, { spec?: ServerSpec; index: number }>();
+  let workers = 0;
+  rawServers?.forEach((raw, i) => {
+    const p: PathSegment[] = ['servers', i];
+    const id = isPlainObject(raw) && typeof raw.id === 'string' && SERVER_ID_RE.test(raw.id) ? raw.id : undefined;
+    const parsed = serverSchema.safeParse(raw);
+    const spec = parsed.success ? { ...parsed.data, line: lineOf(p) } : undefined;
+    if (spec) {
+      workers += spec.replicas;
+      literalUses.push({ address: spec.address, path: [...p, 'address'] });
+      if (spec.ipv6Only !== undefined && isIP(spec.address) !== 6) {
+        report([...p, 'ipv6Only'], 'key', `${formatPath([...p, 'ipv6Only'])} only applies to IPv6 addresses`);
+      }
+      if (spec.user !== undefined && options.userExists && !options.userExists(spec.user)) {
+        report(
+          [...p, 'user'],
+          'value',
+          `${formatPath([...p, 'user'])}: no user ${quoteName(String(spec.user))} on this machine; give an existing user name or a numeric uid`,
+        );
+      }
+    }
+    if (id === undefined) return;
+    const first = servers.get(id);
+    if (first) {
+      report(
+        [...p, 'id'],
+        'value',
+        `duplicate server id ${quoteName(id)} (first declared at line ${lineOf(['servers', first.index])})`,
+      );
+      return;
+    }
+    servers.set(id, spec ? { spec, index: i } : { index: i });
+  });
+  if (workers > MAX_WORKERS) {
+    report(
+      ['servers'],
+      'value',
+      `servers add up to ${workers} worker processes (replicas summed over servers); a scenario may have at most ${MAX_WORKERS}, because each worker is a process of its own`,
+    );
+  }
+  const unknownServer = (path: PathSegment[], id: string): boolean => {
+    if (rawServers === undefined || servers.has(id)) return false;
+    const known = [...servers.keys()];
+    const hint = suggest(id, known);
+    const tail = hint ? ` (did you mean "${hint}"?)` : ` (servers: ${known.join(', ')})`;
+    report(path, 'value', `unknown server ${quoteName(id)}${tail}`);
+    return true;
+  };
+
+  // ----- network
+  const net = isPlainObject(data.network) ? data.network : undefined;
+  const rawAddresses =
+    net && Array.isArray(net.addresses) ? net.addresses : net?.addresses === undefined ? [] : undefined;
+  /** Every address literal written in network.addresses (undefined when the list itself is unreadable). */
+  const declared = rawAddresses?.flatMap((raw) => {
+    const written = isPlainObject(raw) ? raw.address : raw;
+    return typeof written === 'string' && isIP(written) !== 0 ? [written] : [];
+  });
+  const standIns: { standIn: string; address: string; path: PathSegment[]; index: number }[] = [];
+  const addressAt: { address: string; index: number }[] = [];
+  rawAddresses?.forEach((raw, i) => {
+    const p: PathSegment[] = ['network', 'addresses', i];
+    const parsed = addressEntry.safeParse(raw);
+    if (!parsed.success) return;
+    const { address, hostStandIn } = parsed.data;
+    const ap = typeof raw === 'string' ? p : [...p, 'address'];
+    const sp = [...p, 'hostStandIn'];
+    if (isWildcard(address)) {
+      report(ap, 'value', `${formatPath(ap)}: ${address} is a wildcard, not an address for lo`);
+    } else if (sameAddress(address, '127.0.0.1') || sameAddress(address, '::1')) {
+      report(ap, 'value', `${formatPath(ap)}: ${address} is always on lo; do not declare it`);
+    } else {
+      const dup = addressAt.find((a) => sameAddress(a.address, address));
+      if (dup) {
+        report(
+          ap,
+          'value',
+          `${formatPath(ap)}: address ${address} is already declared at line ${lineOf(['network', 'addresses', dup.index])}`,
+        );
+      } else addressAt.push({ address, index: i });
+    }
+    if (hostStandIn === undefined) return;
+    if (!isLoopback(hostStandIn)) {
+      report(
+        sp,
+        'value',
+        `${formatPath(sp)} must be a loopback address (127.0.0.0/8 or ::1), got ${hostStandIn}: with --isolation host the scenario runs on this machine's real network`,
+      );
+    } else if (isIP(address) !== isIP(hostStandIn)) {
+      report(sp, 'value', `${formatPath(sp)} must be of the same IP family as ${address}, got ${hostStandIn}`);
+    } else if (!sameAddress(hostStandIn, address)) {
+      standIns.push({ standIn: hostStandIn, address, path: sp, index: i });
+    }
+  });
+
+  // ----- steps
+  const rawSteps = Array.isArray(data.steps) ? data.steps : undefined;
+  let stepsOk = rawSteps !== undefined;
+  const traffic = new Map<string, TrafficInfo>();
+  const started = new Set<string>();
+  /** server id -> line of the step that started it, while it runs. */
+  const running = new Map<string, number>();
+  let totalConnections = 0;
+  rawSteps?.forEach((raw, i) => {
+    const p: PathSegment[] = ['steps', i];
+    const line = lineOf(p);
+    const parsed = stepSchema.safeParse(raw);
+    if (!parsed.success) {
+      stepsOk = false;
+      // A broken traffic step still declares its id, so that expectations about it are not reported again.
+      const t = isPlainObject(raw) && isPlainObject(raw.traffic) ? raw.traffic.id : undefined;
+      if (typeof t === 'string' && !traffic.has(t)) traffic.set(t, { line, running: new Set(running.keys()) });
+      return;
+    }
+    const step = parsed.data;
+    if (step.kind === 'start' || step.kind === 'stop') {
+      const kp: PathSegment[] = [...p, step.kind];
+      const single = !Array.isArray((raw as Obj)[step.kind]);
+      step.servers.forEach((id, j) => {
+        const ip = single ? kp : [...kp, j];
+        if (step.servers.indexOf(id) !== j) {
+          report(ip, 'value', `${formatPath(ip)}: server ${quoteName(id)} is listed twice`);
+          stepsOk = false;
+          return;
+        }
+        if (rawServers === undefined) return;
+        if (unknownServer(ip, id)) {
+          stepsOk = false;
+          return;
+        }
+        if (step.kind === 'start') {
+          const since = running.get(id);
+          if (since !== undefined) {
+            report(ip, 'value', `server ${quoteName(id)} is already running (started at line ${since}); stop it first`);
+            stepsOk = false;
+          } else {
+            running.set(id, line);
+            started.add(id);
+          }
+        } else if (!running.has(id)) {
+          report(ip, 'value', `server ${quoteName(id)} is not running at this step, so it cannot be stopped`);
+          stepsOk = false;
+        } else {
+          running.delete(id);
+        }
+      });
+      return;
+    }
+    const t = step.traffic;
+    const tp: PathSegment[] = [...p, 'traffic'];
+    const first = traffic.get(t.id);
+    if (first) {
+      report(
+        [...tp, 'id'],
+        'value',
+        `duplicate traffic id ${quoteName(t.id)} (first used at line ${first.line}); traffic ids must be unique`,
+      );
+      stepsOk = false;
+    } else {
+      traffic.set(t.id, { line, running: new Set(running.keys()) });
+    }
+    totalConnections += t.connections;
+    const cp: PathSegment[] = [...tp, 'concurrency'];
+    const written = (raw as { traffic: Obj }).traffic.concurrency;
+    if (t.sourcePort !== undefined && written !== undefined && t.concurrency !== 1) {
+      report(
+        cp,
+        'value',
+        `${formatPath(cp)} must be 1 with a fixed sourcePort (one source port holds one connection at a time), got ${t.concurrency}`,
+      );
+    } else if (t.concurrency > t.connections) {
+      report(cp, 'value', `${formatPath(cp)} must be at most connections (${t.connections}), got ${t.concurrency}`);
+    }
+    const target: PathSegment[] = [...tp, 'target'];
+    literalUses.push({ address: t.target, path: target });
+    if (isWildcard(t.target)) {
+      report(target, 'value', `${formatPath(target)}: ${t.target} is a wildcard; send traffic to a concrete address`);
+    } else if (declared !== undefined && !isLoopback(t.target) && !declared.some((a) => sameAddress(a, t.target))) {
+      report(
+        target,
+        'value',
+        `${formatPath(target)} ${t.target} is neither a loopback address nor declared in network.addresses; ` +
+          `the tool never sends traffic off this machine's loopback or the scenario's private network namespace`,
+      );
+    }
+  });
+  if (totalConnections > MAX_TOTAL_CONNECTIONS) {
+    report(
+      ['steps'],
+      'value',
+      `the traffic steps send ${totalConnections} connections in all; a scenario may send at most ${MAX_TOTAL_CONNECTIONS}`,
+    );
+  }
+
+  // ----- expectations
+  const rawExpect = Array.isArray(data.expect) ? data.expect : [];
+  rawExpect.forEach((raw, i) => {
+    const p: PathSegment[] = ['expect', i];
+    const parsed = expectationSchema.safeParse(raw);
+    if (!parsed.success || rawSteps === undefined) return;
+    const e = parsed.data;
+    /** A server an expectation names must exist and be started by some step. */
+    const knownStarted = (id: string, path: PathSegment[]): boolean => {
+      if (unknownServer(path, id)) return false;
+      if (rawServers === undefined || !stepsOk || started.has(id)) return true;
+      report(path, 'value', `server ${quoteName(id)} is never started by any step, so there is nothing to check`);
+      return false;
+    };
+    if (e.kind === 'bind') {
+      knownStarted(e.server, [...p, 'bind']);
+      return;
+    }
+    const tp: PathSegment[] = [...p, 'traffic'];
+    const info = traffic.get(e.traffic);
+    if (!info) {
+      const known = [...traffic.keys()];
+      const hint = suggest(e.traffic, known);
+      const tail = hint
+        ? ` (did you mean "${hint}"?)`
+        : known.length > 0
+          ? ` (traffic ids: ${known.join(', ')})`
+          : ' (no step sends traffic)';
+      report(tp, 'value', `unknown traffic id ${quoteName(e.traffic)}${tail}`);
+    }
+    /** A server that must be receiving at the time of the traffic step. */
+    const runningAt = (id: string, path: PathSegment[]): boolean => {
+      if (!knownStarted(id, path)) return false;
+      if (!info || !stepsOk || info.running.has(id)) return true;
+      report(
+        path,
+        'value',
+        `server ${quoteName(id)} is not running when traffic ${quoteName(e.traffic)} is sent (line ${info.line}), so it cannot receive it`,
+      );
+      return false;
+    };
+    if (e.kind === 'all') {
+      runningAt(e.server, [...p, 'all']);
+    } else if (e.kind === 'share') {
+      const sp: PathSegment[] = [...p, 'share'];
+      knownStarted(e.server, [...sp, 'server']);
+      const written = (raw as { share: Obj }).share;
+      if (written.min === undefined && written.max === undefined) {
+        report(sp, 'value', `${formatPath(sp)} needs min, max or both (fractions from 0 to 1)`);
+      } else if (e.min > e.max) {
+        report([...sp, 'max'], 'value', `${formatPath([...sp, 'max'])} must be >= min (${e.min}), got ${e.max}`);
+      }
+    } else {
+      const op: PathSegment[] = [...p, 'balanced', 'over'];
+      const single = !Array.isArray((raw as { balanced: Obj }).balanced.over);
+      let membersOk = true;
+      e.over.forEach((id, j) => {
+        const ip = single ? op : [...op, j];
+        if (e.over.indexOf(id) !== j) {
+          report(ip, 'value', `${formatPath(ip)}: server ${quoteName(id)} is listed twice`);
+          membersOk = false;
+        } else if (!runningAt(id, ip)) membersOk = false;
+      });
+      const instances = e.over.reduce((n, id) => n + (servers.get(id)?.spec?.replicas ?? 2), 0);
+      if (membersOk && instances < 2) {
+        report(
+          op,
+          'value',
+          `${formatPath(op)} names a single instance; balance needs at least 2 (more servers, or replicas > 1)`,
+        );
+      }
+    }
+  });
+
+  // ----- stand-ins: under --isolation host a stand-in and the address it collides with would be one address.
+  for (const s of standIns) {
+    const clash = (what: string) =>
+      report(
+        s.path,
+        'value',
+        `${formatPath(s.path)} ${s.standIn} is also ${what}; with --isolation host the two addresses would be indistinguishable`,
+      );
+    const other = addressAt.find((a) => a.index !== s.index && sameAddress(a.address, s.standIn));
+    const earlier = standIns.find((o) => o.index < s.index && sameAddress(o.standIn, s.standIn));
+    const twin = other?.index ?? earlier?.index;
+    if (twin !== undefined) {
+      clash(`used by ${formatPath(['network', 'addresses', twin])} (line ${lineOf(['network', 'addresses', twin])})`);
+      continue;
+    }
+    const use = literalUses.find((u) => sameAddress(u.address, s.standIn));
+    if (use) clash(`used directly by ${formatPath(use.path)} (line ${lineOf(use.path)})`);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Address helpers (also used by the runner)
 // ---------------------------------------------------------------------------
 
 /** 4, 6, or 0 when not an IP literal (Node's net.isIP). */
@@ -236,1041 +881,4 @@ export function isLoopback(address: string): boolean {
 export function hostAddress(network: NetworkSpec, address: string): string {
   const declared = network.addresses.find((a) => sameAddress(a.address, address));
   return declared?.hostStandIn ?? address;
-}
-
-// ---------------------------------------------------------------------------
-// Implementation
-// ---------------------------------------------------------------------------
-
-const NAME_RE = /^[a-z0-9-]+$/;
-const SERVER_ID_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
-const TRAFFIC_ID_RE = /^[A-Za-z0-9._-]+$/;
-const OUTCOME_RE = /^(ok|E[A-Z0-9]+)$/;
-const USER_NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
-const SYSCTL_RE = /^net(\.[A-Za-z0-9_-]+)+$/;
-const MAX_UID = 4_294_967_294; // (uid_t)-1 is reserved
-
-const TOP_KEYS = [
-  'name',
-  'title',
-  'article',
-  'lookFor',
-  'explanation',
-  'requires',
-  'network',
-  'servers',
-  'steps',
-  'expect',
-] as const;
-const NETWORK_KEYS = ['addresses', 'sysctls'] as const;
-const ADDRESS_KEYS = ['address', 'hostStandIn'] as const;
-const SERVER_KEYS = [
-  'id',
-  'address',
-  'port',
-  'protocol',
-  'replicas',
-  'user',
-  'reuseport',
-  'reuseaddr',
-  'ipv6Only',
-  'binder',
-] as const;
-const STEP_KEYS = ['start', 'stop', 'traffic'] as const;
-const TRAFFIC_KEYS = ['id', 'target', 'port', 'protocol', 'connections', 'concurrency', 'sourcePort'] as const;
-const BIND_EXPECT_KEYS = ['bind', 'outcome'] as const;
-const TRAFFIC_EXPECT_KEYS = ['traffic', 'all', 'balanced', 'share'] as const;
-const TRAFFIC_CHECKS = ['all', 'balanced', 'share'] as const;
-const BALANCED_KEYS = ['over', 'pValue', 'everyMember'] as const;
-const SHARE_KEYS = ['server', 'min', 'max'] as const;
-
-type Path = PathSegment[];
-type Obj = Record<string, unknown>;
-
-/** Where each server / traffic step was declared, for cross-references. */
-interface ServerInfo {
-  spec: ServerSpec;
-  path: Path;
-}
-interface Servers {
-  byId: Map<string, ServerInfo | undefined>;
-  /** False when any entry is broken. */
-  ok: boolean;
-}
-interface TrafficInfo {
-  /** Undefined when the traffic step itself is broken (already reported). */
-  spec: TrafficSpec | undefined;
-  /** Line of the step. */
-  line: number;
-  /** Servers running (started and not stopped) when this traffic is sent. */
-  running: Set<string>;
-}
-interface NetworkResult {
-  spec: NetworkSpec;
-  /** Parallel to spec.addresses. */
-  standInPaths: Path[];
-  ok: boolean;
-  /** Every address literal written in network.addresses (undefined if the list itself is unreadable). */
-  declared: string[] | undefined;
-}
-interface Steps {
-  list: Step[];
-  /** Every traffic id declared (broken steps included, with spec undefined). */
-  traffic: Map<string, TrafficInfo>;
-  /** Servers started by at least one step. */
-  started: Set<string>;
-  /** False when any step is broken. */
-  ok: boolean;
-}
-interface LiteralUse {
-  address: string;
-  path: Path;
-}
-
-class Validator {
-  private readonly issues: SchemaIssue[] = [];
-  constructor(private readonly locate: Locator) {}
-
-  sortedIssues(): SchemaIssue[] {
-    // Stable sort by position; issues without a position keep their order.
-    return this.issues
-      .map((issue, i) => ({ issue, i }))
-      .sort((a, b) => a.issue.line - b.issue.line || a.issue.column - b.issue.column || a.i - b.i)
-      .map((x) => x.issue);
-  }
-
-  error(path: Path, target: 'key' | 'value', message: string): void {
-    const pos = this.locate(path, target);
-    this.issues.push({ path: [...path], line: pos.line, column: pos.column, message });
-  }
-
-  lineOf(path: Path): number {
-    return this.locate(path, 'value').line;
-  }
-
-  // ----- generic readers -------------------------------------------------
-
-  /** A mapping with only `allowed` keys (each unknown key is reported). */
-  mapping(value: unknown, path: Path, allowed: readonly string[], what: string): Obj | undefined {
-    if (!isPlainObject(value)) {
-      this.error(path, 'value', `${label(path, what)} must be a mapping, got ${describe(value)}`);
-      return undefined;
-    }
-    for (const key of Object.keys(value)) {
-      if (!allowed.includes(key)) this.unknownKey([...path, key], key, allowed, path.length === 0 ? '' : label(path));
-    }
-    return value;
-  }
-
-  unknownKey(path: Path, key: string, allowed: readonly string[], where: string): void {
-    const hint = suggest(key, allowed);
-    const at = where === '' ? 'unknown top-level key' : 'unknown key';
-    const inWhere = where === '' ? '' : ` in ${where}`;
-    const tail = hint ? ` (did you mean "${hint}"?)` : ` (allowed: ${allowed.join(', ')})`;
-    this.error(path, 'key', `${at} "${key}"${inWhere}${tail}`);
-  }
-
-  missing(obj: Obj, key: string, path: Path): boolean {
-    if (obj[key] !== undefined) return false;
-    const where = path.length === 0 ? 'missing required top-level key' : 'missing required key';
-    const inWhere = path.length === 0 ? '' : ` in ${formatPath(path)}`;
-    this.error(path, 'value', `${where} "${key}"${inWhere}`);
-    return true;
-  }
-
-  requiredString(obj: Obj, key: string, path: Path, check?: { re: RegExp; rule: string }): string | undefined {
-    if (this.missing(obj, key, path)) return undefined;
-    return this.string(obj[key], [...path, key], check);
-  }
-
-  string(value: unknown, path: Path, check?: { re: RegExp; rule: string }): string | undefined {
-    if (typeof value !== 'string' || value.trim() === '') {
-      const rule = check ? check.rule : 'a non-empty string';
-      this.error(path, 'value', `${formatPath(path)} must be ${rule}, got ${describe(value)}`);
-      return undefined;
-    }
-    if (check && !check.re.test(value)) {
-      this.error(path, 'value', `${formatPath(path)} must be ${check.rule}, got ${describe(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  integer(value: unknown, path: Path, min: number, max: number, extra = ''): number | undefined {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      this.error(
-        path,
-        'value',
-        `${formatPath(path)} must be an integer from ${min} to ${max}${extra}, got ${describe(value)}`,
-      );
-      return undefined;
-    }
-    return value;
-  }
-
-  fraction(value: unknown, path: Path): number | undefined {
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
-      this.error(path, 'value', `${formatPath(path)} must be a number from 0 to 1, got ${describe(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  boolean(value: unknown, path: Path): boolean | undefined {
-    if (typeof value !== 'boolean') {
-      this.error(path, 'value', `${formatPath(path)} must be true or false, got ${describe(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  oneOf<T extends string>(value: unknown, path: Path, allowed: readonly T[]): T | undefined {
-    if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
-      const hint = typeof value === 'string' ? suggest(value, allowed) : undefined;
-      const tail = hint ? ` (did you mean "${hint}"?)` : '';
-      this.error(
-        path,
-        'value',
-        `${formatPath(path)} must be one of ${allowed.join(', ')}, got ${describe(value)}${tail}`,
-      );
-      return undefined;
-    }
-    return value as T;
-  }
-
-  ip(value: unknown, path: Path): string | undefined {
-    if (typeof value !== 'string' || isIP(value) === 0) {
-      this.error(path, 'value', `${formatPath(path)} must be an IPv4 or IPv6 address literal, got ${describe(value)}`);
-      return undefined;
-    }
-    return value;
-  }
-
-  /** A non-empty list of unique server ids (a single id is accepted as a one-item list). */
-  serverList(value: unknown, path: Path, what: string): { ids: string[]; paths: Path[] } | undefined {
-    const items = typeof value === 'string' ? [value] : value;
-    const single = typeof value === 'string';
-    if (!Array.isArray(items) || items.length === 0) {
-      this.error(path, 'value', `${formatPath(path)} must be a non-empty list of ${what}, got ${describe(value)}`);
-      return undefined;
-    }
-    const ids: string[] = [];
-    const paths: Path[] = [];
-    let ok = true;
-    items.forEach((item, i) => {
-      const p = single ? path : [...path, i];
-      if (typeof item !== 'string' || item === '') {
-        this.error(p, 'value', `${formatPath(p)} must be a server id, got ${describe(item)}`);
-        ok = false;
-      } else if (ids.includes(item)) {
-        this.error(p, 'value', `${formatPath(p)}: server "${item}" is listed twice`);
-        ok = false;
-      } else {
-        ids.push(item);
-        paths.push(p);
-      }
-    });
-    return ok ? { ids, paths } : undefined;
-  }
-
-  // ----- the scenario -----------------------------------------------------
-
-  scenario(data: unknown, options: ValidateOptions): Scenario | undefined {
-    if (data === null || data === undefined) {
-      this.error([], 'value', 'the file is empty; expected a mapping with name, title, servers, steps, expect, ...');
-      return undefined;
-    }
-    const top = this.mapping(data, [], TOP_KEYS, 'the scenario');
-    if (!top) return undefined;
-
-    const name = this.requiredString(top, 'name', [], {
-      re: NAME_RE,
-      rule: 'lowercase letters, digits and dashes ([a-z0-9-]+)',
-    });
-    if (name !== undefined && options.expectedName !== undefined && name !== options.expectedName) {
-      this.error(
-        ['name'],
-        'value',
-        `name must equal the file's base name "${options.expectedName}", got ${JSON.stringify(name)}`,
-      );
-    }
-    const title = this.requiredString(top, 'title', []);
-    const article = this.requiredString(top, 'article', []);
-    const lookFor = this.requiredString(top, 'lookFor', []);
-    const explanation = this.requiredString(top, 'explanation', []);
-    const declared = this.requires(top.requires);
-    const literalUses: LiteralUse[] = [];
-    const network = this.network(top.network);
-    const servers = this.servers(top, literalUses);
-    const steps = this.steps(top, servers, network?.declared, literalUses);
-    const expect = this.expectations(top, servers, steps);
-    if (network?.ok) this.checkStandIns(network, literalUses);
-
-    if (
-      name === undefined ||
-      title === undefined ||
-      article === undefined ||
-      lookFor === undefined ||
-      explanation === undefined ||
-      declared === undefined ||
-      network === undefined ||
-      !network.ok ||
-      servers === undefined ||
-      !servers.ok ||
-      steps === undefined ||
-      !steps.ok ||
-      expect === undefined
-    ) {
-      return undefined;
-    }
-
-    const serverSpecs: ServerSpec[] = [];
-    for (const info of servers.byId.values()) if (info) serverSpecs.push(info.spec);
-    const needs = new Set<Requirement>(declared);
-    if (serverSpecs.some((s) => s.user !== undefined)) needs.add('root');
-    if (network.spec.addresses.some((a) => a.hostStandIn === undefined)) needs.add('netns');
-    if (Object.keys(network.spec.sysctls).length > 0) needs.add('netns');
-
-    return {
-      file: options.file ?? '',
-      name,
-      title: title.trim(),
-      article: article.trimEnd(),
-      lookFor: lookFor.trimEnd(),
-      explanation: explanation.trimEnd(),
-      requires: REQUIREMENTS.filter((r) => needs.has(r)),
-      network: network.spec,
-      servers: serverSpecs,
-      steps: steps.list,
-      expect,
-    };
-  }
-
-  requires(value: unknown): Requirement[] | undefined {
-    if (value === undefined) return [];
-    const path = ['requires'];
-    if (!Array.isArray(value)) {
-      this.error(path, 'value', `requires must be a list of ${REQUIREMENTS.join(', ')}, got ${describe(value)}`);
-      return undefined;
-    }
-    const out: Requirement[] = [];
-    let ok = true;
-    value.forEach((item, i) => {
-      const r = this.oneOf(item, [...path, i], REQUIREMENTS);
-      if (r === undefined) ok = false;
-      else if (!out.includes(r)) out.push(r);
-    });
-    return ok ? out : undefined;
-  }
-
-  network(value: unknown): NetworkResult | undefined {
-    const spec: NetworkSpec = { addresses: [], sysctls: {} };
-    const standInPaths: Path[] = [];
-    const declared: string[] = [];
-    if (value === undefined) return { spec, standInPaths, ok: true, declared };
-    const path: Path = ['network'];
-    const net = this.mapping(value, path, NETWORK_KEYS, 'network');
-    if (!net) return undefined;
-    let ok = true;
-    let declaredKnown = true;
-
-    if (net.addresses !== undefined) {
-      const ap: Path = [...path, 'addresses'];
-      if (!Array.isArray(net.addresses)) {
-        this.error(ap, 'value', `network.addresses must be a list, got ${describe(net.addresses)}`);
-        ok = false;
-        declaredKnown = false;
-      } else {
-        const listIndex: number[] = [];
-        net.addresses.forEach((raw, i) => {
-          const p: Path = [...ap, i];
-          // Remembered even when the entry is otherwise broken, to check traffic targets against.
-          const written = isPlainObject(raw) ? raw.address : raw;
-          if (typeof written === 'string' && isIP(written) !== 0) declared.push(written);
-          const entry = this.address(typeof raw === 'string' ? { address: raw } : raw, p, typeof raw === 'string');
-          if (!entry) {
-            ok = false;
-            return;
-          }
-          const dup = spec.addresses.findIndex((a) => sameAddress(a.address, entry.spec.address));
-          if (dup >= 0) {
-            const firstLine = this.lineOf([...ap, listIndex[dup]!]);
-            this.error(
-              entry.addressPath,
-              'value',
-              `${formatPath(entry.addressPath)}: address ${entry.spec.address} is already declared at line ${firstLine}`,
-            );
-            ok = false;
-            return;
-          }
-          spec.addresses.push(entry.spec);
-          listIndex.push(i);
-          standInPaths.push(entry.standInPath);
-        });
-      }
-    }
-
-    if (net.sysctls !== undefined) {
-      const sp: Path = [...path, 'sysctls'];
-      if (!isPlainObject(net.sysctls)) {
-        this.error(
-          sp,
-          'value',
-          `network.sysctls must be a mapping of sysctl name to value, got ${describe(net.sysctls)}`,
-        );
-        ok = false;
-      } else {
-        for (const [key, val] of Object.entries(net.sysctls)) {
-          const p: Path = [...sp, key];
-          if (!SYSCTL_RE.test(key)) {
-            this.error(
-              p,
-              'key',
-              `sysctl ${JSON.stringify(key)} is not allowed: only net.* sysctls (dotted, like net.ipv4.tcp_migrate_req) are set, because only those belong to the scenario's own network namespace`,
-            );
-            ok = false;
-          } else if (typeof val === 'number' && Number.isInteger(val)) {
-            spec.sysctls[key] = String(val);
-          } else if (typeof val === 'string' && val.trim() !== '' && !/[\r\n]/.test(val)) {
-            spec.sysctls[key] = val;
-          } else {
-            this.error(p, 'value', `${formatPath(p)} must be an integer or a one-line string, got ${describe(val)}`);
-            ok = false;
-          }
-        }
-      }
-    }
-    return { spec, standInPaths, ok, declared: declaredKnown ? declared : undefined };
-  }
-
-  address(
-    raw: unknown,
-    path: Path,
-    shorthand: boolean,
-  ): { spec: NetworkAddress; addressPath: Path; standInPath: Path } | undefined {
-    const entry = this.mapping(raw, path, ADDRESS_KEYS, 'network address');
-    if (!entry) return undefined;
-    const addressPath = shorthand ? path : [...path, 'address'];
-    const standInPath = [...path, 'hostStandIn'];
-    if (this.missing(entry, 'address', path)) return undefined;
-    const address = this.ip(entry.address, addressPath);
-    let ok = address !== undefined;
-    if (address !== undefined) {
-      if (isWildcard(address)) {
-        this.error(addressPath, 'value', `${formatPath(addressPath)}: ${address} is a wildcard, not an address for lo`);
-        ok = false;
-      } else if (sameAddress(address, '127.0.0.1') || sameAddress(address, '::1')) {
-        this.error(addressPath, 'value', `${formatPath(addressPath)}: ${address} is always on lo; do not declare it`);
-        ok = false;
-      }
-    }
-    let hostStandIn: string | undefined;
-    if (entry.hostStandIn !== undefined) {
-      hostStandIn = this.ip(entry.hostStandIn, standInPath);
-      if (hostStandIn === undefined) ok = false;
-      else if (!isLoopback(hostStandIn)) {
-        this.error(
-          standInPath,
-          'value',
-          `${formatPath(standInPath)} must be a loopback address (127.0.0.0/8 or ::1), got ${JSON.stringify(hostStandIn)}: with --isolation host the scenario runs on this machine's real network`,
-        );
-        ok = false;
-      } else if (address !== undefined && isIP(address) !== isIP(hostStandIn)) {
-        this.error(
-          standInPath,
-          'value',
-          `${formatPath(standInPath)} must be of the same IP family as ${address}, got ${JSON.stringify(hostStandIn)}`,
-        );
-        ok = false;
-      }
-    } else if (address !== undefined && isLoopback(address)) {
-      hostStandIn = address; // a loopback address works on the host as it is
-    }
-    if (!ok || address === undefined) return undefined;
-    const spec: NetworkAddress = hostStandIn === undefined ? { address } : { address, hostStandIn };
-    return { spec, addressPath, standInPath };
-  }
-
-  /**
-   * Reads every server. The returned map holds each declared id; entries whose
-   * other fields are broken map to undefined (they are reported, and references
-   * to them are not reported again).
-   */
-  servers(top: Obj, literalUses: LiteralUse[]): Servers | undefined {
-    if (this.missing(top, 'servers', [])) return undefined;
-    const path: Path = ['servers'];
-    const list = top.servers;
-    if (!Array.isArray(list) || list.length === 0) {
-      this.error(path, 'value', `servers must be a non-empty list of servers, got ${describe(list)}`);
-      return undefined;
-    }
-    const byId = new Map<string, ServerInfo | undefined>();
-    let ok = true;
-    list.forEach((raw, i) => {
-      const p: Path = [...path, i];
-      const { id, spec } = this.server(raw, p, literalUses);
-      if (!spec) ok = false;
-      if (id === undefined) return;
-      if (byId.has(id)) {
-        const first = byId.get(id);
-        const at = first ? ` (first declared at line ${first.spec.line})` : '';
-        this.error([...p, 'id'], 'value', `duplicate server id "${id}"${at}`);
-        ok = false;
-        return;
-      }
-      byId.set(id, spec ? { spec, path: p } : undefined);
-    });
-    return { byId, ok };
-  }
-
-  server(raw: unknown, path: Path, literalUses: LiteralUse[]): { id?: string; spec?: ServerSpec } {
-    const s = this.mapping(raw, path, SERVER_KEYS, 'server');
-    if (!s) return {};
-    let ok = true;
-    const req = <T>(key: string, read: (v: unknown, p: Path) => T | undefined): T | undefined => {
-      if (this.missing(s, key, path)) {
-        ok = false;
-        return undefined;
-      }
-      const r = read(s[key], [...path, key]);
-      if (r === undefined) ok = false;
-      return r;
-    };
-    const opt = <T>(key: string, read: (v: unknown, p: Path) => T | undefined): T | undefined => {
-      if (s[key] === undefined) return undefined;
-      const r = read(s[key], [...path, key]);
-      if (r === undefined) ok = false;
-      return r;
-    };
-
-    const id = req('id', (v, p) =>
-      this.string(v, p, { re: SERVER_ID_RE, rule: 'an id like A or web-1 ([A-Za-z][A-Za-z0-9_-]*)' }),
-    );
-    const address = req('address', (v, p) => this.ip(v, p));
-    const port = req('port', (v, p) => this.integer(v, p, 1, 65535));
-    const protocol = opt('protocol', (v, p) => this.oneOf(v, p, PROTOCOLS)) ?? 'tcp';
-    const replicas = opt('replicas', (v, p) => this.integer(v, p, 1, MAX_REPLICAS)) ?? 1;
-    const user = opt('user', (v, p) => this.user(v, p));
-    const reuseport = opt('reuseport', (v, p) => this.boolean(v, p)) ?? true;
-    const reuseaddr = opt('reuseaddr', (v, p) => this.boolean(v, p));
-    const ipv6Only = opt('ipv6Only', (v, p) => this.boolean(v, p));
-    const binder = opt('binder', (v, p) => this.oneOf(v, p, BINDERS)) ?? 'auto';
-
-    if (ipv6Only !== undefined && address !== undefined && isIP(address) !== 6) {
-      this.error(
-        [...path, 'ipv6Only'],
-        'key',
-        `${formatPath([...path, 'ipv6Only'])} only applies to IPv6 addresses; ${address} is IPv4`,
-      );
-      ok = false;
-    }
-    if (address !== undefined) literalUses.push({ address, path: [...path, 'address'] });
-    if (!ok || id === undefined || address === undefined || port === undefined) return id === undefined ? {} : { id };
-
-    const spec: ServerSpec = { id, address, port, protocol, replicas, reuseport, binder, line: this.lineOf(path) };
-    if (user !== undefined) spec.user = user;
-    if (reuseaddr !== undefined) spec.reuseaddr = reuseaddr;
-    if (ipv6Only !== undefined) spec.ipv6Only = ipv6Only;
-    return { id, spec };
-  }
-
-  user(value: unknown, path: Path): string | number | undefined {
-    if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_UID) return value;
-    if (typeof value === 'string' && /^\d+$/.test(value)) {
-      const n = Number(value);
-      if (n <= MAX_UID) return n;
-    }
-    if (typeof value === 'string' && value.length <= 32 && USER_NAME_RE.test(value)) return value;
-    this.error(
-      path,
-      'value',
-      `${formatPath(path)} must be a user name or a numeric uid (0 to ${MAX_UID}), got ${describe(value)}`,
-    );
-    return undefined;
-  }
-
-  steps(
-    top: Obj,
-    servers: Servers | undefined,
-    declared: readonly string[] | undefined,
-    literalUses: LiteralUse[],
-  ): Steps | undefined {
-    if (this.missing(top, 'steps', [])) return undefined;
-    const path: Path = ['steps'];
-    const list = top.steps;
-    if (!Array.isArray(list) || list.length === 0) {
-      this.error(path, 'value', `steps must be a non-empty list, got ${describe(list)}`);
-      return undefined;
-    }
-    const out: Step[] = [];
-    const traffic = new Map<string, TrafficInfo>();
-    const started = new Set<string>();
-    /** server id -> line of the step that started it, while it runs. */
-    const running = new Map<string, number>();
-    let ok = true;
-
-    list.forEach((raw, i) => {
-      const p: Path = [...path, i];
-      const line = this.lineOf(p);
-      const kind = this.singleKey(raw, p, STEP_KEYS, 'step', 'start, stop or traffic');
-      if (kind === undefined) {
-        ok = false;
-        return;
-      }
-      const item = raw as Obj;
-      const kp: Path = [...p, kind];
-      if (kind === 'start' || kind === 'stop') {
-        const ids = this.serverList(item[kind], kp, 'server ids');
-        if (!ids) {
-          ok = false;
-          return;
-        }
-        ids.ids.forEach((id, j) => {
-          const ip = ids.paths[j]!;
-          if (servers === undefined) return; // the servers section itself is broken: reported there
-          if (!servers.byId.has(id)) {
-            this.unknownServer(ip, id, servers);
-            ok = false;
-            return;
-          }
-          if (kind === 'start') {
-            const since = running.get(id);
-            if (since !== undefined) {
-              this.error(ip, 'value', `server "${id}" is already running (started at line ${since}); stop it first`);
-              ok = false;
-            } else {
-              running.set(id, line);
-              started.add(id);
-            }
-          } else if (!running.has(id)) {
-            this.error(ip, 'value', `server "${id}" is not running at this step, so it cannot be stopped`);
-            ok = false;
-          } else {
-            running.delete(id);
-          }
-        });
-        out.push({ kind, servers: ids.ids, line });
-        return;
-      }
-      const { id, spec } = this.traffic(item.traffic, kp, declared, literalUses);
-      if (!spec) ok = false;
-      if (id === undefined) return;
-      const first = traffic.get(id);
-      if (first) {
-        const at = ` (first used at line ${first.line})`;
-        this.error([...kp, 'id'], 'value', `duplicate traffic id "${id}"${at}; traffic ids must be unique`);
-        ok = false;
-        return;
-      }
-      traffic.set(id, { spec, line, running: new Set(running.keys()) });
-      if (spec) out.push({ kind: 'traffic', traffic: spec, line });
-    });
-    return { list: out, traffic, started, ok };
-  }
-
-  /** For items that are exactly one of several keys; returns the key. */
-  singleKey<K extends string>(raw: unknown, path: Path, keys: readonly K[], what: string, list: string): K | undefined {
-    if (!isPlainObject(raw)) {
-      this.error(path, 'value', `${formatPath(path)} must be a mapping with one key (${list}), got ${describe(raw)}`);
-      return undefined;
-    }
-    const present = Object.keys(raw);
-    let ok = true;
-    for (const key of present) {
-      if (!(keys as readonly string[]).includes(key)) {
-        const hint = suggest(key, keys);
-        const tail = hint ? ` (did you mean "${hint}"?)` : ` (a ${what} is one of: ${list})`;
-        this.error([...path, key], 'key', `unknown ${what} "${key}" in ${formatPath(path)}${tail}`);
-        ok = false;
-      }
-    }
-    const known = present.filter((k) => (keys as readonly string[]).includes(k)) as K[];
-    if (known.length > 1) {
-      this.error(
-        [...path, known[1]!],
-        'key',
-        `${formatPath(path)} has both "${known[0]}" and "${known[1]}"; each ${what} is exactly one of: ${list}`,
-      );
-      return undefined;
-    }
-    if (known.length === 0) {
-      if (ok) this.error(path, 'value', `${formatPath(path)} is empty; a ${what} is one of: ${list}`);
-      return undefined;
-    }
-    return ok ? known[0] : undefined;
-  }
-
-  traffic(
-    raw: unknown,
-    path: Path,
-    declared: readonly string[] | undefined,
-    literalUses: LiteralUse[],
-  ): { id?: string; spec?: TrafficSpec } {
-    const t = this.mapping(raw, path, TRAFFIC_KEYS, 'traffic');
-    if (!t) return {};
-    let ok = true;
-    const req = <T>(key: string, read: (v: unknown, p: Path) => T | undefined): T | undefined => {
-      if (this.missing(t, key, path)) {
-        ok = false;
-        return undefined;
-      }
-      const r = read(t[key], [...path, key]);
-      if (r === undefined) ok = false;
-      return r;
-    };
-    const opt = <T>(key: string, read: (v: unknown, p: Path) => T | undefined): T | undefined => {
-      if (t[key] === undefined) return undefined;
-      const r = read(t[key], [...path, key]);
-      if (r === undefined) ok = false;
-      return r;
-    };
-    const id = req('id', (v, p) => this.string(v, p, { re: TRAFFIC_ID_RE, rule: 'an id made of [A-Za-z0-9._-]' }));
-    const target = req('target', (v, p) => this.ip(v, p));
-    const port = req('port', (v, p) => this.integer(v, p, 1, 65535));
-    const protocol = opt('protocol', (v, p) => this.oneOf(v, p, PROTOCOLS)) ?? 'tcp';
-    const connections = req('connections', (v, p) => this.integer(v, p, 1, MAX_CONNECTIONS));
-    const sourcePort = opt('sourcePort', (v, p) => this.integer(v, p, 1, 65535));
-    const concurrency = opt('concurrency', (v, p) =>
-      connections === undefined
-        ? this.integer(v, p, 1, MAX_CONNECTIONS)
-        : this.integer(v, p, 1, connections, ` (at most connections)`),
-    );
-    const cp: Path = [...path, 'concurrency'];
-    if (sourcePort !== undefined && concurrency !== undefined && concurrency !== 1) {
-      this.error(
-        cp,
-        'value',
-        `${formatPath(cp)} must be 1 with a fixed sourcePort (one source port holds one connection at a time), got ${concurrency}`,
-      );
-      ok = false;
-    }
-
-    if (target !== undefined) {
-      const tp: Path = [...path, 'target'];
-      literalUses.push({ address: target, path: tp });
-      const isDeclared = declared?.some((a) => sameAddress(a, target)) ?? false;
-      if (isWildcard(target)) {
-        this.error(tp, 'value', `${formatPath(tp)}: ${target} is a wildcard; send traffic to a concrete address`);
-        ok = false;
-      } else if (!isLoopback(target) && !isDeclared && declared !== undefined) {
-        this.error(
-          tp,
-          'value',
-          `${formatPath(tp)} ${target} is neither a loopback address nor declared in network.addresses; ` +
-            `the tool never sends traffic off this machine's loopback or the scenario's private network namespace`,
-        );
-        ok = false;
-      }
-    }
-
-    if (!ok || id === undefined || target === undefined || port === undefined || connections === undefined) {
-      return id === undefined ? {} : { id };
-    }
-    const spec: TrafficSpec = {
-      id,
-      target,
-      port,
-      protocol,
-      connections,
-      concurrency: concurrency ?? (sourcePort !== undefined ? 1 : Math.min(DEFAULT_MAX_CONCURRENCY, connections)),
-      line: this.lineOf(path.slice(0, -1)),
-    };
-    if (sourcePort !== undefined) spec.sourcePort = sourcePort;
-    return { id, spec };
-  }
-
-  expectations(top: Obj, servers: Servers | undefined, steps: Steps | undefined): Expectation[] | undefined {
-    if (this.missing(top, 'expect', [])) return undefined;
-    const path: Path = ['expect'];
-    const list = top.expect;
-    if (!Array.isArray(list) || list.length === 0) {
-      this.error(path, 'value', `expect must be a non-empty list, got ${describe(list)}`);
-      return undefined;
-    }
-    const out: Expectation[] = [];
-    let ok = true;
-    list.forEach((raw, i) => {
-      const e = this.expectation(raw, [...path, i], servers, steps);
-      if (e) out.push(e);
-      else ok = false;
-    });
-    return ok ? out : undefined;
-  }
-
-  expectation(
-    raw: unknown,
-    path: Path,
-    servers: Servers | undefined,
-    steps: Steps | undefined,
-  ): Expectation | undefined {
-    const line = this.lineOf(path);
-    const allKeys = [...BIND_EXPECT_KEYS, ...TRAFFIC_EXPECT_KEYS];
-    if (!isPlainObject(raw)) {
-      this.error(
-        path,
-        'value',
-        `${formatPath(path)} must be a mapping (bind: ... or traffic: ...), got ${describe(raw)}`,
-      );
-      return undefined;
-    }
-    const hasBind = raw.bind !== undefined;
-    const hasTraffic = raw.traffic !== undefined;
-    if (hasBind && hasTraffic) {
-      this.error(
-        [...path, 'traffic'],
-        'key',
-        `${formatPath(path)} has both "bind" and "traffic"; an expectation is about one of them`,
-      );
-      return undefined;
-    }
-    if (!hasBind && !hasTraffic) {
-      this.mapping(raw, path, allKeys, '');
-      this.error(
-        path,
-        'value',
-        `${formatPath(path)} must have either "bind" (a server id) or "traffic" (a traffic id)`,
-      );
-      return undefined;
-    }
-
-    /** A server an expectation names must exist and be started by some step. */
-    const knownStarted = (id: unknown, p: Path): string | undefined => {
-      const s = this.string(id, p, { re: /^\S+$/, rule: 'a server id' });
-      if (s === undefined) return undefined;
-      if (servers === undefined || steps === undefined) return s; // reported in their own sections
-      if (!servers.byId.has(s)) {
-        this.unknownServer(p, s, servers);
-        return undefined;
-      }
-      if (!steps.started.has(s) && steps.ok) {
-        this.error(p, 'value', `server "${s}" is never started by any step, so there is nothing to check`);
-        return undefined;
-      }
-      return s;
-    };
-
-    if (hasBind) {
-      const e = this.mapping(raw, path, BIND_EXPECT_KEYS, '');
-      if (!e) return undefined;
-      const server = knownStarted(e.bind, [...path, 'bind']);
-      let outcome: string | undefined;
-      if (!this.missing(e, 'outcome', path)) {
-        outcome = this.string(e.outcome, [...path, 'outcome'], {
-          re: OUTCOME_RE,
-          rule: 'ok or an errno name like EADDRINUSE',
-        });
-      }
-      const clean = Object.keys(e).every((k) => (BIND_EXPECT_KEYS as readonly string[]).includes(k));
-      if (server === undefined || outcome === undefined || !clean) return undefined;
-      return { kind: 'bind', server, outcome, line };
-    }
-
-    const e = this.mapping(raw, path, TRAFFIC_EXPECT_KEYS, '');
-    if (!e) return undefined;
-    let ok = Object.keys(e).every((k) => (TRAFFIC_EXPECT_KEYS as readonly string[]).includes(k));
-    const checks = TRAFFIC_CHECKS.filter((k) => e[k] !== undefined);
-    if (checks.length === 0) {
-      // An unknown key (a typo of one of them, probably) was already reported.
-      if (ok) this.error(path, 'value', `${formatPath(path)} needs one of: all, balanced, share`);
-      return undefined;
-    }
-    if (checks.length > 1) {
-      this.error(
-        [...path, checks[1]!],
-        'key',
-        `${formatPath(path)} has both "${checks[0]}" and "${checks[1]}"; write one expectation per check`,
-      );
-      return undefined;
-    }
-
-    const tp: Path = [...path, 'traffic'];
-    let info: TrafficInfo | undefined;
-    const trafficId = this.string(e.traffic, tp, { re: TRAFFIC_ID_RE, rule: 'a traffic id' });
-    if (trafficId === undefined) ok = false;
-    else if (steps) {
-      info = steps.traffic.get(trafficId);
-      if (!info) {
-        const known = [...steps.traffic.keys()];
-        const hint = suggest(trafficId, known);
-        const tail = hint
-          ? ` (did you mean "${hint}"?)`
-          : known.length > 0
-            ? ` (traffic ids: ${known.join(', ')})`
-            : ' (no step sends traffic)';
-        this.error(tp, 'value', `unknown traffic id "${trafficId}"${tail}`);
-        ok = false;
-      }
-    }
-    /** A server that must be receiving at the time of the traffic step. */
-    const runningAt = (id: string, p: Path): boolean => {
-      if (!info || !steps?.ok || info.running.has(id)) return true;
-      this.error(
-        p,
-        'value',
-        `server "${id}" is not running when traffic "${trafficId}" is sent (line ${info.line}), so it cannot receive it`,
-      );
-      return false;
-    };
-
-    const check = checks[0]!;
-    const cp: Path = [...path, check];
-    if (check === 'all') {
-      const server = knownStarted(e.all, cp);
-      if (server === undefined || !runningAt(server, cp) || !ok || trafficId === undefined) return undefined;
-      return { kind: 'all', traffic: trafficId, server, line };
-    }
-
-    if (check === 'balanced') {
-      const b = this.mapping(e.balanced, cp, BALANCED_KEYS, '');
-      if (!b) return undefined;
-      let over: string[] | undefined;
-      if (this.missing(b, 'over', cp)) ok = false;
-      else {
-        const op: Path = [...cp, 'over'];
-        const ids = this.serverList(b.over, op, 'server ids');
-        if (!ids) ok = false;
-        else {
-          let membersOk = true;
-          for (const [j, id] of ids.ids.entries()) {
-            const p = ids.paths[j]!;
-            if (knownStarted(id, p) === undefined || !runningAt(id, p)) membersOk = false;
-          }
-          if (membersOk && servers) {
-            const specs = ids.ids.map((id) => servers.byId.get(id)?.spec);
-            if (specs.every((s) => s !== undefined)) {
-              const instances = specs.reduce((n, s) => n + s.replicas, 0);
-              if (instances < 2) {
-                this.error(
-                  op,
-                  'value',
-                  `${formatPath(op)} names a single instance; balance needs at least 2 (more servers, or replicas > 1)`,
-                );
-                membersOk = false;
-              }
-            }
-          }
-          if (membersOk) over = ids.ids;
-          else ok = false;
-        }
-      }
-      const pValue = b.pValue === undefined ? DEFAULT_BALANCED_P_VALUE : this.fraction(b.pValue, [...cp, 'pValue']);
-      const everyMember = b.everyMember === undefined ? true : this.boolean(b.everyMember, [...cp, 'everyMember']);
-      const clean = Object.keys(b).every((k) => (BALANCED_KEYS as readonly string[]).includes(k));
-      if (!ok || !clean || over === undefined || pValue === undefined || everyMember === undefined) return undefined;
-      if (trafficId === undefined) return undefined;
-      return { kind: 'balanced', traffic: trafficId, over, pValue, everyMember, line };
-    }
-
-    // share
-    const s = this.mapping(e.share, cp, SHARE_KEYS, '');
-    if (!s) return undefined;
-    let server: string | undefined;
-    if (this.missing(s, 'server', cp)) ok = false;
-    else server = knownStarted(s.server, [...cp, 'server']);
-    if (s.min === undefined && s.max === undefined) {
-      this.error(cp, 'value', `${formatPath(cp)} needs min, max or both (fractions from 0 to 1)`);
-      ok = false;
-    }
-    const min = s.min === undefined ? 0 : this.fraction(s.min, [...cp, 'min']);
-    const max = s.max === undefined ? 1 : this.fraction(s.max, [...cp, 'max']);
-    if (min !== undefined && max !== undefined && min > max) {
-      this.error([...cp, 'max'], 'value', `${formatPath([...cp, 'max'])} must be >= min (${min}), got ${max}`);
-      ok = false;
-    }
-    const clean = Object.keys(s).every((k) => (SHARE_KEYS as readonly string[]).includes(k));
-    if (!ok || !clean || server === undefined || min === undefined || max === undefined) return undefined;
-    if (trafficId === undefined) return undefined;
-    return { kind: 'share', traffic: trafficId, server, min, max, line };
-  }
-
-  unknownServer(path: Path, id: string, servers: Servers): void {
-    const known = [...servers.byId.keys()];
-    const hint = suggest(id, known);
-    const tail = hint ? ` (did you mean "${hint}"?)` : ` (servers: ${known.join(', ')})`;
-    this.error(path, 'value', `unknown server "${id}"${tail}`);
-  }
-
-  /**
-   * A stand-in must not collide with another declared address, another stand-in,
-   * or an address used literally by a server or a traffic step: under
-   * --isolation host the two would become the same address.
-   */
-  checkStandIns(network: NetworkResult, literalUses: LiteralUse[]): void {
-    const { addresses } = network.spec;
-    addresses.forEach((a, i) => {
-      const standIn = a.hostStandIn;
-      if (standIn === undefined || sameAddress(standIn, a.address)) return;
-      const p = network.standInPaths[i]!;
-      const clash = (what: string) =>
-        this.error(
-          p,
-          'value',
-          `${formatPath(p)} ${standIn} is also ${what}; with --isolation host the two addresses would be indistinguishable`,
-        );
-      const other = addresses.findIndex(
-        (b, j) =>
-          j !== i &&
-          (sameAddress(b.address, standIn) ||
-            (b.hostStandIn !== undefined && j < i && sameAddress(b.hostStandIn, standIn))),
-      );
-      if (other >= 0) {
-        clash(
-          `used by ${formatPath(['network', 'addresses', other])} (line ${this.lineOf(['network', 'addresses', other])})`,
-        );
-        return;
-      }
-      const use = literalUses.find((u) => sameAddress(u.address, standIn));
-      if (use) clash(`used directly by ${formatPath(use.path)} (line ${this.lineOf(use.path)})`);
-    });
-  }
-}
-
-function label(path: Path, what?: string): string {
-  if (path.length === 0) return what ?? 'the scenario';
-  return formatPath(path);
-}
-
-function isPlainObject(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** How a bad value reads in a message: strings quoted, containers named. */
-export function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value === null) return 'an empty value';
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  return String(value);
-}
-
-/** The closest allowed word, if it is close enough to be a likely typo. */
-export function suggest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Number.POSITIVE_INFINITY;
-  const w = word.toLowerCase();
-  for (const c of candidates) {
-    const d = levenshtein(w, c.toLowerCase());
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  if (best === undefined) return undefined;
-  // Short words (ids like A, B) only match when they differ in case.
-  const longest = Math.max(word.length, best.length);
-  const limit = longest <= 2 ? 0 : Math.max(1, Math.floor(longest / 3));
-  return bestDistance <= limit ? best : undefined;
-}
-
-function levenshtein(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
 }

@@ -1,15 +1,35 @@
 /**
  * Reading scenario files: YAML or JSON, parsed with the `yaml` package so that
  * every issue carries a line and column, then validated by schema.ts.
+ *
+ * A file handed to the tool may be anything (`scenario run /etc/shadow`), so
+ * nothing here quotes its content: the YAML parser's own messages (some of
+ * which quote the source) are replaced by fixed texts, and a file that is not a
+ * scenario mapping gets one line that says so.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  type YAMLError,
+} from 'yaml';
 import { isErrnoException, UsageError } from '../errors.js';
+import { resolveUser } from '../net/users.js';
 import { type Locator, type PathSegment, type Scenario, type SourcePosition, validateScenario } from './schema.js';
 
 /** File extensions tried, in this order, when a bare scenario name is resolved. */
 export const SCENARIO_EXTENSIONS = ['.yaml', '.yml', '.json'] as const;
+
+/** The shipped scenarios are under 6 KiB; a file 40 times that size is not a scenario someone wrote. */
+export const MAX_SCENARIO_FILE_BYTES = 256 * 1024;
 
 export interface ScenarioIssue {
   /** The file as shown in messages: relative to the current directory when inside it, else absolute. */
@@ -34,7 +54,7 @@ export class ScenarioFileError extends UsageError {
   }
 }
 
-/** `file:line:col: message` */
+/** `file:line:col: message` (the form editors and CI problem matchers read). */
 export function formatIssue(issue: ScenarioIssue): string {
   return `${issue.file}:${issue.line}:${issue.column}: ${issue.message}`;
 }
@@ -49,20 +69,57 @@ export function scenarioNameOf(file: string): string {
 /** Read, parse and validate a scenario file. Throws ScenarioFileError (bad content) or UsageError (unreadable). */
 export async function loadScenario(file: string): Promise<Scenario> {
   const absolute = path.resolve(file);
-  let text: string;
+  return parseScenario(await readScenarioText(absolute), absolute);
+}
+
+/**
+ * The text of a scenario file, refusing what cannot be one: not a regular file
+ * (a FIFO would block, /dev/zero never ends), too large, or binary.
+ */
+export async function readScenarioText(absolute: string): Promise<string> {
+  const whole = (message: string) =>
+    new ScenarioFileError(absolute, [{ file: displayPath(absolute), line: 1, column: 1, message }]);
+  let handle: Awaited<ReturnType<typeof open>>;
   try {
-    text = await readFile(absolute, 'utf8');
+    handle = await open(absolute, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw unreadable(absolute, err);
   }
-  return parseScenario(text, absolute);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw whole('not a regular file; a scenario is a .yaml, .yml or .json file');
+    // /proc files say size 0, so the limit is enforced on what is read, not on what stat says.
+    const buffer = Buffer.alloc(MAX_SCENARIO_FILE_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > MAX_SCENARIO_FILE_BYTES) {
+        throw whole(`larger than ${MAX_SCENARIO_FILE_BYTES / 1024} KiB, the limit for a scenario file`);
+      }
+    }
+    const bytes = buffer.subarray(0, length);
+    if (bytes.includes(0)) throw whole('not a text file (it contains NUL bytes); a scenario is YAML or JSON text');
+    return bytes.toString('utf8');
+  } catch (err) {
+    if (err instanceof ScenarioFileError) throw err;
+    throw unreadable(absolute, err);
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface ParseOptions {
+  /** Whether a server's `user` exists; by default, looked up in /etc/passwd (numeric uids always exist). */
+  userExists?: (user: string | number) => boolean;
 }
 
 /**
  * Parse and validate scenario text. `file` gives the name check (base name),
  * the format (.json is checked as strict JSON first) and Scenario.file.
  */
-export function parseScenario(text: string, file: string): Scenario {
+export function parseScenario(text: string, file: string, options: ParseOptions = {}): Scenario {
   const absolute = path.resolve(file);
   const shown = displayPath(absolute);
   const lineCounter = new LineCounter();
@@ -79,8 +136,18 @@ export function parseScenario(text: string, file: string): Scenario {
   }
 
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // Not a mapping at all (a passwd line, KEY=value, prose): one line, whatever else is wrong with it.
+  if (doc.contents !== null && !isMap(doc.contents)) {
+    const kind = isSeq(doc.contents) ? 'a list' : 'text';
+    throw new ScenarioFileError(absolute, [
+      issue(
+        { line: 1, column: 1 },
+        `the file is not a YAML mapping (it reads as ${kind}); a scenario file is a mapping with name, title, servers, steps and expect`,
+      ),
+    ]);
+  }
   const issues: ScenarioIssue[] = [];
-  for (const e of [...doc.errors, ...doc.warnings]) issues.push(issue(at(e.pos[0]), plainYamlMessage(e.message)));
+  for (const e of [...doc.errors, ...doc.warnings]) issues.push(issue(at(e.pos[0]), yamlMessage(e)));
   // A syntax error makes the rest unreliable; duplicate keys and unknown tags do not.
   const fatal = doc.errors.some((e) => e.code !== 'DUPLICATE_KEY');
   if (!fatal) {
@@ -88,15 +155,16 @@ export function parseScenario(text: string, file: string): Scenario {
     let converted = true;
     try {
       data = doc.toJS({ maxAliasCount: 1000 });
-    } catch (err) {
+    } catch {
       converted = false;
-      issues.push(issue({ line: 1, column: 1 }, err instanceof Error ? err.message : String(err)));
+      issues.push(issue({ line: 1, column: 1 }, 'YAML aliases expand too much (more than 1000); write the items out'));
     }
     if (converted) {
       const result = validateScenario(data, {
         file: absolute,
         expectedName: scenarioNameOf(absolute),
         locate: makeLocator(doc, at),
+        userExists: options.userExists ?? userInPasswd,
       });
       if (!result.ok) for (const i of result.issues) issues.push(issue({ line: i.line, column: i.column }, i.message));
       else if (issues.length === 0) return result.scenario;
@@ -104,6 +172,15 @@ export function parseScenario(text: string, file: string): Scenario {
   }
   issues.sort((a, b) => a.line - b.line || a.column - b.column);
   throw new ScenarioFileError(absolute, issues);
+}
+
+function userInPasswd(user: string | number): boolean {
+  try {
+    resolveUser(user);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Scenario files (.yaml, .yml, .json) directly in `dir`, as absolute paths sorted by file name. */
@@ -182,33 +259,145 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function displayPath(absolute: string): string {
+/** The file as shown in messages: relative to the current directory when inside it, else absolute. */
+export function displayPath(absolute: string): string {
   const rel = path.relative(process.cwd(), absolute);
   return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : absolute;
 }
 
-/** yaml's messages sometimes end with " at line N, column M" even without prettyErrors; the position is given separately. */
-function plainYamlMessage(message: string): string {
-  return message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '').trim();
+/** The parser's own messages can quote the source; these say what is wrong without it. */
+const YAML_MESSAGES: Record<YAMLError['code'], string> = {
+  ALIAS_PROPS: 'an alias cannot have an anchor or a tag',
+  BAD_ALIAS: 'an alias refers to no anchor defined before it',
+  BAD_DIRECTIVE: 'a YAML directive (a line starting with %) is not understood',
+  BAD_DQ_ESCAPE: 'a double-quoted string has an invalid escape',
+  BAD_INDENT: 'the indentation is wrong here',
+  BAD_PROP_ORDER: 'anchors and tags must come before the value',
+  BAD_SCALAR_START: 'a plain value cannot start with this character; quote it',
+  BLOCK_AS_IMPLICIT_KEY: 'a block value cannot be a key',
+  BLOCK_IN_FLOW: 'block style cannot be used inside [ ] or { }',
+  DUPLICATE_KEY: 'this key appears twice in the same mapping; keys must be unique',
+  IMPOSSIBLE: 'the YAML cannot be read here',
+  KEY_OVER_1024_CHARS: 'a key is longer than 1024 characters',
+  MISSING_CHAR: 'a closing character is missing (a quote, ] or })',
+  MULTILINE_IMPLICIT_KEY: 'a key must be on one line (is a colon or an indentation missing?)',
+  MULTIPLE_ANCHORS: 'a value has more than one anchor',
+  MULTIPLE_DOCS: 'the file holds more than one YAML document (a second ---); a scenario file is one document',
+  MULTIPLE_TAGS: 'a value has more than one tag',
+  NON_STRING_KEY: 'a key must be plain text',
+  RESOURCE_EXHAUSTION: 'the YAML expands too much (aliases); write the items out',
+  TAB_AS_INDENT: 'tabs cannot indent YAML; use spaces',
+  TAG_RESOLVE_FAILED: 'a YAML tag (!something) is not understood; scenarios use plain values',
+  UNEXPECTED_TOKEN: 'unexpected characters here (is a colon, a dash or a quote missing?)',
+  BAD_COLLECTION_TYPE: 'a tag does not fit this kind of value',
+};
+
+function yamlMessage(e: YAMLError): string {
+  return `YAML: ${YAML_MESSAGES[e.code] ?? 'the YAML cannot be read here'}`;
 }
 
 /**
- * JSON.parse says where strict JSON breaks (V8: "... at position N" or "Unexpected end of JSON input").
- * Returns undefined for valid JSON.
+ * Where strict JSON first breaks, and why, or undefined for valid JSON. A small
+ * scanner rather than JSON.parse, whose messages quote the text and, on Node 20,
+ * often give no position at all.
  */
-function strictJsonIssue(text: string): { offset: number; message: string } | undefined {
+export function strictJsonIssue(text: string): { offset: number; message: string } | undefined {
+  let i = 0;
+  const fail = (message: string, at = i): never => {
+    throw { offset: at, message: `invalid JSON: ${message}` };
+  };
+  const space = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const literal = (word: string) => {
+    if (text.startsWith(word, i)) i += word.length;
+    else fail('expected a value (a string, number, object, list, true, false or null)');
+  };
+  const string = () => {
+    i++; // opening quote
+    for (;;) {
+      if (i >= text.length) fail('a string is not closed');
+      const c = text.charCodeAt(i);
+      if (c === 0x22) {
+        i++;
+        return;
+      }
+      if (c < 0x20) fail('a control character inside a string (a line break?) must be escaped');
+      if (c === 0x5c) {
+        const e = text[i + 1];
+        if (e === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) fail('a \\u escape needs four hex digits');
+          i += 6;
+        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) i += 2;
+        else fail('an invalid escape in a string');
+      } else i++;
+    }
+  };
+  const number = () => {
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
+    if (!m || m[0] === '' || m[0] === '-')
+      fail('expected a value (a string, number, object, list, true, false or null)');
+    i += m![0].length;
+  };
+  /** An object or a list: items separated by commas, no trailing comma. */
+  const container = (close: string, what: string, item: () => void) => {
+    i++;
+    space();
+    if (text[i] === close) {
+      i++;
+      return;
+    }
+    for (;;) {
+      item();
+      space();
+      if (text[i] === ',') {
+        i++;
+        space();
+        if (text[i] === close) fail(`a comma before "${close}" (trailing commas are not JSON)`);
+        continue;
+      }
+      if (text[i] === close) {
+        i++;
+        return;
+      }
+      fail(i >= text.length ? `${what} is not closed (missing "${close}")` : `expected "," or "${close}"`);
+    }
+  };
+  const value = (depth: number): void => {
+    if (depth > 200) fail('nested too deeply');
+    space();
+    const c = text[i];
+    if (c === undefined) fail('the text ends where a value should be');
+    if (c === '{') {
+      container('}', 'an object', () => {
+        space();
+        if (text[i] !== '"') fail('expected a property name in double quotes');
+        string();
+        space();
+        if (text[i] !== ':') fail('expected ":" after a property name');
+        i++;
+        value(depth + 1);
+      });
+      return;
+    }
+    if (c === '[') {
+      container(']', 'a list', () => value(depth + 1));
+      return;
+    }
+    if (c === '"') string();
+    else if (c === 't') literal('true');
+    else if (c === 'f') literal('false');
+    else if (c === 'n') literal('null');
+    else number();
+  };
   try {
-    JSON.parse(text);
+    if (text.charCodeAt(0) === 0xfeff) i = 1;
+    value(0);
+    space();
+    if (i < text.length) fail('more text after the JSON value');
     return undefined;
   } catch (err) {
-    const raw = err instanceof Error ? err.message : String(err);
-    const m = /position (\d+)/.exec(raw);
-    const offset = m ? Number(m[1]) : text.length;
-    const message = raw
-      .replace(/ in JSON at position \d+.*$/s, '')
-      .replace(/, ".*" is not valid JSON$/s, '')
-      .trim();
-    return { offset, message: `invalid JSON: ${message}` };
+    return err as { offset: number; message: string };
   }
 }
 
