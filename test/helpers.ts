@@ -31,13 +31,17 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the CLI to completion with the same Node that runs the tests. */
+/**
+ * Runs the CLI to completion with the same Node that runs the tests; `via` is
+ * a command that execs the rest (e.g. a shell setting a ulimit first).
+ */
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; via?: string[] } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const [command, ...rest] = [...(options.via ?? []), process.execPath, CLI, ...args];
+    const child = spawn(command!, rest, {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -48,6 +48,35 @@ async function startWorker(
   return { worker, port: bound.port };
 }
 
+/** `serve --json` with `workers` on a loopback port, after a `load` of `connections`: what the client attributed to each pid. */
+async function serveAfterLoad(
+  t: TestContext,
+  workers: number,
+  connections: number,
+): Promise<{ serve: ServeProcess; pids: number[]; tally: { pid: number; count: number }[] }> {
+  const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', String(workers)]);
+  t.after(() => serve.stop());
+  const { port, pids } = await serve.listening(workers);
+  const result = await runCli(['load', '--json', '--port', String(port), '--connections', String(connections)]);
+  const tally = (JSON.parse(result.stdout) as { perWorker: { pid: number; count: number }[] }).perWorker;
+  return { serve, pids, tally };
+}
+
+/** A listening TCP socket on a kernel-chosen loopback port, from the native helper; closed by `defer`. */
+function nativeListener(defer: (fn: () => unknown) => void): number {
+  const helper = loadNativeHelper().helper!;
+  const fd = helper.openSocket({
+    family: 4,
+    type: 'tcp',
+    address: '127.0.0.1',
+    port: 0,
+    reusePort: true,
+    reuseAddr: true,
+  });
+  defer(() => helper.closeFd(fd));
+  return fd;
+}
+
 /** The pid's threads' names. */
 function threadNames(pid: number): string[] {
   return readdirSync(`/proc/${pid}/task`).map((tid) => readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim());
@@ -98,11 +127,7 @@ for (const c of killAfterLoadCases) {
 test('serve --workers 4: a worker killed with -9 after a load of 2000 keeps its count in the summary', {
   timeout: 60_000,
 }, async (t) => {
-  const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '4']);
-  t.after(() => serve.stop());
-  const { port, pids } = await serve.listening(4);
-  const result = await runCli(['load', '--json', '--port', String(port), '--connections', '2000']);
-  const tally = (JSON.parse(result.stdout) as { perWorker: { pid: number; count: number }[] }).perWorker;
+  const { serve, pids, tally } = await serveAfterLoad(t, 4, 2000);
   const victim = pids[1]!;
   process.kill(victim, 'SIGKILL');
   const closed = await serve.closed;
@@ -118,18 +143,9 @@ test('the accept loop counts into a counter file that another reader sees, live 
   skip: engines === null && 'the native helper and its engines are not built',
 }, async (t) => {
   const defer = cleanups(t);
-  const helper = loadNativeHelper().helper!;
   const counter = CounterFile.create();
   defer(() => counter.close());
-  const fd = helper.openSocket({
-    family: 4,
-    type: 'tcp',
-    address: '127.0.0.1',
-    port: 0,
-    reusePort: true,
-    reuseAddr: true,
-  });
-  defer(() => helper.closeFd(fd));
+  const fd = nativeListener(defer);
   const handle = engines!.acceptLoopStart(fd, Buffer.from('hi\n'), counter.fd);
   let running = true;
   defer(() => running && engines!.acceptLoopStop(handle));
@@ -150,17 +166,7 @@ test('the accept loop counts into a counter file that another reader sees, live 
 test('the accept loop refuses a counter fd that is not an 8-byte file, and leaks nothing', {
   skip: engines === null && 'the native helper and its engines are not built',
 }, (t) => {
-  const defer = cleanups(t);
-  const helper = loadNativeHelper().helper!;
-  const fd = helper.openSocket({
-    family: 4,
-    type: 'tcp',
-    address: '127.0.0.1',
-    port: 0,
-    reusePort: true,
-    reuseAddr: true,
-  });
-  defer(() => helper.closeFd(fd));
+  const fd = nativeListener(cleanups(t));
   assert.throws(() => engines!.acceptLoopStart(fd, Buffer.from('x'), fd), { code: 'EINVAL', syscall: 'mmap' });
   assert.throws(() => engines!.acceptLoopStart(fd, Buffer.from('x'), 1.5), RangeError);
 });
@@ -168,17 +174,7 @@ test('the accept loop refuses a counter fd that is not an 8-byte file, and leaks
 test('the accept thread is named by the time acceptLoopStart returns', {
   skip: engines === null && 'the native helper and its engines are not built',
 }, (t) => {
-  const defer = cleanups(t);
-  const helper = loadNativeHelper().helper!;
-  const fd = helper.openSocket({
-    family: 4,
-    type: 'tcp',
-    address: '127.0.0.1',
-    port: 0,
-    reusePort: true,
-    reuseAddr: true,
-  });
-  defer(() => helper.closeFd(fd));
+  const fd = nativeListener(cleanups(t));
   for (let round = 0; round < 30; round++) {
     const handle = engines!.acceptLoopStart(fd, Buffer.from('x'));
     const named = threadNames(process.pid).includes('rp-accept');
@@ -190,11 +186,7 @@ test('the accept thread is named by the time acceptLoopStart returns', {
 test('a frozen worker is SIGKILLed after the stop timeout, reported as killed with its exact count, exit 1', {
   timeout: 60_000,
 }, async (t) => {
-  const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
-  t.after(() => serve.stop());
-  const { port, pids } = await serve.listening(2);
-  const result = await runCli(['load', '--json', '--port', String(port), '--connections', '300']);
-  const tally = (JSON.parse(result.stdout) as { perWorker: { pid: number; count: number }[] }).perWorker;
+  const { serve, pids, tally } = await serveAfterLoad(t, 2, 300);
   const frozen = pids[0]!;
   process.kill(frozen, 'SIGSTOP');
   t.after(() => {
@@ -382,33 +374,9 @@ test('a fork failure under a low open-file limit names EMFILE and the remedy, in
   timeout: 60_000,
 }, async () => {
   // 64 workers need ~200 descriptors in the parent; Node itself boots within 48.
-  const shell = spawn(
-    'sh',
-    [
-      '-c',
-      'ulimit -n 48 && exec "$@"',
-      'sh',
-      process.execPath,
-      CLI,
-      'serve',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--workers',
-      '64',
-    ],
-    { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let stdout = '';
-  let stderr = '';
-  shell.stdout.setEncoding('utf8').on('data', (c: string) => {
-    stdout += c;
+  const { code, stdout, stderr } = await runCli(['serve', '--host', '127.0.0.1', '--port', '0', '--workers', '64'], {
+    via: ['sh', '-c', 'ulimit -n 48 && exec "$@"', 'sh'],
   });
-  shell.stderr.setEncoding('utf8').on('data', (c: string) => {
-    stderr += c;
-  });
-  const [code] = (await once(shell, 'close')) as [number | null];
   assert.equal(code, 1, stderr);
   const lines = stderr.trim().split('\n');
   assert.equal(lines.length, 1, stderr);
