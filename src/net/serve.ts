@@ -71,6 +71,8 @@ export async function serve(
   }
   const workers: WorkerProcess[] = [];
   let failure: { outcome: ServeSummary['outcome']; message: string; exitCode: number } | undefined;
+  /** Workers the failure message already names. */
+  const named = new Set<number>();
   let wake: () => void = () => {};
   const woken = new Promise<void>((resolve) => {
     wake = resolve;
@@ -109,6 +111,7 @@ export async function serve(
     const badBind = outcomes?.[badIndex];
     if (badBind && !badBind.ok) {
       const exit = await workers[badIndex]!.exited;
+      named.add(exit.workerId);
       const who = options.workers > 1 && exit.reason !== 'spawn-failed' ? `worker ${badIndex + 1}: ` : '';
       failure = {
         outcome: exit.reason === 'spawn-failed' ? 'spawn-failed' : 'bind-failed',
@@ -119,6 +122,7 @@ export async function serve(
       for (const worker of workers) {
         void worker.exited.then((exit) => {
           if (exit.reason === 'crashed' && !signal.aborted && !failure) {
+            named.add(exit.workerId);
             failure = {
               outcome: 'crashed',
               message: `worker ${exit.workerId} (pid ${exit.pid}) died on its own (${exit.signal ?? `exit code ${exit.exitCode}`}); it had accepted ${exit.accepted}`,
@@ -134,18 +138,16 @@ export async function serve(
     signal.removeEventListener('abort', onAbort);
   }
   const exits = await stopAll(workers);
-  const killed = exits.filter((exit) => exit.reason === 'killed');
-  const killedMessage =
-    killed.length > 0
-      ? killed
-          .map(
-            (exit) =>
-              `worker ${exit.workerId} (pid ${exit.pid}) ${exit.detail ?? 'was killed'}; it had accepted ${exit.accepted}`,
-          )
-          .join('; ')
-      : undefined;
+  // Deaths after the stop began (a kill during shutdown, or ours after the timeout) fail the run too.
+  const unclean = exits.filter(
+    (exit) => (exit.reason === 'killed' || exit.reason === 'crashed') && !named.has(exit.workerId),
+  );
+  const uncleanMessages = unclean.map(
+    (exit) =>
+      `worker ${exit.workerId} (pid ${exit.pid}) ${exit.reason === 'killed' ? exit.detail : `died: ${exit.detail}`}; it had accepted ${exit.accepted}`,
+  );
   const total = exits.reduce((sum, exit) => sum + exit.accepted, 0);
-  const message = [failure?.message, killedMessage].filter(Boolean).join('; ');
+  const message = [failure?.message, ...uncleanMessages].filter(Boolean).join('; ');
   return {
     address: options.host,
     port: workers.find((w) => w.port !== undefined)?.port ?? options.port,
@@ -155,7 +157,7 @@ export async function serve(
     workers: exits,
     total,
     otherListeners,
-    exitCode: failure?.exitCode ?? (killed.length > 0 ? 1 : 0),
+    exitCode: failure?.exitCode ?? (unclean.length > 0 ? 1 : 0),
     ...(message ? { failure: message } : {}),
   };
 }
