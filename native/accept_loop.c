@@ -2,6 +2,10 @@
  * Accept loop: one thread per listening fd that accepts, counts, sends a fixed
  * greeting and closes, with no JS per connection. JS functions
  * acceptLoopStart, acceptLoopCount, acceptLoopErrors and acceptLoopStop.
+ *
+ * The count can live in a file the caller hands over (a MAP_SHARED mapping of
+ * its first 8 bytes): a parent holding the same file reads the exact count
+ * even after this process is SIGKILLed, when no message can say it any more.
  */
 #include "addon.h"
 
@@ -16,7 +20,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define ACCEPT_LOOPS_MAX 64
@@ -28,13 +34,21 @@
 #define GREETING_MAX 65536
 #define EV_LISTEN 0u
 #define EV_STOP 1u
+#define ACCEPT_THREAD_NAME "rp-accept"
+
+/* Another process reads the shared counter: it must be a plain lock-free 8-byte word. */
+_Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && sizeof(unsigned long) == 8, "the shared counter needs lock-free 64-bit atomics");
+typedef _Atomic unsigned long shared_count;
 
 typedef struct {
   int listen_fd; /* not ours: the caller closes it after stop */
   int epoll_fd;
   int event_fd;
   pthread_t thread;
-  atomic_uint_fast64_t accepted;
+  /* Points at own_accepted, or into the caller's counter file (then mapped is non-NULL). */
+  shared_count *accepted;
+  shared_count own_accepted;
+  void *mapped;
   atomic_uint_fast64_t errors;
   uint8_t *greeting;
   size_t greeting_len;
@@ -95,7 +109,7 @@ static int accept_drain(accept_loop *l) {
       }
     }
     /* Counted once accepted, before the greeting: a client that has read it is always counted. */
-    atomic_fetch_add(&l->accepted, 1);
+    atomic_fetch_add(l->accepted, 1);
     if (l->greeting_len > 0) {
       ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
       (void)w; /* best effort: a peer that left is not an error */
@@ -108,7 +122,6 @@ static int accept_drain(accept_loop *l) {
 static void *accept_thread(void *arg) {
   accept_loop *l = arg;
   struct epoll_event events[2];
-  pthread_setname_np(pthread_self(), "rp-accept");
   for (;;) {
     int n = epoll_wait(l->epoll_fd, events, 2, -1);
     int listen_ready = 0;
@@ -130,6 +143,7 @@ static void accept_loop_free(accept_loop *l) {
   if (l == NULL) return;
   if (l->epoll_fd >= 0) close(l->epoll_fd);
   if (l->event_fd >= 0) close(l->event_fd);
+  if (l->mapped != NULL) munmap(l->mapped, sizeof(shared_count));
   free(l->greeting);
   free(l);
 }
@@ -144,7 +158,7 @@ static void accept_slot_halt(accept_slot *slot) {
   } while (w < 0 && errno == EINTR);
   /* The eventfd counter cannot overflow from one write; the thread only ever waits on it. */
   pthread_join(l->thread, NULL);
-  slot->final_accepted = atomic_load(&l->accepted);
+  slot->final_accepted = atomic_load(l->accepted);
   slot->final_errors = atomic_load(&l->errors);
   slot->loop = NULL;
   accept_loop_free(l);
@@ -181,11 +195,39 @@ static napi_value accept_fail(napi_env env, accept_loop *l, int err, const char 
   return errno_object(env, err, syscall, option);
 }
 
-/* acceptLoopStart(fd, greeting) -> handle | { errno, syscall, option? } */
+/*
+ * Counts into the first 8 bytes of the file open at counter_fd (host byte
+ * order, added to what is there). The file must already be that long: a
+ * mapping past its end would SIGBUS on the first accept.
+ */
+static int accept_map_counter(accept_loop *l, int counter_fd, const char **syscall) {
+  struct stat st;
+  void *mapped;
+  if (fstat(counter_fd, &st) != 0) {
+    *syscall = "fstat";
+    return errno;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(shared_count)) {
+    *syscall = "mmap";
+    return EINVAL;
+  }
+  mapped = mmap(NULL, sizeof(shared_count), PROT_READ | PROT_WRITE, MAP_SHARED, counter_fd, 0);
+  if (mapped == MAP_FAILED) {
+    *syscall = "mmap";
+    return errno;
+  }
+  l->mapped = mapped;
+  l->accepted = mapped;
+  return 0;
+}
+
+/* acceptLoopStart(fd, greeting, counterFd?) -> handle | { errno, syscall, option? } */
 napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  napi_value argv[3];
   napi_value out;
-  int64_t fd;
+  napi_valuetype counter_type;
+  int64_t fd, counter_fd = -1;
+  const char *map_syscall = NULL;
   const uint8_t *bytes = NULL;
   size_t len = 0;
   int listening = 0, flags, rc, slot_index = -1;
@@ -197,10 +239,18 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   accept_slot *slot;
   uint64_t handle;
 
-  if (!get_args(env, info, 2, argv)) return NULL;
+  if (!get_args(env, info, 3, argv)) return NULL;
   if (!read_int(env, argv[0], 0, 2147483647.0, &fd, "acceptLoopStart(fd, greeting): fd must be an integer >= 0"))
     return NULL;
   if (!read_bytes(env, argv[1], &bytes, &len, "acceptLoopStart(fd, greeting): greeting must be a Buffer"))
+    return NULL;
+  if (napi_typeof(env, argv[2], &counter_type) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  if (counter_type != napi_undefined &&
+      !read_int(env, argv[2], 0, 2147483647.0, &counter_fd,
+                "acceptLoopStart(fd, greeting, counterFd): counterFd must be an integer >= 0"))
     return NULL;
   if (len > GREETING_MAX) {
     throw_range(env, "acceptLoopStart(fd, greeting): greeting is longer than 65536 bytes");
@@ -213,12 +263,17 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   l->epoll_fd = -1;
   l->event_fd = -1;
   l->env = env;
-  atomic_init(&l->accepted, 0);
+  atomic_init(&l->own_accepted, 0);
+  l->accepted = &l->own_accepted;
   atomic_init(&l->errors, 0);
   l->greeting = malloc(len ? len : 1);
   if (l->greeting == NULL) return accept_fail(env, l, ENOMEM, "malloc", NULL);
   if (len) memcpy(l->greeting, bytes, len);
   l->greeting_len = len;
+  if (counter_fd >= 0) {
+    rc = accept_map_counter(l, (int)counter_fd, &map_syscall);
+    if (rc != 0) return accept_fail(env, l, rc, map_syscall, NULL);
+  }
 
   /* Only a listening socket will do; anything else would never become readable as expected. */
   if (getsockopt(l->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0)
@@ -265,6 +320,8 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
     pthread_mutex_unlock(&accept_lock);
     return accept_fail(env, l, rc, "pthread_create", NULL);
   }
+  /* Named here, before the handle exists: whoever can see the loop sees its name. Only ENAMETOOLONG can fail. */
+  (void)pthread_setname_np(l->thread, ACCEPT_THREAD_NAME);
   slot = &accept_slots[slot_index];
   slot->generation++;
   slot->handle = slot->generation * ACCEPT_LOOPS_MAX + (uint64_t)slot_index + 1;
@@ -294,7 +351,7 @@ static napi_value accept_loop_read(napi_env env, napi_callback_info info, int er
   slot = accept_slot_of(handle);
   known = slot != NULL;
   if (known && slot->loop != NULL)
-    value = atomic_load(errors ? &slot->loop->errors : &slot->loop->accepted);
+    value = errors ? atomic_load(&slot->loop->errors) : atomic_load(slot->loop->accepted);
   else if (known)
     value = errors ? slot->final_errors : slot->final_accepted;
   pthread_mutex_unlock(&accept_lock);

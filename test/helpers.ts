@@ -32,13 +32,17 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the CLI to completion with the same Node that runs the tests. */
+/**
+ * Runs the CLI to completion with the same Node that runs the tests; `via` is
+ * a command that execs the rest (e.g. a shell setting a ulimit first).
+ */
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {},
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; via?: string[] } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const [command, ...rest] = [...(options.via ?? []), process.execPath, CLI, ...args];
+    const child = spawn(command!, rest, {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -340,7 +344,9 @@ export class CliProcess {
 export function workerPids(pid: number): number[] {
   return descendants(pid).filter((p) => {
     try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('worker-main');
+      // A worker names itself (`reuseport worker 3 0.0.0.0:6000`) once it has booted.
+      const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      return cmdline.includes('worker-main') || cmdline.startsWith('reuseport worker ');
     } catch {
       return false;
     }

@@ -136,9 +136,10 @@ export function buildProgram(context: RunContext): Command {
       )}
 
 Each worker prints "Start server on HOST:PORT succeeded, pid is PID" when it listens, answers every
-connection with "reuseport worker=ID pid=PID local=HOST:PORT" and closes it. Ctrl-C or SIGTERM stops
-all workers and prints "Server HOST:PORT (PID) accept success: N" for each. Exit 0 after a stop,
-1 if a worker died or could not bind, 2 for bad input.`,
+connection with "reuseport worker=ID pid=PID local=HOST:PORT" and closes it. Ctrl-C, SIGTERM or SIGHUP
+stops all workers and prints "Server HOST:PORT (PID) accept success: N" for each (exact, also for a
+worker that died). Exit 0 after a clean stop, 1 if a worker died, could not bind, or had to be killed
+because it did not stop within 3 s, 2 for bad input.`,
     )
     .action(async (options) => {
       const { serveCommand } = await import('./serve-command.js');

@@ -1,34 +1,59 @@
-import { type ServeOptions, serve } from '../net/serve.js';
-import type { WorkerEvent } from '../net/worker-pool.js';
-import { acceptLine, startLine } from '../report/serve-report.js';
+import { type ServeEvent, type ServeOptions, serve } from '../net/serve.js';
+import { exitLine, startLine } from '../report/serve-report.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
 const LIVE_REFRESH_MS = 200;
 
+/**
+ * A reader that went away (`serve | head -1`, a closed terminal): stop the
+ * workers as for Ctrl-C, and write nothing more to that stream.
+ */
+function watchClosedOutput(): { gone: AbortSignal; closed: { stdout: boolean; stderr: boolean } } {
+  const controller = new AbortController();
+  const closed = { stdout: false, stderr: false };
+  for (const name of ['stdout', 'stderr'] as const) {
+    // EPIPE, or a write after the stream was destroyed: either way nobody reads it any more.
+    // Never removed: a late error on the way out must not become an uncaught exception.
+    process[name].on('error', () => {
+      closed[name] = true;
+      controller.abort();
+    });
+  }
+  return { gone: controller.signal, closed };
+}
+
 export async function serveCommand(options: ServeOptions & { json: boolean }): Promise<number> {
   const terminal = await openTerminal(options);
   const interrupt = interruptSignal();
+  const output = watchClosedOutput();
+  const out = (text: string) => output.closed.stdout || terminal.out(text);
+  const err = (text: string) => output.closed.stderr || terminal.err(text);
   const counters = new Map<number, number>();
   let live = await statusLine(terminal, 'starting workers');
   // Redrawn on a timer, not per event, so the line always ends on the latest counts.
   const renderLive = () => {
-    if (counters.size === 0) return;
+    if (counters.size === 0 || output.closed.stderr) return;
     const parts = [...counters].sort((a, b) => a[0] - b[0]).map(([id, n]) => `w${id} ${n}`);
     const total = [...counters.values()].reduce((a, b) => a + b, 0);
     live.update(`accepted ${total}  (${parts.join(' · ')})  Ctrl-C to stop`);
   };
   const refresh = terminal.interactive ? setInterval(renderLive, LIVE_REFRESH_MS) : undefined;
   refresh?.unref();
-  const onEvent = (event: WorkerEvent) => {
+  const onEvent = (event: ServeEvent) => {
     if (options.json) {
-      terminal.out(JSON.stringify(event));
+      out(JSON.stringify(event));
+      if (event.event === 'warning') err(`reuseport: warning: ${event.message}`);
       return;
     }
     switch (event.event) {
+      case 'warning':
+        live.stop();
+        err(terminal.style.yellow(`reuseport: warning: ${event.message}`));
+        break;
       case 'listening':
         counters.set(event.workerId, 0);
         live.stop();
-        terminal.out(startLine(event.address, event.port, event.pid));
+        out(startLine(event.address, event.port, event.pid));
         void statusLine(terminal, 'waiting for connections').then((line) => {
           live = line;
         });
@@ -46,18 +71,17 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
     }
   };
   try {
-    const summary = await serve(options, onEvent, interrupt.signal);
+    const summary = await serve(options, onEvent, AbortSignal.any([interrupt.signal, output.gone]));
     live.stop();
     if (options.json) {
-      terminal.out(JSON.stringify({ event: 'stopped', ...summary }));
+      out(JSON.stringify({ event: 'stopped', ...summary }));
     } else {
       for (const worker of summary.workers) {
-        if (worker.reason !== 'bind-failed') {
-          terminal.out(acceptLine(summary.address, summary.port, worker.pid, worker.accepted));
-        }
+        const line = exitLine(summary.address, summary.port, worker);
+        if (line !== null) out(line);
       }
     }
-    if (summary.failure) terminal.err(terminal.style.red(`reuseport: ${summary.failure}`));
+    if (summary.failure) err(terminal.style.red(`reuseport: ${summary.failure}`));
     return summary.exitCode;
   } finally {
     clearInterval(refresh);

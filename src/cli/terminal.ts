@@ -103,20 +103,22 @@ export async function statusLine(terminal: Terminal, text: string): Promise<Stat
   };
 }
 
+/** Signals that mean "stop now, but report": Ctrl-C, kill, and a closed terminal. */
+const INTERRUPTS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
 /**
- * Ctrl-C and SIGTERM abort the returned signal instead of killing the process,
- * so that commands can stop their workers and still report. Call `release` when done.
+ * Ctrl-C, SIGTERM and SIGHUP abort the returned signal instead of killing the
+ * process, so that commands can stop their workers and still report. Call
+ * `release` when done.
  */
 export function interruptSignal(): { signal: AbortSignal; release(): void } {
   const controller = new AbortController();
   const abort = () => controller.abort();
-  process.on('SIGINT', abort);
-  process.on('SIGTERM', abort);
+  for (const name of INTERRUPTS) process.on(name, abort);
   return {
     signal: controller.signal,
     release: () => {
-      process.off('SIGINT', abort);
-      process.off('SIGTERM', abort);
+      for (const name of INTERRUPTS) process.off(name, abort);
     },
   };
 }

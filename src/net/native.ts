@@ -150,11 +150,14 @@ export interface NativeEngines {
   /**
    * Starts a thread that accepts on the listening `fd` (made non-blocking),
    * counts each connection, sends `greeting` (copied) and closes it. The fd
-   * stays the caller's: close it after acceptLoopStop. Returns a handle;
-   * throws KernelError (e.g. syscall 'pthread_create').
+   * stays the caller's: close it after acceptLoopStop. With `counterFd` (a
+   * regular file at least 8 bytes long) the count lives in a MAP_SHARED
+   * mapping of its first 8 bytes, host byte order, added to what is there:
+   * another process holding the file reads it even after this one died.
+   * Returns a handle; throws KernelError (e.g. syscall 'pthread_create', 'mmap').
    */
-  acceptLoopStart(fd: number, greeting: Uint8Array): number;
-  /** Connections accepted so far (an atomic read). */
+  acceptLoopStart(fd: number, greeting: Uint8Array, counterFd?: number): number;
+  /** Connections accepted so far (an atomic read; the counter file's value when there is one). */
   acceptLoopCount(handle: number): number;
   /** accept4() failures so far (EMFILE, ECONNABORTED, ...). */
   acceptLoopErrors(handle: number): number;
@@ -189,7 +192,7 @@ interface RawSocketFlags {
 
 interface RawEngines {
   getsockname(fd: number): SocketName | RawErrno;
-  acceptLoopStart(fd: number, greeting: Uint8Array): number | RawErrno;
+  acceptLoopStart(fd: number, greeting: Uint8Array, counterFd?: number): number | RawErrno;
   acceptLoopCount(handle: number): number;
   acceptLoopErrors(handle: number): number;
   acceptLoopStop(handle: number): number;
@@ -274,8 +277,8 @@ function wrapEngines(raw: RawEngines): NativeEngines {
       if (isRawErrno(result)) throw KernelError.fromErrno(result.errno, result.syscall);
       return { address: result.address, port: result.port, family: result.family };
     },
-    acceptLoopStart(fd, greeting) {
-      const result = raw.acceptLoopStart(fd, greeting);
+    acceptLoopStart(fd, greeting, counterFd) {
+      const result = raw.acceptLoopStart(fd, greeting, counterFd);
       if (typeof result !== 'number') throw KernelError.fromErrno(result.errno, result.syscall);
       return result;
     },

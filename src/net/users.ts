@@ -7,13 +7,22 @@ export interface UserIdentity {
   name: string;
 }
 
+/** The highest uid a user can have: (uid_t)-1 = 4294967295 means "no change" to setuid() and chown(). */
+export const MAX_UID = 0xfffffffe;
+
 /**
  * Resolves a user name or numeric uid through /etc/passwd. A numeric uid with
  * no passwd entry is allowed (the cross-user experiment only needs a distinct
- * uid); its gid is taken to be the same number.
+ * uid); its gid is taken to be the same number. Messages name no flag: the
+ * caller says where the value came from.
  */
 export function resolveUser(spec: string | number, passwdPath = '/etc/passwd'): UserIdentity {
   const text = String(spec).trim();
+  if (/^[-+]?\d+$/.test(text) && !(/^\d+$/.test(text) && Number(text) <= MAX_UID)) {
+    throw new UsageError(
+      `${shorten(text)} is not a valid uid: uids go from 0 to ${MAX_UID} (${MAX_UID + 1} is (uid_t)-1, "no change"); give a user name or a uid in that range`,
+    );
+  }
   let passwd = '';
   try {
     passwd = readFileSync(passwdPath, 'utf8');
@@ -26,8 +35,14 @@ export function resolveUser(spec: string | number, passwdPath = '/etc/passwd'): 
     if (name === undefined || uid === undefined || gid === undefined) continue;
     if (byNumber ? uid === text : name === text) return { uid: Number(uid), gid: Number(gid), name };
   }
-  if (byNumber && Number(text) <= 0xfffffffe) return { uid: Number(text), gid: Number(text), name: text };
-  throw new UsageError(`--user: no user named "${text}" in ${passwdPath}; give an existing name or a numeric uid`);
+  if (byNumber) return { uid: Number(text), gid: Number(text), name: text };
+  throw new UsageError(`no user named "${shorten(text)}" in ${passwdPath}; give an existing name or a numeric uid`);
+}
+
+/** A name as typed, cut short and with control characters escaped: it goes to a terminal. */
+function shorten(text: string): string {
+  const cut = text.length > 40 ? `${text.slice(0, 40)}…` : text;
+  return JSON.stringify(cut).slice(1, -1);
 }
 
 /**

@@ -9,6 +9,7 @@
  * dgram do it.
  */
 import { KernelError } from '../errors.js';
+import { hardenProcess } from '../process-hardening.js';
 import {
   adoptTcpListener,
   type BoundSocket,
@@ -18,10 +19,11 @@ import {
   localAddressOf,
   openNativeSocket,
 } from './binder.js';
+import { writeCount } from './counter-file.js';
 import { formatGreeting } from './greeting.js';
 import { loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
 import { dropPrivileges } from './users.js';
-import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
+import { COUNTER_FD, type FromWorker, type ToWorker, type WorkerConfig } from './worker-protocol.js';
 
 const STOP_GRACE_MS = 1000;
 
@@ -32,15 +34,28 @@ interface NativeLoop {
   handle: number;
 }
 
+hardenProcess();
 const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
-/** The Node path's counter, and the final count once a native loop has stopped. */
+setTitle(config.port);
+/** The Node path's counter; the native loop keeps its own in the same file. */
 let accepted = 0;
 let bound: BoundSocket | undefined;
 let nativeLoop: NativeLoop | undefined;
 let stopping = false;
 
-function acceptedSoFar(): number {
-  return nativeLoop ? nativeLoop.engines.acceptLoopCount(nativeLoop.handle) : accepted;
+/** `reuseport worker 3 0.0.0.0:6000` in ps and /proc/PID/cmdline. */
+function setTitle(port: number): void {
+  const host = config.address.includes(':') ? `[${config.address}]` : config.address;
+  process.title = `reuseport worker ${config.workerId} ${host}:${port}`;
+}
+
+/**
+ * Counted before the greeting or reply goes out, so a client that got one is
+ * always counted; a write that fails ends the worker rather than under-count.
+ */
+function countOne(): void {
+  accepted++;
+  writeCount(COUNTER_FD, accepted);
 }
 
 function send(message: FromWorker, then?: () => void): void {
@@ -52,6 +67,8 @@ function send(message: FromWorker, then?: () => void): void {
 process.on('disconnect', () => process.exit(0));
 process.on('SIGINT', () => stop());
 process.on('SIGTERM', () => stop());
+// A closed terminal hangs up the whole process group: stop as cleanly as for SIGTERM.
+process.on('SIGHUP', () => stop());
 let bindNow: () => void = () => {};
 const bindAllowed = new Promise<void>((resolve) => {
   bindNow = resolve;
@@ -59,7 +76,7 @@ const bindAllowed = new Promise<void>((resolve) => {
 process.on('message', (message: ToWorker) => {
   if (message.type === 'bind') bindNow();
   else if (message.type === 'stop') stop();
-  else if (message.type === 'count') send({ type: 'count', accepted: acceptedSoFar(), seq: message.seq });
+  else if (message.type === 'ping') send({ type: 'pong', seq: message.seq });
 });
 
 /** The addon's accept loop when the parent chose the native engine; null for the Node path. */
@@ -109,7 +126,7 @@ async function main(): Promise<void> {
   );
   if (native && fd !== undefined) {
     try {
-      nativeLoop = { ...native, fd, handle: native.engines.acceptLoopStart(fd, greeting) };
+      nativeLoop = { ...native, fd, handle: native.engines.acceptLoopStart(fd, greeting, COUNTER_FD) };
     } catch (err) {
       // No thread to be had (e.g. pthread_create EAGAIN): the socket is bound, so serve it from Node.
       process.stderr.write(`worker ${config.workerId}: accept loop unavailable (${String(err)}); using Node\n`);
@@ -120,27 +137,18 @@ async function main(): Promise<void> {
     // Paused sockets never start reading: the greeting goes out, the socket
     // closes, and no read path is armed for a peer that only waits for it.
     bound.server.on('connection', (socket) => {
-      accepted++;
+      countOne();
       socket.on('error', ignore);
       socket.end(greeting, () => socket.destroy());
     });
   } else if (bound?.protocol === 'udp') {
     const socket = bound.socket;
     socket.on('message', (_message, peer) => {
-      accepted++;
+      countOne();
       socket.send(greeting, peer.port, peer.address);
     });
   }
-  if (config.statsIntervalMs > 0) {
-    let reported = 0;
-    setInterval(() => {
-      const now = acceptedSoFar();
-      if (now !== reported) {
-        reported = now;
-        send({ type: 'count', accepted: now, seq: 0 });
-      }
-    }, config.statsIntervalMs).unref();
-  }
+  if (local.port !== config.port) setTitle(local.port);
   send({
     type: 'listening',
     address: local.address,
@@ -161,12 +169,12 @@ function stop(): void {
   const finish = () => {
     if (finished) return;
     finished = true;
-    send({ type: 'stopped', accepted }, () => process.exit(0));
+    send({ type: 'stopped' }, () => process.exit(0));
   };
   if (nativeLoop) {
     // The loop sends each greeting before it closes: nothing is left to drain.
     const { helper, engines, fd, handle } = nativeLoop;
-    accepted = engines.acceptLoopStop(handle);
+    engines.acceptLoopStop(handle);
     nativeLoop = undefined;
     try {
       helper.closeFd(fd);

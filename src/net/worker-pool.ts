@@ -1,16 +1,20 @@
 import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { formatHostPort, KernelError } from '../errors.js';
+import { errnoName, formatHostPort, KernelError } from '../errors.js';
+import { hardenedExecArgv } from '../process-hardening.js';
 import type { Protocol } from './address.js';
 import type { BinderName, EffectiveOptions } from './binder.js';
-import { explainBindError } from './explain.js';
+import { CounterFile } from './counter-file.js';
+import { explainBindError, explainSpawnError } from './explain.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 // A worker holds one socket and a counter; a small young generation keeps its
 // RSS well under 50 MB even while it accepts thousands of connections a second.
-const WORKER_EXEC_ARGV = ['--max-semi-space-size=1', '--max-old-space-size=32'];
-const STOP_TIMEOUT_MS = 3000;
+const WORKER_EXEC_ARGV = ['--max-semi-space-size=1', '--max-old-space-size=32', ...hardenedExecArgv()];
+export const STOP_TIMEOUT_MS = 3000;
+const DEFAULT_STATS_INTERVAL_MS = 250;
 
 export type WorkerEvent =
   | {
@@ -28,7 +32,8 @@ export type WorkerEvent =
   | {
       event: 'error';
       workerId: number;
-      pid: number;
+      /** null when the process could not be started at all. */
+      pid: number | null;
       code: string;
       errno: number;
       syscall: string;
@@ -36,7 +41,13 @@ export type WorkerEvent =
     }
   | ({ event: 'exit' } & WorkerExit);
 
-export type ExitReason = 'stopped' | 'bind-failed' | 'crashed';
+/**
+ * How a worker ended: `stopped` when asked, `bind-failed`, `killed` when we
+ * had to SIGKILL it (it did not stop in time), `crashed` for any death we did
+ * not cause (including someone else's kill -9), `spawn-failed` when no process
+ * could be started.
+ */
+export type ExitReason = 'stopped' | 'bind-failed' | 'crashed' | 'killed' | 'spawn-failed';
 
 export type BindOutcome =
   | { ok: true; address: string; port: number; binder: BinderName; uid?: number; options?: EffectiveOptions }
@@ -44,50 +55,53 @@ export type BindOutcome =
 
 export interface WorkerExit {
   workerId: number;
-  pid: number;
+  /** null when no process was started (`spawn-failed`). */
+  pid: number | null;
+  /**
+   * Exact, whatever the reason: read from the worker's counter file, which the
+   * worker updates before each greeting and which outlives it. A client that
+   * read a greeting is always counted; a worker killed between its accept and
+   * its greeting counts that connection too (the client saw no greeting).
+   */
   accepted: number;
   reason: ExitReason;
   exitCode: number | null;
-  signal: string | null;
+  /** The signal that ended the process, e.g. 'SIGKILL' (ours when reason is `killed`). */
+  signal: NodeJS.Signals | null;
+  /** One line on how it ended, for every reason but `stopped`. */
+  detail?: string;
 }
 
 export type WorkerSpec = Omit<WorkerConfig, 'statsIntervalMs'> & { statsIntervalMs?: number };
 
 /**
- * The parent's handle on one worker process. The worker's own counter is the
- * truth; `accepted` here is the last value it reported.
+ * The parent's handle on one worker process. The count is read from a file
+ * the worker writes before each greeting, so it is exact at any moment, for a
+ * frozen worker and after any death.
  */
 export class WorkerProcess {
   readonly spec: WorkerSpec;
+  /** -1 when no process could be started; `exited` then says why (reason `spawn-failed`). */
   readonly pid: number;
-  accepted = 0;
   /** The port the worker actually bound (differs from the spec's when that was 0). */
   port: number | undefined;
   readonly bound: Promise<BindOutcome>;
   /** Resolves once the worker has booted (only meaningful with `holdBind`). */
   readonly ready: Promise<void>;
   readonly exited: Promise<WorkerExit>;
-  private readonly child: ChildProcess;
-  private readonly pendingCounts = new Map<number, (n: number) => void>();
+  private readonly child: ChildProcess | undefined;
+  private readonly counter: CounterFile | undefined;
+  private finalCount: number | undefined;
+  private readonly pendingPings = new Map<number, (answered: boolean) => void>();
   private nextSeq = 1;
   private stopRequested = false;
   private sawStopped = false;
   private bindFailed = false;
+  private killedByUs: string | undefined;
 
   constructor(spec: WorkerSpec, onEvent: (event: WorkerEvent) => void) {
     this.spec = spec;
-    const config: WorkerConfig = { statsIntervalMs: 250, ...spec };
-    this.child = fork(WORKER_MAIN, [JSON.stringify(config)], {
-      execArgv: WORKER_EXEC_ARGV,
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      serialization: 'json',
-    });
-    this.pid = this.child.pid ?? -1;
-    let stderr = '';
-    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      if (stderr.length < 4096) stderr += chunk;
-    });
-    const id = { workerId: spec.workerId, pid: this.pid };
+    const config: WorkerConfig = { statsIntervalMs: DEFAULT_STATS_INTERVAL_MS, ...spec };
     let resolveBound: (outcome: BindOutcome) => void = () => {};
     this.bound = new Promise((resolve) => {
       resolveBound = resolve;
@@ -96,7 +110,76 @@ export class WorkerProcess {
     this.ready = new Promise((resolve) => {
       resolveReady = resolve;
     });
-    this.child.on('message', (message: FromWorker) => {
+    let resolveExited: (exit: WorkerExit) => void = () => {};
+    this.exited = new Promise((resolve) => {
+      resolveExited = resolve;
+    });
+
+    let startError: NodeJS.ErrnoException | undefined;
+    try {
+      this.counter = CounterFile.create();
+      // The counter rides along as fd COUNTER_FD (index 4 of stdio).
+      this.child = fork(WORKER_MAIN, [JSON.stringify(config)], {
+        execArgv: WORKER_EXEC_ARGV,
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc', this.counter.fd],
+        serialization: 'json',
+      });
+    } catch (err) {
+      startError = err as NodeJS.ErrnoException;
+    }
+    this.pid = this.child?.pid ?? -1;
+    const child = this.child;
+
+    const spawnFailed = (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? (typeof err.errno === 'number' ? errnoName(err.errno) : 'UNKNOWN');
+      const explained = explainSpawnError(code, spec.workerId);
+      onEvent({
+        event: 'error',
+        workerId: spec.workerId,
+        pid: null,
+        code,
+        errno: typeof err.errno === 'number' ? -Math.abs(err.errno) : 0,
+        syscall: err.syscall ?? 'spawn',
+        message: explained.message,
+      });
+      resolveBound({
+        ok: false,
+        error: new KernelError(explained.message, {
+          code,
+          errno: typeof err.errno === 'number' ? -Math.abs(err.errno) : 0,
+          syscall: err.syscall ?? 'spawn',
+        }),
+        explanation: explained.message,
+        exitCode: explained.exitCode,
+      });
+      resolveReady();
+      this.finalCount = 0;
+      this.closeCounter();
+      const exit: WorkerExit = {
+        workerId: spec.workerId,
+        pid: null,
+        accepted: 0,
+        reason: 'spawn-failed',
+        exitCode: null,
+        signal: null,
+        detail: explained.message,
+      };
+      onEvent({ event: 'exit', ...exit });
+      resolveExited(exit);
+    };
+    if (!child || startError) {
+      // Reported on the next tick, like a fork failure, so callers see one way of failing.
+      const err = startError ?? new Error('fork returned no process');
+      process.nextTick(() => spawnFailed(err));
+      return;
+    }
+
+    const id = { workerId: spec.workerId, pid: this.pid };
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      if (stderr.length < 4096) stderr += chunk;
+    });
+    child.on('message', (message: FromWorker) => {
       switch (message.type) {
         case 'ready':
           resolveReady();
@@ -143,59 +226,111 @@ export class WorkerProcess {
           resolveBound({ ok: false, error, explanation: explained.message, exitCode: explained.exitCode });
           break;
         }
-        case 'count':
-          if (message.accepted !== this.accepted) {
-            this.accepted = message.accepted;
-            onEvent({ event: 'stats', ...id, accepted: message.accepted });
-          }
-          this.pendingCounts.get(message.seq)?.(message.accepted);
-          this.pendingCounts.delete(message.seq);
+        case 'pong':
+          this.pendingPings.get(message.seq)?.(true);
+          this.pendingPings.delete(message.seq);
           break;
         case 'stopped':
           this.sawStopped = true;
-          this.accepted = message.accepted;
           break;
       }
     });
-    this.exited = new Promise((resolve) => {
-      const finish = (exitCode: number | null, signal: NodeJS.Signals | null) => {
-        const reason: ExitReason = this.bindFailed ? 'bind-failed' : this.sawStopped ? 'stopped' : 'crashed';
-        if (reason === 'crashed') {
-          const detail = stderr.trim().split('\n').slice(-1)[0] ?? '';
-          const why = signal ? `killed by ${signal}` : `exited with code ${exitCode}`;
-          const where = formatHostPort(spec.address, spec.port);
-          resolveBound({
-            ok: false,
-            error: new KernelError(`worker ${spec.workerId} for ${where} ${why}${detail ? `: ${detail}` : ''}`, {
-              code: 'ECRASHED',
-              errno: 0,
-              syscall: 'none',
-            }),
-            explanation: `worker ${spec.workerId} ${why} before it was listening${detail ? `: ${detail}` : ''}`,
-            exitCode: 1,
-          });
+
+    let stats: NodeJS.Timeout | undefined;
+    if (config.statsIntervalMs > 0) {
+      let reported = 0;
+      stats = setInterval(() => {
+        const now = this.accepted;
+        if (now !== reported) {
+          reported = now;
+          onEvent({ event: 'stats', ...id, accepted: now });
         }
-        resolveReady();
-        for (const pending of this.pendingCounts.values()) pending(this.accepted);
-        this.pendingCounts.clear();
-        const exit: WorkerExit = { ...id, accepted: this.accepted, reason, exitCode, signal };
-        onEvent({ event: 'exit', ...exit });
-        resolve(exit);
+      }, config.statsIntervalMs);
+      stats.unref();
+    }
+
+    let settled = false;
+    // 'close', not 'exit': Node may still deliver IPC messages (a last 'stopped') after 'exit'.
+    child.once('close', (exitCode: number | null, signal: NodeJS.Signals | null) => {
+      // After a failed spawn Node emits 'error' and then 'close' too: settled once, by 'error'.
+      if (settled) return;
+      settled = true;
+      clearInterval(stats);
+      this.finalCount = this.counter?.read() ?? 0;
+      this.closeCounter();
+      const lastLine = stderr.trim().split('\n').slice(-1)[0] ?? '';
+      const how = signal ? `killed by ${signal}` : `exited with code ${exitCode}`;
+      let reason: ExitReason;
+      let detail: string | undefined;
+      if (this.bindFailed) {
+        reason = 'bind-failed';
+      } else if (this.killedByUs && signal === 'SIGKILL') {
+        reason = 'killed';
+        detail = this.killedByUs;
+      } else if (this.sawStopped || (this.stopRequested && exitCode === 0)) {
+        reason = 'stopped';
+      } else {
+        reason = 'crashed';
+        detail = `${how}, not by reuseport${lastLine ? `: ${lastLine}` : ''}`;
+      }
+      // Settles `bound` for a worker that ended before it was listening (no-op once settled).
+      const where = formatHostPort(spec.address, spec.port);
+      const before = `worker ${spec.workerId} ${reason === 'stopped' ? 'was stopped' : how} before it was listening${lastLine ? `: ${lastLine}` : ''}`;
+      resolveBound({
+        ok: false,
+        error: new KernelError(`${before} (${where})`, { code: 'ECRASHED', errno: 0, syscall: 'none' }),
+        explanation: before,
+        exitCode: 1,
+      });
+      resolveReady();
+      for (const pending of this.pendingPings.values()) pending(false);
+      this.pendingPings.clear();
+      const exit: WorkerExit = {
+        ...id,
+        accepted: this.finalCount,
+        reason,
+        exitCode,
+        signal,
+        ...(detail ? { detail } : {}),
       };
-      this.child.once('exit', finish);
-      this.child.once('error', () => finish(null, null));
+      onEvent({ event: 'exit', ...exit });
+      resolveExited(exit);
+    });
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      // A process that never started has no 'close' to wait for.
+      if (child.pid === undefined && !settled) {
+        settled = true;
+        clearInterval(stats);
+        spawnFailed(err);
+      }
     });
   }
 
-  /** The worker's exact counter, asked over IPC (ordered after every accept it has made so far). */
+  /** What the worker has accepted so far: exact at any moment, also while it is frozen or after it died. */
+  get accepted(): number {
+    return this.finalCount ?? this.counter?.read() ?? 0;
+  }
+
+  /** The worker's exact counter (kept a promise for callers written when it came over IPC). */
   count(): Promise<number> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null || !this.child.connected) {
-      return Promise.resolve(this.accepted);
-    }
+    return Promise.resolve(this.accepted);
+  }
+
+  /** Whether the worker's JavaScript answers within `timeoutMs` (false for a frozen or dead worker). */
+  ping(timeoutMs: number): Promise<boolean> {
+    if (!this.running()) return Promise.resolve(false);
     const seq = this.nextSeq++;
     return new Promise((resolve) => {
-      this.pendingCounts.set(seq, resolve);
-      this.post({ type: 'count', seq });
+      const timer = setTimeout(() => {
+        this.pendingPings.delete(seq);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref();
+      this.pendingPings.set(seq, (answered) => {
+        clearTimeout(timer);
+        resolve(answered);
+      });
+      this.post({ type: 'ping', seq });
     });
   }
 
@@ -205,25 +340,54 @@ export class WorkerProcess {
     return this.bound;
   }
 
-  /** Asks the worker to close its socket and report its final counter; kills it if it does not. */
+  /**
+   * Asks the worker to close its socket and exit; SIGKILLs it if it has not
+   * within `timeoutMs` (the exit's reason is then `killed`).
+   */
   stop(timeoutMs = STOP_TIMEOUT_MS): Promise<WorkerExit> {
-    if (!this.stopRequested && this.child.exitCode === null && this.child.signalCode === null) {
+    if (!this.stopRequested && this.running()) {
       this.stopRequested = true;
       this.post({ type: 'stop' });
-      const timer = setTimeout(() => this.kill(), timeoutMs);
+      const timer = setTimeout(() => {
+        const state = processState(this.pid);
+        this.kill(
+          `did not stop within ${timeoutMs / 1000} s of being asked${state === 'T' ? ' (it was frozen: stopped by a signal)' : ''}; killed with SIGKILL`,
+        );
+      }, timeoutMs);
       timer.unref();
       void this.exited.then(() => clearTimeout(timer));
     }
     return this.exited;
   }
 
-  /** Last resort, by pid: only this worker. */
-  kill(): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  /** Last resort, by pid: only this worker. `why` becomes the exit's detail. */
+  kill(why = 'killed with SIGKILL by reuseport'): void {
+    if (!this.running()) return;
+    this.killedByUs = why;
+    this.child?.kill('SIGKILL');
+  }
+
+  private running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  private closeCounter(): void {
+    this.counter?.close();
   }
 
   private post(message: ToWorker): void {
-    if (this.child.connected) this.child.send(message, (err) => err && this.kill());
+    if (this.child?.connected)
+      this.child.send(message, (err) => err && this.kill(`lost its IPC channel (${err.message})`));
+  }
+}
+
+/** The one-letter state from /proc/PID/stat (R, S, T, Z, ...), or null if it cannot be read. */
+function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) || null;
+  } catch {
+    return null;
   }
 }
 

@@ -4,14 +4,17 @@
  * over IPC; when the runner goes, it stops its workers and goes too.
  */
 import { ReuseportError } from '../errors.js';
+import { hardenProcess } from '../process-hardening.js';
 import { executePlan } from './execute.js';
 import { setUpNamespace } from './network.js';
 import type { InnerEvent, OuterMessage, Plan } from './observations.js';
 
+hardenProcess();
 const controller = new AbortController();
 const abort = () => controller.abort();
 process.on('SIGINT', abort);
 process.on('SIGTERM', abort);
+process.on('SIGHUP', abort);
 process.on('disconnect', abort);
 
 function send(event: InnerEvent): Promise<void> {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { probeNamespace } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
+import { hardenedExecArgv } from '../process-hardening.js';
 import { type ExpectationResult, evaluate } from './expect.js';
 import type { InnerEvent, Isolation, Observations, OuterMessage, Plan } from './observations.js';
 import {
@@ -189,8 +190,8 @@ function runInner(
 ): Promise<{ observations: Observations } | { error: string }> {
   const [command, args] =
     unshareArgs.length > 0
-      ? ['unshare', [...unshareArgs, '--', process.execPath, INNER_MAIN]]
-      : [process.execPath, [INNER_MAIN]];
+      ? ['unshare', [...unshareArgs, '--', process.execPath, ...hardenedExecArgv(), INNER_MAIN]]
+      : [process.execPath, [...hardenedExecArgv(), INNER_MAIN]];
   return new Promise((resolve) => {
     // The IPC channel survives unshare's exec: it is fd 3 plus NODE_CHANNEL_FD.
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' });

@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { COUNTER_BYTES } from './worker-protocol.js';
+
+/**
+ * O_TMPFILE (Linux >= 3.11): an inode with no name from the first instant, so
+ * nothing is left behind whoever is killed when. Node does not export the
+ * constant; this is its value on every Linux architecture Node supports
+ * (__O_TMPFILE | O_DIRECTORY from the generic fcntl.h).
+ */
+const O_TMPFILE = 0o20200000;
+/** Filesystems without O_TMPFILE answer one of these; then a name is created and removed at once. */
+const NO_TMPFILE = new Set(['EOPNOTSUPP', 'EISDIR', 'EINVAL', 'ENOTSUP']);
+
+/** One worker's counter as the parent holds it: the fd goes to the worker, the parent reads it. */
+export class CounterFile {
+  private open = true;
+
+  private constructor(readonly fd: number) {}
+
+  /** Opens an unnamed 8-byte counter holding 0. Throws the fs error (EMFILE, ENOSPC, ...). */
+  static create(directory = tmpdir()): CounterFile {
+    const fd = openUnnamed(directory);
+    try {
+      // Written, not truncated: the page exists now, so neither a mapping nor a later write can fail for space.
+      writeCount(fd, 0);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    return new CounterFile(fd);
+  }
+
+  /** Throws once closed: the fd number may already belong to another file. */
+  read(): number {
+    if (!this.open) throw new Error('counter file read after close');
+    return readCount(this.fd);
+  }
+
+  /** Idempotent. */
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    closeSync(this.fd);
+  }
+}
+
+/** The count as the native accept loop keeps it: a u64 in host byte order at offset 0. */
+export function writeCount(fd: number, count: number): void {
+  const word = new BigUint64Array([BigInt(count)]);
+  writeSync(fd, new Uint8Array(word.buffer), 0, COUNTER_BYTES, 0);
+}
+
+export function readCount(fd: number): number {
+  const word = new BigUint64Array(1);
+  const bytes = new Uint8Array(word.buffer);
+  const n = readSync(fd, bytes, 0, COUNTER_BYTES, 0);
+  if (n !== COUNTER_BYTES) throw new Error(`counter file: read ${n} of ${COUNTER_BYTES} bytes`);
+  return Number(word[0]);
+}
+
+function openUnnamed(directory: string): number {
+  try {
+    return openSync(directory, constants.O_RDWR | O_TMPFILE, 0o600);
+  } catch (err) {
+    if (!NO_TMPFILE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  }
+  const path = join(directory, `reuseport-counter-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
+  unlinkSync(path);
+  return fd;
+}
