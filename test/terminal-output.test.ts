@@ -77,3 +77,32 @@ test('an error that quotes a user-given name escapes its control characters', as
   assert.ok(!result.stderr.includes('\x1b'), 'no raw ESC reaches stderr');
   assert.match(result.stderr, /\\e\[32mPASSED/);
 });
+
+/** Runs the CLI with a stdout nobody reads: its read end is closed before the first write (EPIPE). */
+function runWithClosedStdout(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+test('a closed stdout (`| head -1`): doctor, scenario list and load stop cleanly, with no stack trace', async () => {
+  for (const args of [['doctor'], ['scenario', 'list'], ['load', '--port', '1', '-n', '5']]) {
+    const result = await runWithClosedStdout(args);
+    assert.notEqual(result.code, null, `${args.join(' ')} exited by itself`);
+    assert.ok(result.code === 0 || result.code === 1, `${args.join(' ')}: exit ${result.code}`);
+    assert.doesNotMatch(result.stderr, /\n\s+at |EPIPE|internal error/, args.join(' '));
+  }
+});

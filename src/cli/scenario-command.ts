@@ -4,6 +4,7 @@ import { toJUnit } from '../report/junit.js';
 import { renderMarkdownSummary } from '../report/markdown-report.js';
 import { describeSetup, type RunDocument } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
+import { safeText } from '../report/untrusted-text.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/scenario-file.js';
@@ -29,7 +30,10 @@ export async function scenarioListCommand(options: { json: boolean }): Promise<n
   if (options.json) {
     terminal.out(
       JSON.stringify(
-        scenarios.map((s) => ({ name: s.name, title: s.title, file: s.file, requires: s.requires })),
+        {
+          version: 1,
+          scenarios: scenarios.map((s) => ({ name: s.name, title: s.title, file: s.file, requires: s.requires })),
+        },
         null,
         2,
       ),
@@ -39,7 +43,7 @@ export async function scenarioListCommand(options: { json: boolean }): Promise<n
   const width = Math.max(...scenarios.map((s) => s.name.length));
   for (const s of scenarios) {
     const needs = s.requires.length > 0 ? terminal.style.dim(`  (needs ${s.requires.join(', ')})`) : '';
-    terminal.out(`${terminal.style.bold(s.name.padEnd(width))}  ${s.title}${needs}`);
+    terminal.out(`${terminal.style.bold(safeText(s.name).padEnd(width))}  ${safeText(s.title)}${needs}`);
   }
   return 0;
 }

@@ -1,26 +1,8 @@
 import { type ServeEvent, type ServeOptions, serve } from '../net/serve.js';
 import { exitLine, startLine } from '../report/serve-report.js';
-import { interruptSignal, openTerminal, statusLine } from './terminal.js';
+import { interruptSignal, openTerminal, statusLine, watchClosedOutput } from './terminal.js';
 
 const LIVE_REFRESH_MS = 200;
-
-/**
- * A reader that went away (`serve | head -1`, a closed terminal): stop the
- * workers as for Ctrl-C, and write nothing more to that stream.
- */
-function watchClosedOutput(): { gone: AbortSignal; closed: { stdout: boolean; stderr: boolean } } {
-  const controller = new AbortController();
-  const closed = { stdout: false, stderr: false };
-  for (const name of ['stdout', 'stderr'] as const) {
-    // EPIPE, or a write after the stream was destroyed: either way nobody reads it any more.
-    // Never removed: a late error on the way out must not become an uncaught exception.
-    process[name].on('error', () => {
-      closed[name] = true;
-      controller.abort();
-    });
-  }
-  return { gone: controller.signal, closed };
-}
 
 export async function serveCommand(options: ServeOptions & { json: boolean }): Promise<number> {
   const terminal = await openTerminal(options);

@@ -61,6 +61,7 @@ export function usableTerminal(stream: { isTTY?: boolean; columns?: number }, en
 }
 
 export async function openTerminal(options: { json?: boolean }): Promise<Terminal> {
+  const output = watchClosedOutput();
   let style = plainStyle;
   if (colorLevel(options) > 0) {
     const { Chalk } = await import('chalk');
@@ -69,8 +70,8 @@ export async function openTerminal(options: { json?: boolean }): Promise<Termina
   }
   const stdoutColumns = process.stdout.isTTY === true ? process.stdout.columns : 0;
   return {
-    out: (text) => process.stdout.write(`${text}\n`),
-    err: (text) => process.stderr.write(`${text}\n`),
+    out: (text) => output.closed.stdout || process.stdout.write(`${text}\n`),
+    err: (text) => output.closed.stderr || process.stderr.write(`${text}\n`),
     style,
     interactive: !options.json && usableTerminal(process.stderr),
     columns: stdoutColumns > 0 ? stdoutColumns : 80,
@@ -103,6 +104,34 @@ export async function statusLine(terminal: Terminal, text: string): Promise<Stat
   };
 }
 
+interface ClosedOutput {
+  /** Aborted once stdout or stderr has no reader any more. */
+  gone: AbortSignal;
+  closed: { stdout: boolean; stderr: boolean };
+}
+let closedOutput: ClosedOutput | undefined;
+
+/**
+ * A reader that went away (`reuseport serve | head -1`, a closed terminal):
+ * commands stop as for Ctrl-C, and nothing more is written to that stream.
+ * One watch per process, shared by every command.
+ */
+export function watchClosedOutput(): ClosedOutput {
+  if (closedOutput) return closedOutput;
+  const controller = new AbortController();
+  const watch: ClosedOutput = { gone: controller.signal, closed: { stdout: false, stderr: false } };
+  for (const name of ['stdout', 'stderr'] as const) {
+    // EPIPE, or a write after the stream was destroyed: either way nobody reads it any more.
+    // Never removed: a late error on the way out must not become an uncaught exception.
+    process[name].on('error', () => {
+      watch.closed[name] = true;
+      controller.abort();
+    });
+  }
+  closedOutput = watch;
+  return watch;
+}
+
 /** Signals that mean "stop now, but report": Ctrl-C, kill, and a closed terminal. */
 const INTERRUPTS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
@@ -115,10 +144,13 @@ export function interruptSignal(): { signal: AbortSignal; release(): void } {
   const controller = new AbortController();
   const abort = () => controller.abort();
   for (const name of INTERRUPTS) process.on(name, abort);
+  const gone = watchClosedOutput().gone;
+  gone.addEventListener('abort', abort);
   return {
     signal: controller.signal,
     release: () => {
       for (const name of INTERRUPTS) process.off(name, abort);
+      gone.removeEventListener('abort', abort);
     },
   };
 }

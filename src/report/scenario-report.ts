@@ -5,6 +5,7 @@ import type { RunReport, ScenarioResult } from '../scenario/runner.js';
 import { acceptLine } from './serve-report.js';
 import type { Style } from './style.js';
 import { bar, percent, renderTable } from './table.js';
+import { safeText } from './untrusted-text.js';
 
 export function formatRunReport(report: RunReport, style: Style): string {
   const parts = report.results.map((result) => formatScenario(result, style));
@@ -32,11 +33,11 @@ const STATUS_WORD: Record<ScenarioResult['status'], string> = {
 
 export function formatScenario(result: ScenarioResult, style: Style): string {
   const lines: string[] = [];
-  lines.push(style.bold(`━━ ${result.name}: ${result.title}`));
-  lines.push(style.dim(`   ${displayPath(result.file)}`));
+  lines.push(style.bold(`━━ ${safeText(result.name)}: ${safeText(result.title)}`));
+  lines.push(style.dim(`   ${safeText(displayPath(result.file))}`));
   if (result.article !== undefined) lines.push(`${style.bold('The article:')} ${oneLine(result.article)}`);
   if (result.status === 'skipped' || (result.status === 'error' && !result.observations)) {
-    lines.push(colourStatus(result, style, `${STATUS_WORD[result.status]}: ${result.reason ?? ''}`));
+    lines.push(colourStatus(result, style, `${STATUS_WORD[result.status]}: ${safeText(result.reason ?? '')}`));
     return lines.join('\n');
   }
   const ran = result.ran;
@@ -153,8 +154,9 @@ export function displayPath(file: string): string {
   return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
 }
 
+/** Scenario prose on one line, with anything that could drive the terminal escaped. */
 function oneLine(text: string): string {
-  return text.replace(/\s*\n\s*/g, ' ').trim();
+  return safeText(text.replace(/\s*\n\s*/g, ' ').trim());
 }
 
 function indent(text: string): string {
