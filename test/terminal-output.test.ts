@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { colorLevel, usableTerminal } from '../src/cli/terminal.js';
 import { safeProse, safeText } from '../src/report/untrusted-text.js';
-import { CLI, runCli } from './helpers.js';
+import { CLI, isRoot, runCli } from './helpers.js';
 
 test('colour: --color wins over the environment, then --json, NO_COLOR, FORCE_COLOR, TERM=dumb, the TTY', () => {
   const tty = { stdoutIsTTY: true };
@@ -105,4 +105,15 @@ test('a closed stdout (`| head -1`): doctor, scenario list and load stop cleanly
     assert.ok(result.code === 0 || result.code === 1, `${args.join(' ')}: exit ${result.code}`);
     assert.doesNotMatch(result.stderr, /\n\s+at |EPIPE|internal error/, args.join(' '));
   }
+});
+
+test('an errno the scenario expected is painted as an outcome that held (green), not as an error', {
+  skip: !isRoot && 'cross-user needs root to create sockets as other users',
+}, async () => {
+  const result = await runCli(['scenario', 'run', 'cross-user'], { env: { NO_COLOR: '', FORCE_COLOR: '1' } });
+  assert.equal(result.code, 0, result.stderr);
+  const green = '\x1b[32m';
+  const red = '\x1b[31m';
+  assert.ok(result.stdout.includes(`${green}EADDRINUSE`), 'the expected EADDRINUSE is green');
+  assert.ok(!result.stdout.includes(`${red}EADDRINUSE`), 'and never red');
 });

@@ -55,8 +55,13 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
       .filter((s) => observations.instances.some((i) => i.server === s.id))
       .map((s) => {
         const instances = observations.instances.filter((i) => i.server === s.id);
+        // An errno the scenario expected is an outcome that held, not an error: colour follows the expectation.
+        const expected = result.expectations.find(
+          (e) => e.kind === 'bind' && e.description.startsWith(`${s.id} bind: `),
+        );
+        const held = expected ? expected.passed : undefined;
         const binds = instances.map((i) => {
-          const bind = i.bind === 'ok' ? style.green('ok') : style.red(i.bind);
+          const bind = (held ?? i.bind === 'ok') ? style.green(i.bind) : style.red(i.bind);
           return i.fault ? `${bind}, then ${style.red(i.fault.kind === 'died' ? 'died' : 'stopped answering')}` : bind;
         });
         return [
