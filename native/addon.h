@@ -82,6 +82,10 @@ napi_value js_accept_loop_stop(napi_env env, napi_callback_info info);
 /* load_engine.c */
 napi_value js_load_run(napi_env env, napi_callback_info info);
 
+/* netns.c */
+napi_value js_link_up(napi_env env, napi_callback_info info);
+napi_value js_add_address(napi_env env, napi_callback_info info);
+
 #pragma GCC visibility pop
 
 #endif /* REUSEPORT_ADDON_H */

@@ -22,6 +22,7 @@
  *                      closeFd, getsockname, getOpenFileLimit, raiseOpenFileLimit
  *   accept_loop.c      the accept loop thread; acceptLoopStart/Count/Errors/Stop
  *   load_engine.c      the load engine (napi async work); loadRun
+ *   netns.c            lo set-up in a private namespace without `ip`; linkUp, addAddress
  *   reuseport_native.c this file: the module init registering every JS function
  */
 #include "addon.h"
@@ -38,6 +39,8 @@ NAPI_MODULE_INIT() {
       {"acceptLoopErrors", NULL, js_accept_loop_errors, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptLoopStop", NULL, js_accept_loop_stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"loadRun", NULL, js_load_run, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"linkUp", NULL, js_link_up, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"addAddress", NULL, js_add_address, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
     throw_last_error(env);

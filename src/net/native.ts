@@ -68,6 +68,16 @@ export interface NativeHelper {
   getOpenFileLimit(): OpenFileLimit;
   /** The accept loop and load engine, or null when this build of the addon predates them. */
   readonly engines: NativeEngines | null;
+  /** Interface set-up without iproute2, or null when this build of the addon predates it. */
+  readonly netns: NativeNetns | null;
+}
+
+/** What a private namespace's set-up needs, done with ioctl and netlink instead of `ip`. */
+export interface NativeNetns {
+  /** Sets IFF_UP on the interface (`ip link set NAME up`). Throws KernelError. */
+  linkUp(name: string): void;
+  /** RTM_NEWADDR (`ip addr add ADDRESS/PREFIX dev NAME`, IPv6 with nodad). Throws KernelError (EEXIST if present). */
+  addAddress(name: string, address: string, prefixLength: number): void;
 }
 
 export type NativeLoadResult = { helper: NativeHelper } | { helper: null; reason: string };
@@ -184,6 +194,11 @@ interface RawEngines {
   loadRun(options: NativeLoadOptions, progress: Int32Array): Promise<NativeLoadReport | RawErrno>;
 }
 
+interface RawNetns {
+  linkUp(name: string): 0 | RawErrno;
+  addAddress(name: string, address: string, prefixLength: number): 0 | RawErrno;
+}
+
 const ENGINE_FUNCTIONS = [
   'getsockname',
   'acceptLoopStart',
@@ -230,6 +245,21 @@ function isRawBinding(value: unknown): value is RawBinding {
 function hasRawEngines(value: RawBinding): value is RawBinding & RawEngines {
   const v = value as unknown as Record<string, unknown>;
   return ENGINE_FUNCTIONS.every((k) => typeof v[k] === 'function');
+}
+
+function hasRawNetns(value: RawBinding): value is RawBinding & RawNetns {
+  const v = value as unknown as Record<string, unknown>;
+  return typeof v.linkUp === 'function' && typeof v.addAddress === 'function';
+}
+
+function wrapNetns(raw: RawNetns): NativeNetns {
+  const check = (result: 0 | RawErrno) => {
+    if (result !== 0) throw KernelError.fromErrno(result.errno, result.syscall);
+  };
+  return {
+    linkUp: (name) => check(raw.linkUp(name)),
+    addAddress: (name, address, prefixLength) => check(raw.addAddress(name, address, prefixLength)),
+  };
 }
 
 function isRawErrno(value: object): value is RawErrno {
@@ -282,6 +312,7 @@ function wrap(raw: RawBinding, path: string): NativeHelper {
     raiseOpenFileLimit: () => limits(raw.raiseOpenFileLimit()),
     getOpenFileLimit: () => limits(raw.getOpenFileLimit()),
     engines: hasRawEngines(raw) ? wrapEngines(raw) : null,
+    netns: hasRawNetns(raw) ? wrapNetns(raw) : null,
   };
 }
 
