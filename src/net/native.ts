@@ -14,12 +14,16 @@
 // generator for `load`. `REUSEPORT_ENGINE=node` keeps the JS paths.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KernelError, UsageError } from '../errors.js';
 
-/** Path of the addon relative to the package root. */
+/** Where the addon is looked for, relative to the package root: build/Release, then prebuilds/. */
+export const NATIVE_DIR = 'native';
+/** Path of a locally compiled addon relative to the package root. */
 export const NATIVE_ADDON_RELATIVE_PATH = 'native/build/Release/reuseport_native.node';
+/** Left by the install script when compiling failed; its first line says why. */
+const INSTALL_ERROR_RELATIVE_PATH = 'native/build/install-error.txt';
 
 /** Set to anything but '' or '0' to behave as if the addon had not been built. */
 export const NATIVE_DISABLE_ENV = 'REUSEPORT_NATIVE_DISABLE';
@@ -331,21 +335,60 @@ export function loadNativeHelperUncached(env: NodeJS.ProcessEnv = process.env): 
   if (root === null) {
     return { helper: null, reason: `cannot locate the package root (no package.json named "${PACKAGE_NAME}")` };
   }
-  const path = join(root, NATIVE_ADDON_RELATIVE_PATH);
-  if (!existsSync(path)) {
-    return { helper: null, reason: `${NATIVE_ADDON_RELATIVE_PATH} not found: run \`npm rebuild\` with a C toolchain` };
+  const require = createRequire(import.meta.url);
+  let path: string;
+  try {
+    // node-gyp-build picks native/build/Release (compiled here) first, else the
+    // prebuilt binary in native/prebuilds/ that fits this platform, arch and libc.
+    path = (require('node-gyp-build') as { path(dir: string): string }).path(join(root, NATIVE_DIR));
+  } catch {
+    return { helper: null, reason: missingHelperReason(root) };
   }
+  const shown = relative(root, path);
   let exported: unknown;
   try {
-    exported = createRequire(import.meta.url)(path);
+    exported = require(path);
   } catch (err) {
     const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    return { helper: null, reason: `${NATIVE_ADDON_RELATIVE_PATH} failed to load: ${message}` };
+    return { helper: null, reason: `${shown} failed to load (${message}): ${rebuildRemedy(root, true)}` };
   }
   if (!isRawBinding(exported)) {
-    return { helper: null, reason: `${NATIVE_ADDON_RELATIVE_PATH} does not export the expected functions: rebuild it` };
+    return {
+      helper: null,
+      reason: `${shown} does not export the expected functions: ${rebuildRemedy(root, true)}`,
+    };
   }
   return { helper: wrap(exported, path) };
+}
+
+/**
+ * Why there is no addon, and the remedy that fits how the package was
+ * installed. A prebuilt binary ships for linux-x64 glibc; elsewhere the
+ * install script compiles one, unless scripts were skipped (npm
+ * --ignore-scripts, pnpm's and npm's build-script approval).
+ */
+function missingHelperReason(root: string): string {
+  const target = `${process.platform}-${process.arch}`;
+  let failure: string | undefined;
+  try {
+    failure = readFileSync(join(root, INSTALL_ERROR_RELATIVE_PATH), 'utf8').split('\n')[0];
+  } catch {
+    failure = undefined;
+  }
+  return failure !== undefined
+    ? `no prebuilt native helper fits ${target}, and compiling one at install failed (${failure}): install gcc, make and python3, then ${rebuildRemedy(root, false)}`
+    : `no prebuilt native helper fits ${target}, and the install script that compiles one did not run (scripts skipped or not approved): ${rebuildRemedy(root, false)}; it needs gcc, make and python3`;
+}
+
+/**
+ * The command that runs the install script again. `npm rebuild` works in
+ * pnpm's layout too (checked in test/install-paths.test.ts); pnpm's own
+ * rebuild runs only approved packages' scripts.
+ */
+function rebuildRemedy(root: string, fromSource: boolean): string {
+  const pnpm = root.split(sep).includes('.pnpm') ? ' (pnpm skips unapproved build scripts: `pnpm approve-builds`)' : '';
+  const global = root.split(sep).slice(-3, -1).join('/') === 'lib/node_modules';
+  return `run \`npm rebuild ${global ? '-g ' : ''}reuseport${fromSource ? ' --build-from-source' : ''}\`${global ? '' : ' in the project'}${pnpm}`;
 }
 
 let cached: NativeLoadResult | undefined;
