@@ -13,8 +13,9 @@
 // the loader (src/net/native.ts) finds it and says what to do.
 // `npm rebuild reuseport --build-from-source` compiles even when a prebuild fits.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -100,24 +101,40 @@ function prebuild() {
   const [command, args] = nodeGyp();
   const dir = nodedir();
   const prebuildify = join(dirname(require.resolve('prebuildify/package.json')), 'bin.js');
-  // --target this Node: with NAPI_VERSION 8 the binary loads on every later Node too,
-  // and this Node's headers are at hand (prebuildify's default target would download).
-  const result = spawnSync(
-    process.execPath,
-    [prebuildify, '--napi', '--strip', '--tag-libc', '--target', process.versions.node, '--cwd', nativeDir],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        PREBUILD_NODE_GYP: command === process.execPath ? args[0] : command,
-        ...(dir ? { npm_config_nodedir: dir } : {}),
+  // Built from a copy of the sources: prebuildify moves its output out of
+  // build/Release, and a checkout's own build must stay where it is.
+  const work = mkdtempSync(join(tmpdir(), 'reuseport-prebuild-'));
+  try {
+    for (const file of readdirSync(nativeDir).filter((f) => /\.(c|h|gyp)$/.test(f))) {
+      copyFileSync(join(nativeDir, file), join(work, file));
+    }
+    // --target this Node: with NAPI_VERSION 8 the binary loads on every later Node too,
+    // and this Node's headers are at hand (prebuildify's default target would download).
+    const result = spawnSync(
+      process.execPath,
+      [prebuildify, '--napi', '--strip', '--tag-libc', '--target', process.versions.node, '--cwd', work],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          PREBUILD_NODE_GYP: command === process.execPath ? args[0] : command,
+          ...(dir ? { npm_config_nodedir: dir } : {}),
+        },
       },
-    },
-  );
-  const built = result.status === 0 ? loadablePrebuild() : null;
+    );
+    if (result.status !== 0) {
+      process.stderr.write(`reuseport: prebuildify failed: ${describe(result)}\n`);
+      process.exit(1);
+    }
+    rmSync(prebuildsDir, { recursive: true, force: true });
+    cpSync(join(work, 'prebuilds'), prebuildsDir, { recursive: true });
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const built = loadablePrebuild();
   if (built === null) {
-    process.stderr.write(`reuseport: prebuildify failed: ${describe(result)}\n`);
+    process.stderr.write('reuseport: the prebuilt helper does not load on this machine\n');
     process.exit(1);
   }
   process.stderr.write(`reuseport: prebuilt ${built.slice(root.length + 1)}\n`);
