@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_util.h"
+
 #define MAX_CONCURRENCY 4096
 #define MAX_DATAGRAMS 10000000L
 #define REPLY_TIMEOUT_MS 2000.0
@@ -40,37 +42,14 @@ struct flight {
   double sent_at;
 };
 
-static volatile sig_atomic_t interrupted = 0;
-static void on_signal(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static long parse_long(const char *s, const char *what, long min, long max) {
-  char *end = NULL;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-    fprintf(stderr, "c-udp-client: %s must be an integer in %ld..%ld\n", what, min, max);
-    exit(2);
-  }
-  return v;
-}
-
 int main(int argc, char **argv) {
   if (argc != 5 && argc != 6) {
     fprintf(stderr, "usage: c-udp-client HOST PORT DATAGRAMS CONCURRENCY [TIME_LIMIT_MS]\n");
     return 2;
   }
-  long total = parse_long(argv[3], "DATAGRAMS", 1, MAX_DATAGRAMS);
-  int concurrency = (int)parse_long(argv[4], "CONCURRENCY", 1, MAX_CONCURRENCY);
-  long limit_ms = argc == 6 ? parse_long(argv[5], "TIME_LIMIT_MS", 1, 600000) : 30000;
+  long total = parse_long("c-udp-client", argv[3], "DATAGRAMS", 1, MAX_DATAGRAMS);
+  int concurrency = (int)parse_long("c-udp-client", argv[4], "CONCURRENCY", 1, MAX_CONCURRENCY);
+  long limit_ms = argc == 6 ? parse_long("c-udp-client", argv[5], "TIME_LIMIT_MS", 1, 600000) : 30000;
   struct addrinfo hints, *ai = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_DGRAM;
@@ -80,10 +59,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "c-udp-client: bad address %s:%s: %s\n", argv[1], argv[2], gai_strerror(rc));
     return 2;
   }
-  int loopback = ai->ai_family == AF_INET
-                     ? (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127
-                     : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
-  if (!loopback) {
+  if (!is_loopback(ai)) {
     fprintf(stderr, "c-udp-client: refusing non-loopback target %s\n", argv[1]);
     return 2;
   }

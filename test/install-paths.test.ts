@@ -90,6 +90,13 @@ function project(name: string): string {
   return dir;
 }
 
+/** A clean project with the tarball installed by npm, its scripts skipped. */
+async function npmInstallTarball(name: string): Promise<string> {
+  const dir = project(name);
+  await execFileAsync('npm', ['install', '--ignore-scripts', '--prefer-offline', tarball], { ...NPM, cwd: dir });
+  return dir;
+}
+
 async function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   const bin = join(dir, 'node_modules', 'reuseport', 'bin', 'reuseport.js');
   return execFileAsync(process.execPath, [bin, ...args], {
@@ -149,8 +156,7 @@ test('npm install --ignore-scripts of the tarball: the prebuilt helper loads and
   timeout: 300_000,
 }, async (t) => {
   if (packError) return t.skip(packError);
-  const dir = project('with-npm');
-  await execFileAsync('npm', ['install', '--ignore-scripts', '--prefer-offline', tarball], { ...NPM, cwd: dir });
+  const dir = await npmInstallTarball('with-npm');
   assert.ok(!existsSync(join(dir, 'node_modules', 'reuseport', 'native', 'build')), 'nothing was compiled');
   assert.equal((await nativeCheck(dir)).status, 'ok');
   if (skipScenarios) return t.skip(skipScenarios);
@@ -183,8 +189,7 @@ test('with no prebuild that fits and no install script run, the remedy says `npm
   timeout: 300_000,
 }, async (t) => {
   if (packError) return t.skip(packError);
-  const dir = project('no-prebuild');
-  await execFileAsync('npm', ['install', '--ignore-scripts', '--prefer-offline', tarball], { ...NPM, cwd: dir });
+  const dir = await npmInstallTarball('no-prebuild');
   // What a machine the prebuild does not fit (arm64, musl) sees.
   rmSync(join(dir, 'node_modules', 'reuseport', 'native', 'prebuilds'), { recursive: true });
   const missing = await nativeCheck(dir);
