@@ -36,9 +36,11 @@ test('auto falls back to the builtin binder when the helper is missing', async (
   assert.equal(await autoIn({ REUSEPORT_NATIVE_DISABLE: '1' }), 'builtin');
 });
 
-test('REUSEPORT_BINDER=builtin makes auto mean the builtin binder', async (t) => {
-  if (!(await probeBuiltin()).ok) return t.skip(`Node ${process.version} has no builtin reusePort`);
-  assert.equal(await resolveBinder('auto', { [BINDER_ENV]: 'builtin' }), 'builtin');
+test('REUSEPORT_BINDER=builtin makes auto try the builtin binder first, and native where it is missing', async () => {
+  const builtin = (await probeBuiltin()).ok;
+  const expected = builtin ? 'builtin' : helperLoads ? 'native' : null;
+  if (expected === null) await assert.rejects(resolveBinder('auto', { [BINDER_ENV]: 'builtin' }));
+  else assert.equal(await resolveBinder('auto', { [BINDER_ENV]: 'builtin' }), expected);
 });
 
 test('REUSEPORT_BINDER with an unknown value is a usage error', async () => {

@@ -53,30 +53,35 @@ export function probeNative(): { ok: true } | { ok: false; reason: string } {
   return loaded.helper ? { ok: true } : { ok: false, reason: loaded.reason };
 }
 
-/** Which binder `auto` means, when set: builtin or native (how the tests cover both on one Node). */
+/** Which binder `auto` tries first, when set: builtin or native (how the tests cover both on one Node). */
 export const BINDER_ENV = 'REUSEPORT_BINDER';
 
 /**
- * Resolves `auto` to a concrete binder, or explains why none works. `auto`
+ * Resolves a choice to a concrete binder, or explains why none works. `auto`
  * prefers the native helper whenever it loads, on every Node: with it, serve
  * workers accept in C (its accept loop needs the fd the helper opened), which
  * Node's own reusePort cannot give. Without it, Node's builtin reusePort.
- * REUSEPORT_BINDER=builtin|native makes `auto` mean that one.
+ * REUSEPORT_BINDER=builtin makes `auto` try builtin first (native stays the fallback).
  */
 export async function resolveBinder(choice: BinderChoice, env: NodeJS.ProcessEnv = process.env): Promise<BinderName> {
-  const wanted = choice === 'auto' ? binderFromEnv(env) : choice;
-  if (wanted === 'native') {
+  if (choice === 'native') {
     const native = probeNative();
     if (!native.ok) throw noBinder(`the native helper is not available: ${native.reason}`);
     return 'native';
   }
-  const native = wanted === 'auto' ? probeNative() : null;
-  if (native?.ok) return 'native';
-  const builtin = await probeBuiltin();
-  if (builtin.ok) return 'builtin';
-  throw noBinder(
-    native ? `${builtin.reason}, and the native helper is not available: ${native.reason}` : builtin.reason,
-  );
+  if (choice === 'builtin') {
+    const builtin = await probeBuiltin();
+    if (!builtin.ok) throw noBinder(builtin.reason);
+    return 'builtin';
+  }
+  const builtinFirst = binderFromEnv(env) === 'builtin';
+  const builtin = builtinFirst ? await probeBuiltin() : null;
+  if (builtin?.ok) return 'builtin';
+  const native = probeNative();
+  if (native.ok) return 'native';
+  const fallback = builtin ?? (await probeBuiltin());
+  if (fallback.ok) return 'builtin';
+  throw noBinder(`${fallback.reason}, and the native helper is not available: ${native.reason}`);
 }
 
 function binderFromEnv(env: NodeJS.ProcessEnv): BinderChoice {
