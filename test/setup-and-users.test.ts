@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -18,8 +18,10 @@ test('without a C toolchain the install step still succeeds and says what to do'
     env: { PATH: join(dir, 'no-tools-here'), HOME: dir },
   });
   assert.equal(result.status, 0, result.stderr);
-  assert.match(result.stderr, /the native helper was not built/);
-  assert.match(result.stderr, /install a C toolchain .* or use Node >= 22\.12/);
+  assert.match(result.stderr, /no prebuilt native helper fits .*, and compiling it failed/);
+  assert.match(result.stderr, /install gcc, make and python3, then run `npm rebuild reuseport`/);
+  // The loader reads why, to say it when the helper is missing.
+  assert.ok(existsSync(join(dir, 'native', 'build', 'install-error.txt')));
 });
 
 test('--user works from a checkout the other user cannot read', {

@@ -100,6 +100,6 @@ test('with neither binder, one clear error names both remedies', async () => {
   });
   assert.equal(result.code, 1);
   assert.match(result.stderr, /Node >= 22\.12/);
-  assert.match(result.stderr, /C toolchain/);
+  assert.match(result.stderr, /reuseport doctor/);
   assert.equal(result.stderr.trim().split('\n').length, 1);
 });

@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { KernelError, ReuseportError } from '../errors.js';
+import { KernelError, ReuseportError, UsageError } from '../errors.js';
 import { familyOf, type Protocol } from './address.js';
 import { loadNativeHelper, type SocketFlag } from './native.js';
 
@@ -53,27 +53,47 @@ export function probeNative(): { ok: true } | { ok: false; reason: string } {
   return loaded.helper ? { ok: true } : { ok: false, reason: loaded.reason };
 }
 
-/** Resolves `auto` to a concrete binder, or explains why none works. */
-export async function resolveBinder(choice: BinderChoice): Promise<BinderName> {
+/** Which binder `auto` tries first, when set: builtin or native (how the tests cover both on one Node). */
+export const BINDER_ENV = 'REUSEPORT_BINDER';
+
+/**
+ * Resolves a choice to a concrete binder, or explains why none works. `auto`
+ * prefers the native helper whenever it loads, on every Node: with it, serve
+ * workers accept in C (its accept loop needs the fd the helper opened), which
+ * Node's own reusePort cannot give. Without it, Node's builtin reusePort.
+ * REUSEPORT_BINDER=builtin makes `auto` try builtin first (native stays the fallback).
+ */
+export async function resolveBinder(choice: BinderChoice, env: NodeJS.ProcessEnv = process.env): Promise<BinderName> {
   if (choice === 'native') {
     const native = probeNative();
     if (!native.ok) throw noBinder(`the native helper is not available: ${native.reason}`);
     return 'native';
   }
-  const builtin = await probeBuiltin();
   if (choice === 'builtin') {
+    const builtin = await probeBuiltin();
     if (!builtin.ok) throw noBinder(builtin.reason);
     return 'builtin';
   }
-  if (builtin.ok) return 'builtin';
+  const builtinFirst = binderFromEnv(env) === 'builtin';
+  const builtin = builtinFirst ? await probeBuiltin() : null;
+  if (builtin?.ok) return 'builtin';
   const native = probeNative();
   if (native.ok) return 'native';
-  throw noBinder(`${builtin.reason}, and the native helper is not available: ${native.reason}`);
+  const fallback = builtin ?? (await probeBuiltin());
+  if (fallback.ok) return 'builtin';
+  throw noBinder(`${fallback.reason}, and the native helper is not available: ${native.reason}`);
+}
+
+function binderFromEnv(env: NodeJS.ProcessEnv): BinderChoice {
+  const value = env[BINDER_ENV]?.trim();
+  if (value === undefined || value === '') return 'auto';
+  if ((BINDER_CHOICES as readonly string[]).includes(value)) return value as BinderChoice;
+  throw new UsageError(`${BINDER_ENV} must be one of ${BINDER_CHOICES.join(', ')}, got "${value}"`);
 }
 
 function noBinder(detail: string): ReuseportError {
   return new ReuseportError(
-    `no way to set SO_REUSEPORT here: ${detail}. Use Node >= 22.12, or install a C toolchain (gcc, make, python3) and run \`npm rebuild\``,
+    `no way to set SO_REUSEPORT here: ${detail}. Use Node >= 22.12, or make the native helper available (\`reuseport doctor\` says how)`,
     { code: 'ENOBINDER' },
   );
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { probeBuiltin, probeNative } from './binder.js';
+import { loopbackTool } from './loopback.js';
 import { loadNativeHelper } from './native.js';
 import { isRoot } from './users.js';
 
@@ -147,23 +148,37 @@ function openFileLimit(): { soft?: number; hard?: number } {
   }
 }
 
-/** Can this user make a private network namespace and bring its lo up? */
+/** Can this user make a private network namespace and bring its lo up (as the scenario runner will)? */
 export async function probeNamespace(): Promise<
   { ok: true; how: string; args: string[] } | { ok: false; reason: string }
 > {
   const { execa } = await import('execa');
   const attempts = isRoot() ? [['--net']] : [['--net', '--map-root-user']];
+  const tool = loopbackTool();
+  // The same code the runner uses inside its namespace, run under unshare.
+  const setUp =
+    tool === 'native helper'
+      ? [
+          process.execPath,
+          '-e',
+          'import(process.argv[1]).then((m) => m.configureLoopback([])).catch((e) => { process.stderr.write(e.message + "\\n"); process.exitCode = 1; })',
+          new URL('./loopback.js', import.meta.url).href,
+        ]
+      : ['ip', 'link', 'set', 'lo', 'up'];
   let reason = 'unshare is not installed';
   for (const args of attempts) {
     try {
-      await execa('unshare', [...args, '--', 'ip', 'link', 'set', 'lo', 'up'], { timeout: 5000, stdin: 'ignore' });
-      return { ok: true, how: `unshare ${args.join(' ')}`, args };
+      await execa('unshare', [...args, '--', ...setUp], { timeout: 10_000, stdin: 'ignore' });
+      return { ok: true, how: `unshare ${args.join(' ')}, lo set up by the ${tool}`, args };
     } catch (err) {
       const e = err as { code?: string; stderr?: string; shortMessage?: string };
+      const message = (e.stderr || e.shortMessage || 'unknown error').trim().split('\n')[0] ?? '';
       reason =
         e.code === 'ENOENT'
-          ? 'unshare or ip is not installed (util-linux, iproute2)'
-          : `\`unshare ${args.join(' ')}\` failed: ${(e.stderr || e.shortMessage || 'unknown error').trim().split('\n')[0]}`;
+          ? 'unshare is not installed (util-linux)'
+          : tool === 'ip' && /failed to execute ip/.test(message)
+            ? 'the native helper is not available to bring lo up, and neither is `ip` (iproute2)'
+            : `\`unshare ${args.join(' ')}\` failed: ${message}`;
     }
   }
   return { ok: false, reason };

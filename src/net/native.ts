@@ -14,12 +14,16 @@
 // generator for `load`. engine.ts decides when they run.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KernelError } from '../errors.js';
 
-/** Path of the addon relative to the package root. */
+/** Where the addon is looked for, relative to the package root: build/Release, then prebuilds/. */
+export const NATIVE_DIR = 'native';
+/** Path of a locally compiled addon relative to the package root. */
 export const NATIVE_ADDON_RELATIVE_PATH = 'native/build/Release/reuseport_native.node';
+/** Left by the install script when compiling failed; its first line says why. */
+const INSTALL_ERROR_RELATIVE_PATH = 'native/build/install-error.txt';
 
 /** Set to anything but '' or '0' to behave as if the addon had not been built. */
 export const NATIVE_DISABLE_ENV = 'REUSEPORT_NATIVE_DISABLE';
@@ -72,6 +76,8 @@ export interface NativeHelper {
   readonly exports: object;
   /** getsockopt/setsockopt of boolean options, or null when this build of the addon predates them. */
   readonly socketFlags: SocketFlags | null;
+  /** Interface set-up without iproute2, or null when this build of the addon predates it. */
+  readonly netns: NativeNetns | null;
 }
 
 /** The boolean socket options a scenario asks for. */
@@ -83,6 +89,14 @@ export interface SocketFlags {
   get(fd: number, flag: SocketFlag): boolean;
   /** setsockopt of the same options. Throws KernelError. */
   set(fd: number, flag: SocketFlag, on: boolean): void;
+}
+
+/** What a private namespace's set-up needs, done with ioctl and netlink instead of `ip`. */
+export interface NativeNetns {
+  /** Sets IFF_UP on the interface (`ip link set NAME up`). Throws KernelError. */
+  linkUp(name: string): void;
+  /** RTM_NEWADDR (`ip addr add ADDRESS/PREFIX dev NAME`, IPv6 with nodad). Throws KernelError (EEXIST if present). */
+  addAddress(name: string, address: string, prefixLength: number): void;
 }
 
 export type NativeLoadResult = { helper: NativeHelper } | { helper: null; reason: string };
@@ -199,6 +213,11 @@ interface RawEngines {
   loadRun(options: NativeLoadOptions, progress: Int32Array): Promise<NativeLoadReport | RawErrno>;
 }
 
+interface RawNetns {
+  linkUp(name: string): 0 | RawErrno;
+  addAddress(name: string, address: string, prefixLength: number): 0 | RawErrno;
+}
+
 const ENGINE_FUNCTIONS = [
   'getsockname',
   'acceptLoopStart',
@@ -266,6 +285,21 @@ function wrapSocketFlags(raw: RawSocketFlags): SocketFlags {
   };
 }
 
+function hasRawNetns(value: RawBinding): value is RawBinding & RawNetns {
+  const v = value as unknown as Record<string, unknown>;
+  return typeof v.linkUp === 'function' && typeof v.addAddress === 'function';
+}
+
+function wrapNetns(raw: RawNetns): NativeNetns {
+  const check = (result: 0 | RawErrno) => {
+    if (result !== 0) throw KernelError.fromErrno(result.errno, result.syscall);
+  };
+  return {
+    linkUp: (name) => check(raw.linkUp(name)),
+    addAddress: (name, address, prefixLength) => check(raw.addAddress(name, address, prefixLength)),
+  };
+}
+
 export function isRawErrno(value: object): value is RawErrno {
   return 'errno' in value && 'syscall' in value;
 }
@@ -318,6 +352,7 @@ function wrap(raw: RawBinding, path: string): NativeHelper {
     engines: hasRawEngines(raw) ? wrapEngines(raw) : null,
     exports: raw,
     socketFlags: hasRawSocketFlags(raw) ? wrapSocketFlags(raw) : null,
+    netns: hasRawNetns(raw) ? wrapNetns(raw) : null,
   };
 }
 
@@ -336,21 +371,60 @@ export function loadNativeHelperUncached(env: NodeJS.ProcessEnv = process.env): 
   if (root === null) {
     return { helper: null, reason: `cannot locate the package root (no package.json named "${PACKAGE_NAME}")` };
   }
-  const path = join(root, NATIVE_ADDON_RELATIVE_PATH);
-  if (!existsSync(path)) {
-    return { helper: null, reason: `${NATIVE_ADDON_RELATIVE_PATH} not found: run \`npm rebuild\` with a C toolchain` };
+  const require = createRequire(import.meta.url);
+  let path: string;
+  try {
+    // node-gyp-build picks native/build/Release (compiled here) first, else the
+    // prebuilt binary in native/prebuilds/ that fits this platform, arch and libc.
+    path = (require('node-gyp-build') as { path(dir: string): string }).path(join(root, NATIVE_DIR));
+  } catch {
+    return { helper: null, reason: missingHelperReason(root) };
   }
+  const shown = relative(root, path);
   let exported: unknown;
   try {
-    exported = createRequire(import.meta.url)(path);
+    exported = require(path);
   } catch (err) {
     const message = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    return { helper: null, reason: `${NATIVE_ADDON_RELATIVE_PATH} failed to load: ${message}` };
+    return { helper: null, reason: `${shown} failed to load (${message}): ${rebuildRemedy(root, true)}` };
   }
   if (!isRawBinding(exported)) {
-    return { helper: null, reason: `${NATIVE_ADDON_RELATIVE_PATH} does not export the expected functions: rebuild it` };
+    return {
+      helper: null,
+      reason: `${shown} does not export the expected functions: ${rebuildRemedy(root, true)}`,
+    };
   }
   return { helper: wrap(exported, path) };
+}
+
+/**
+ * Why there is no addon, and the remedy that fits how the package was
+ * installed. A prebuilt binary ships for linux-x64 glibc; elsewhere the
+ * install script compiles one, unless scripts were skipped (npm
+ * --ignore-scripts, pnpm's and npm's build-script approval).
+ */
+function missingHelperReason(root: string): string {
+  const target = `${process.platform}-${process.arch}`;
+  let failure: string | undefined;
+  try {
+    failure = readFileSync(join(root, INSTALL_ERROR_RELATIVE_PATH), 'utf8').split('\n')[0];
+  } catch {
+    failure = undefined;
+  }
+  return failure !== undefined
+    ? `no prebuilt native helper fits ${target}, and compiling one at install failed (${failure}): install gcc, make and python3, then ${rebuildRemedy(root, false)}`
+    : `no prebuilt native helper fits ${target}, and the install script that compiles one did not run (scripts skipped or not approved): ${rebuildRemedy(root, false)}; it needs gcc, make and python3`;
+}
+
+/**
+ * The command that runs the install script again. `npm rebuild` works in
+ * pnpm's layout too (checked in test/install-paths.test.ts); pnpm's own
+ * rebuild runs only approved packages' scripts.
+ */
+function rebuildRemedy(root: string, fromSource: boolean): string {
+  const pnpm = root.split(sep).includes('.pnpm') ? ' (pnpm skips unapproved build scripts: `pnpm approve-builds`)' : '';
+  const global = root.split(sep).slice(-3, -1).join('/') === 'lib/node_modules';
+  return `run \`npm rebuild ${global ? '-g ' : ''}reuseport${fromSource ? ' --build-from-source' : ''}\`${global ? '' : ' in the project'}${pnpm}`;
 }
 
 let cached: NativeLoadResult | undefined;

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { ReuseportError } from '../errors.js';
+import { configureLoopback } from '../net/loopback.js';
 import type { NetworkSpec } from './schema.js';
 
 const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
@@ -9,22 +9,10 @@ export const WIDE_PORT_RANGE = '1024 65535';
 
 /**
  * Prepares the private namespace this process runs in: lo up, the scenario's
- * addresses on lo, its sysctls. Never called on the host.
+ * addresses on lo (native helper, `ip` as fallback), its sysctls. Never called on the host.
  */
 export async function setUpNamespace(network: NetworkSpec): Promise<void> {
-  const { execa } = await import('execa');
-  const commands = ['link set lo up'];
-  for (const { address } of network.addresses) {
-    commands.push(isIP(address) === 6 ? `addr add ${address}/128 dev lo nodad` : `addr add ${address}/32 dev lo`);
-  }
-  try {
-    await execa('ip', ['-batch', '-'], { input: `${commands.join('\n')}\n`, timeout: 10_000 });
-  } catch (err) {
-    const e = err as { stderr?: string; shortMessage?: string };
-    throw new ReuseportError(`cannot set up the namespace's lo: ${(e.stderr || e.shortMessage || '').trim()}`, {
-      code: 'ENETSETUP',
-    });
-  }
+  await configureLoopback(network.addresses.map(({ address }) => address));
   // A fresh namespace starts with 32768-60999. Every port a client can use is
   // another distinct 4-tuple, hence another independent draw for `balanced`
   // (see expect.ts); the scenario's own sysctls may still set something else.

@@ -1,0 +1,203 @@
+// The package as users get it: `npm pack` (which prebuilds the helper), then
+// the tarball installed in a clean folder with npm --ignore-scripts and with
+// pnpm 10 (which skips build scripts). Both must run `scenario all`.
+// The pack runs in a copy of the checkout, so the dist/ these tests run from is
+// never rebuilt under them.
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { isRoot, ROOT } from './helpers.js';
+
+const execFileAsync = promisify(execFile);
+const NPM = {
+  timeout: 180_000,
+  maxBuffer: 16 * 1024 * 1024,
+  env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
+};
+
+const canNamespace = isRoot && spawnSync('unshare', ['--net', 'true']).status === 0;
+const skipScenarios = canNamespace ? false : 'needs root and `unshare --net` to run scenario all as users would';
+const hasNpm = spawnSync('npm', ['--version']).status === 0;
+
+let work = '';
+let tarball = '';
+let packError: string | null = hasNpm ? null : 'npm is not on PATH';
+
+/** A copy of what `npm pack` needs, with the checkout's node_modules linked in. */
+function copyCheckout(to: string): void {
+  for (const entry of [
+    'package.json',
+    'package-lock.json',
+    'tsconfig.json',
+    'LICENSE',
+    'bin',
+    'src',
+    'test',
+    'scenarios',
+    'scripts',
+    'docs',
+  ]) {
+    if (existsSync(join(ROOT, entry))) cpSync(join(ROOT, entry), join(to, entry), { recursive: true });
+  }
+  mkdirSync(join(to, 'native'));
+  for (const file of readdirSync(join(ROOT, 'native')).filter((f) => /\.(c|h|gyp)$/.test(f))) {
+    cpSync(join(ROOT, 'native', file), join(to, 'native', file));
+  }
+  symlinkSync(join(ROOT, 'node_modules'), join(to, 'node_modules'));
+}
+
+before(async () => {
+  if (packError) return;
+  work = mkdtempSync(join(tmpdir(), 'reuseport-install-'));
+  const checkout = join(work, 'checkout');
+  mkdirSync(checkout);
+  copyCheckout(checkout);
+  try {
+    const { stdout } = await execFileAsync('npm', ['pack', '--json', '--pack-destination', work], {
+      ...NPM,
+      cwd: checkout,
+    });
+    const [packed] = JSON.parse(stdout) as { filename: string }[];
+    tarball = join(work, packed?.filename ?? '');
+  } catch (err) {
+    packError = `npm pack failed: ${(err as Error).message.split('\n')[0]}`;
+  }
+});
+
+after(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** A clean project folder holding only a package.json. */
+function project(name: string): string {
+  const dir = join(work, name);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name, version: '1.0.0', private: true })}\n`);
+  return dir;
+}
+
+/** A clean project with the tarball installed by npm, its scripts skipped. */
+async function npmInstallTarball(name: string): Promise<string> {
+  const dir = project(name);
+  await execFileAsync('npm', ['install', '--ignore-scripts', '--prefer-offline', tarball], { ...NPM, cwd: dir });
+  return dir;
+}
+
+async function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  const bin = join(dir, 'node_modules', 'reuseport', 'bin', 'reuseport.js');
+  return execFileAsync(process.execPath, [bin, ...args], {
+    cwd: dir,
+    timeout: 120_000,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+  }).then(
+    (r) => ({ code: 0, ...r }),
+    (e: { code?: number; stdout?: string; stderr?: string }) => ({
+      code: e.code ?? 1,
+      stdout: e.stdout ?? '',
+      stderr: e.stderr ?? '',
+    }),
+  );
+}
+
+async function nativeCheck(dir: string): Promise<{ status: string; meaning: string }> {
+  const { stdout } = await cli(dir, ['doctor', '--json']);
+  const check = (JSON.parse(stdout) as { checks: { id: string; status: string; meaning: string }[] }).checks.find(
+    (c) => c.id === 'binder.native',
+  );
+  assert.ok(check);
+  return check;
+}
+
+async function assertScenarioAllPasses(dir: string): Promise<void> {
+  const result = await cli(dir, ['scenario', 'all', '--json']);
+  const doc = JSON.parse(result.stdout) as {
+    summary: { total: number; passed: number };
+    scenarios: { isolation: string }[];
+  };
+  assert.equal(result.code, 0, result.stderr || result.stdout);
+  assert.ok(doc.summary.total >= 3);
+  assert.equal(doc.summary.passed, doc.summary.total);
+  assert.ok(doc.scenarios.every((s) => s.isolation === 'netns'));
+}
+
+test('npm pack ships the LICENSE, the compiled CLI and a prebuilt linux-x64 glibc helper, and no tests', async (t) => {
+  if (packError) return t.skip(packError);
+  const files = spawnSync('tar', ['tzf', tarball], { encoding: 'utf8' }).stdout.split('\n');
+  for (const file of [
+    'package/LICENSE',
+    'package/dist/src/cli/main.js',
+    'package/native/prebuilds/linux-x64/node.glibc.node',
+    'package/native/netns.c',
+  ]) {
+    assert.ok(files.includes(file), `${file} is in the tarball`);
+  }
+  assert.ok(!files.some((f) => f.startsWith('package/dist/test/') || f.startsWith('package/src/')));
+  assert.ok(
+    !existsSync(join(work, 'checkout', 'native', 'prebuilds')),
+    'postpack removed the prebuilds from the checkout',
+  );
+});
+
+test('npm install --ignore-scripts of the tarball: the prebuilt helper loads and scenario all passes', {
+  timeout: 300_000,
+}, async (t) => {
+  if (packError) return t.skip(packError);
+  const dir = await npmInstallTarball('with-npm');
+  assert.ok(!existsSync(join(dir, 'node_modules', 'reuseport', 'native', 'build')), 'nothing was compiled');
+  assert.equal((await nativeCheck(dir)).status, 'ok');
+  if (skipScenarios) return t.skip(skipScenarios);
+  await assertScenarioAllPasses(dir);
+});
+
+test('pnpm 10 (build scripts not approved) installs the tarball: the prebuilt helper loads and scenario all passes', {
+  timeout: 300_000,
+}, async (t) => {
+  if (packError) return t.skip(packError);
+  const dir = project('with-pnpm');
+  try {
+    await execFileAsync('npm', ['exec', '--yes', '--prefer-offline', 'pnpm@10', '--', 'install', tarball], {
+      ...NPM,
+      cwd: dir,
+    });
+  } catch (err) {
+    const message = (err as { stderr?: string }).stderr ?? '';
+    if (/ENOTFOUND|ECONNREFUSED|EAI_AGAIN|ETIMEDOUT/.test(message))
+      return t.skip('pnpm@10 cannot be fetched from the npm registry');
+    throw err;
+  }
+  assert.match(realpathSync(join(dir, 'node_modules', 'reuseport')), /\.pnpm/);
+  assert.equal((await nativeCheck(dir)).status, 'ok');
+  if (skipScenarios) return t.skip(skipScenarios);
+  await assertScenarioAllPasses(dir);
+});
+
+test('with no prebuild that fits and no install script run, the remedy says `npm rebuild reuseport`, and that works', {
+  timeout: 300_000,
+}, async (t) => {
+  if (packError) return t.skip(packError);
+  const dir = await npmInstallTarball('no-prebuild');
+  // What a machine the prebuild does not fit (arm64, musl) sees.
+  rmSync(join(dir, 'node_modules', 'reuseport', 'native', 'prebuilds'), { recursive: true });
+  const missing = await nativeCheck(dir);
+  assert.notEqual(missing.status, 'ok');
+  assert.match(
+    missing.meaning,
+    /install script that compiles one did not run.*run `npm rebuild reuseport` in the project/,
+  );
+  await execFileAsync('npm', ['rebuild', 'reuseport'], { ...NPM, cwd: dir });
+  assert.equal((await nativeCheck(dir)).status, 'ok', 'the remedy built the helper');
+});
