@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, test } from 'node:test';
 import { loadScenario, ScenarioFileError } from '../src/scenario/scenario-file.js';
+import { kernelTooOld } from '../src/scenario/steering-run.js';
 import { runCli, scenarioFile } from './helpers.js';
 
 /** The issues of a file that must not load, as "line: message". */
@@ -163,4 +164,67 @@ test('a remap whose second sweep is refused fails with exit 1 and says why', {
     result.stdout,
     /✘ s2: every connection from one source port reaches one instance.*\n.*\n\s+observed: 20 ports × 1: 0 of 20 ports answered, 0 unstable/,
   );
+});
+
+describe('connect and kernel: validation', () => {
+  it('accepts a connected UDP replica and a kernel requirement', async (t) => {
+    const file = scenarioFile(
+      t,
+      'connect-ok',
+      'kernel: { version: ">=6.13", reason: connected sockets leave the group }\n' + // 6
+        'servers:\n  - { id: P, address: 127.0.0.1, port: 6000, protocol: udp, connect: { address: 127.0.0.1, port: 45000 } }\n' +
+        'steps:\n  - start: P\n  - traffic: { id: d, target: 127.0.0.1, port: 6000, protocol: udp, connections: 1 }\n' +
+        'expect:\n  - { traffic: d, all: P }\n',
+    );
+    const scenario = await loadScenario(file);
+    assert.deepEqual(scenario.kernel, { version: '>=6.13', reason: 'connected sockets leave the group' });
+    assert.deepEqual(scenario.servers[0]?.connect, { address: '127.0.0.1', port: 45000 });
+  });
+
+  it('refuses connect on TCP, a peer off loopback, and a malformed kernel version, each on its line', async (t) => {
+    const file = scenarioFile(
+      t,
+      'connect-bad',
+      'kernel: { version: "6.13", reason: x }\n' + // 6
+        'servers:\n' + // 7
+        '  - { id: T, address: 127.0.0.1, port: 6000, connect: { address: 127.0.0.1, port: 45000 } }\n' + // 8
+        '  - { id: U, address: 127.0.0.1, port: 6001, protocol: udp, connect: { address: 10.0.0.9, port: 45000 } }\n' + // 9
+        'steps:\n  - start: [T, U]\n  - traffic: { id: d, target: 127.0.0.1, port: 6000, connections: 1 }\n' +
+        'expect:\n  - { traffic: d, all: T }\n',
+    );
+    const issues = await issuesOf(file);
+    const has = (re: RegExp) =>
+      assert.ok(
+        issues.some((i) => re.test(i)),
+        `${re}\n${issues.join('\n')}`,
+      );
+    has(/^6: .*a minimum version like ">=6.13"/);
+    has(/^8: .*only a UDP socket can connect\(\)/);
+    has(/^9: .*must be a loopback address/);
+  });
+});
+
+test('kernelTooOld skips an older kernel with the reason and what older kernels do', () => {
+  const need = { version: '>=6.13', reason: 'connected UDP sockets leave their group', older: 'they stay' };
+  assert.equal(kernelTooOld(need, '6.13.0'), null);
+  assert.equal(kernelTooOld(need, '7.0.1-custom'), null);
+  assert.equal(
+    kernelTooOld(need, '6.12.9'),
+    'needs Linux 6.13 or later (connected UDP sockets leave their group); this is Linux 6.12.9. Older kernels: they stay',
+  );
+});
+
+test('the UDP and dual-stack scenarios pass on this kernel', {
+  skip: !root && 'needs root for a private namespace',
+}, async () => {
+  const result = await runCli([
+    'scenario',
+    'run',
+    'udp-balance',
+    'udp-reuseaddr-only',
+    'udp-connected-member',
+    'dual-stack',
+  ]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.match(result.stdout, /4 scenarios: 4 passed/);
 });

@@ -128,7 +128,9 @@ async function main(): Promise<void> {
     const socket = bound.socket;
     socket.on('message', (_message, peer) => {
       accepted++;
-      socket.send(greeting, peer.port, peer.address);
+      // A connected socket has one peer, and send() with an address would fail (EISCONN).
+      if (config.connect) socket.send(greeting);
+      else socket.send(greeting, peer.port, peer.address);
     });
   }
   if (config.statsIntervalMs > 0) {

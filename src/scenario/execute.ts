@@ -102,6 +102,7 @@ export async function executePlan(
           reusePort: server.reuseport,
           ...(server.reuseaddr !== undefined ? { reuseAddr: server.reuseaddr } : {}),
           ...(server.ipv6Only !== undefined ? { ipv6Only: server.ipv6Only } : {}),
+          ...(server.connect ? { connect: server.connect } : {}),
           binder,
           engine: decideEngine({
             requested: requestedEngine(),

@@ -5,7 +5,8 @@
  * several items are in checkSteering(), called from schema.ts's crossCheck.
  */
 import * as z from 'zod';
-import { integer, mapping, trafficId } from './schema-blocks.js';
+import { isLoopback } from './schema.js';
+import { integer, ipLiteral, mapping, matching, port, text, trafficId } from './schema-blocks.js';
 import { formatPath, isPlainObject, type PathSegment, quoteName, suggest } from './schema-messages.js';
 
 /** Repeats per port: enough to see stickiness, bounded so a sweep stays short. */
@@ -40,6 +41,22 @@ export const remapExpectation = mapping({
   }),
 }).transform((e) => ({ kind: 'remap' as const, before: e.remap.before, after: e.remap.after }));
 
+/** A UDP server replica's `connect: { address, port }`: it becomes a connected socket to that one peer. */
+export const udpConnectSchema = mapping({
+  address: ipLiteral.meta({ description: "The peer's address (loopback)." }),
+  port: port.meta({ description: "The peer's port: a traffic step's source port." }),
+}).meta({ description: 'UDP only: connect() each replica to this peer after bind().' });
+
+/** `kernel: { version: ">=6.13", reason, older }`: on an older kernel the scenario is SKIPPED with both texts. */
+export const kernelRequirementSchema = mapping({
+  version: matching(/^>=\d+\.\d+$/, 'a minimum version like ">=6.13"', 16).meta({
+    description: 'The oldest kernel the scenario holds on, as ">=MAJOR.MINOR".',
+  }),
+  reason: text().meta({ description: 'What changed in that version, shown when the scenario is skipped.' }),
+  older: text().optional().meta({ description: 'What older kernels do instead.' }),
+}).meta({ description: 'The kernel the scenario needs; older kernels skip it with the reason.' });
+export type KernelRequirement = z.output<typeof kernelRequirementSchema>;
+
 type Report = (path: PathSegment[], target: 'key' | 'value', message: string) => void;
 type Obj = Record<string, unknown>;
 
@@ -59,6 +76,22 @@ interface SweepStep {
  * sweeps of the same ports and target, in order, with a start or stop between.
  */
 export function checkSteering(data: Obj, report: Report, lineOf: (path: PathSegment[]) => number): void {
+  const servers = Array.isArray(data.servers) ? data.servers : [];
+  servers.forEach((raw, i) => {
+    if (!isPlainObject(raw) || !isPlainObject(raw.connect)) return;
+    const cp: PathSegment[] = ['servers', i, 'connect'];
+    if ((raw.protocol ?? 'tcp') !== 'udp') {
+      report(cp, 'key', `${formatPath(cp)}: only a UDP socket can connect() to one peer and stay a server`);
+    }
+    const address = raw.connect.address;
+    if (typeof address === 'string' && !isLoopback(address)) {
+      report(
+        [...cp, 'address'],
+        'value',
+        `${formatPath([...cp, 'address'])} must be a loopback address (127.0.0.0/8 or ::1): the connected socket's replies go there`,
+      );
+    }
+  });
   const steps = Array.isArray(data.steps) ? data.steps : [];
   const traffic = new Map<string, SweepStep>();
   steps.forEach((raw, index) => {

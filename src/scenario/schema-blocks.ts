@@ -3,11 +3,13 @@
  * its zod error. Shared by schema.ts and the format modules that add to it
  * (format-steering.ts), so that each rule is written once.
  */
+import { isIP } from 'node:net';
 import * as z from 'zod';
 import { marker } from './schema-messages.js';
 
 export const SERVER_ID_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
 export const TRAFFIC_ID_RE = /^[A-Za-z0-9._-]+$/;
+const IP_RULE = 'an IPv4 or IPv6 address literal';
 
 export function mapping<S extends z.core.$ZodLooseShape>(shape: S, rule = 'a mapping') {
   const keys = Object.keys(shape);
@@ -44,3 +46,10 @@ export function oneOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(opti
 export const serverId = matching(SERVER_ID_RE, 'a server id like A or web-1 ([A-Za-z][A-Za-z0-9_-]*)');
 export const trafficId = matching(TRAFFIC_ID_RE, 'a traffic id made of [A-Za-z0-9._-]');
 export const port = integer(1, 65535);
+
+export const ipLiteral = z
+  .string({ error: IP_RULE })
+  .regex(/^[^%]*$/, { error: 'an address without a zone id ("%lo"): scenarios only use lo, so there is none to name' })
+  .regex(/^[0-9A-Fa-f:.]+$/, { error: IP_RULE })
+  .refine((v) => isIP(v) !== 0, { error: IP_RULE })
+  .meta({ description: 'An IPv4 or IPv6 address literal, without a zone id.' });

@@ -20,11 +20,20 @@ import { isIP } from 'node:net';
 import * as z from 'zod';
 import type { Protocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
-import { checkSteering, remapExpectation, sourcePortsSchema, stickyExpectation } from './format-steering.js';
+import {
+  checkSteering,
+  type KernelRequirement,
+  kernelRequirementSchema,
+  remapExpectation,
+  sourcePortsSchema,
+  stickyExpectation,
+  udpConnectSchema,
+} from './format-steering.js';
 import {
   flag,
   fraction,
   integer,
+  ipLiteral,
   mapping,
   matching,
   oneOf,
@@ -81,7 +90,6 @@ const OUTCOME_RE = /^(ok|E[A-Z0-9]+)$/;
 const USER_NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
 const SYSCTL_RE = /^net(\.[A-Za-z0-9_-]+)+$/;
 const MAX_UID = 4_294_967_294; // (uid_t)-1 is reserved
-const IP_RULE = 'an IPv4 or IPv6 address literal';
 
 const KEYED = new Map<string, KeyedUnionInfo>();
 
@@ -90,13 +98,6 @@ function oneKeyOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(info: Ke
   KEYED.set(info.what, info);
   return z.union(options, { error: marker({ keyed: info.what }) });
 }
-
-const ipLiteral = z
-  .string({ error: IP_RULE })
-  .regex(/^[^%]*$/, { error: 'an address without a zone id ("%lo"): scenarios only use lo, so there is none to name' })
-  .regex(/^[0-9A-Fa-f:.]+$/, { error: IP_RULE })
-  .refine((v) => isIP(v) !== 0, { error: IP_RULE })
-  .meta({ description: 'An IPv4 or IPv6 address literal, without a zone id.' });
 
 const protocol = oneOfValues(PROTOCOLS);
 
@@ -133,6 +134,7 @@ const serverSchema = mapping({
   reuseaddr: flag.optional().meta({ description: "Set or clear SO_REUSEADDR; absent: the binder's default." }),
   ipv6Only: flag.optional().meta({ description: 'IPV6_V6ONLY; only on IPv6 addresses.' }),
   binder: oneOfValues(BINDERS).default('auto'),
+  connect: udpConnectSchema.optional(),
 });
 
 const trafficSchema = mapping({
@@ -261,6 +263,7 @@ export const scenarioFileSchema = mapping(
     lookFor: text().optional().meta({ description: 'What to look for in the output.' }),
     explanation: text().optional().meta({ description: 'How a 6.x kernel produces the result.' }),
     requires: z.array(oneOfValues(REQUIREMENTS), { error: 'a list of root, netns' }).optional(),
+    kernel: kernelRequirementSchema.optional(),
     network: networkSchema.optional(),
     servers: z
       .array(serverSchema, { error: 'a non-empty list of servers' })
@@ -354,6 +357,8 @@ export interface Scenario {
    * Always in the order root, netns; no duplicates.
    */
   requires: Requirement[];
+  /** The kernel it needs; older kernels skip it (format-steering.ts). */
+  kernel?: KernelRequirement;
   network: NetworkSpec;
   servers: ServerSpec[];
   steps: Step[];
@@ -474,6 +479,7 @@ function assemble(
     steps,
     expect,
   };
+  if (file.kernel !== undefined) scenario.kernel = file.kernel;
   if (file.article !== undefined) scenario.article = file.article.trimEnd();
   if (file.lookFor !== undefined) scenario.lookFor = file.lookFor.trimEnd();
   if (file.explanation !== undefined) scenario.explanation = file.explanation.trimEnd();

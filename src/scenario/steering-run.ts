@@ -5,10 +5,12 @@
  * makes (accounting against the workers' counters, failed traffic) apply to a
  * sweep exactly as to any other traffic.
  */
+import os from 'node:os';
 import { balanceVerdict } from '../net/balance.js';
 import { parseGreeting, type WorkerIdentity, workerKey } from '../net/greeting.js';
 import type { LoadResult } from '../net/load-client.js';
 import { type SweepResult, sweepSourcePorts } from '../net/port-sweep.js';
+import type { KernelRequirement } from './format-steering.js';
 import type { TrafficSpec } from './schema.js';
 
 /** How long one attempt waits for its greeting (UDP: its reply). */
@@ -161,4 +163,19 @@ export async function inOrder<T>(tasks: (() => Promise<T>)[]): Promise<T[]> {
   const out: T[] = [];
   for (const task of tasks) out.push(await task());
   return out;
+}
+
+/** MAJOR.MINOR of a release string such as "6.18.44-fc"; null when it has none. */
+export function kernelVersion(release: string = os.release()): [number, number] | null {
+  const match = /^(\d+)\.(\d+)/.exec(release);
+  return match ? [Number(match[1]), Number(match[2])] : null;
+}
+
+/** Why this kernel cannot run a scenario that declares `kernel:`, or null when it can (or says nothing). */
+export function kernelTooOld(need: KernelRequirement | undefined, release: string = os.release()): string | null {
+  if (!need) return null;
+  const [major, minor] = need.version.slice(2).split('.').map(Number) as [number, number];
+  const have = kernelVersion(release);
+  if (have && (have[0] > major || (have[0] === major && have[1] >= minor))) return null;
+  return `needs Linux ${major}.${minor} or later (${need.reason}); this is Linux ${release}${need.older ? `. Older kernels: ${need.older}` : ''}`;
 }
