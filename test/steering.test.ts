@@ -2,10 +2,11 @@
 // and the scenarios built on them. Validation runs in memory with line
 // numbers; runs use real sockets in the scenario's namespace.
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { describe, it, test } from 'node:test';
 import { loadScenario, ScenarioFileError } from '../src/scenario/scenario-file.js';
-import { kernelTooOld } from '../src/scenario/steering-run.js';
-import { runCli, scenarioFile } from './helpers.js';
+import { kernelFit, kernelTooOld } from '../src/scenario/steering-run.js';
+import { ROOT, runCli, scenarioFile } from './helpers.js';
 
 /** The issues of a file that must not load, as "line: message". */
 async function issuesOf(file: string): Promise<string[]> {
@@ -227,4 +228,14 @@ test('the UDP and dual-stack scenarios pass on this kernel', {
   ]);
   assert.equal(result.code, 0, result.stdout + result.stderr);
   assert.match(result.stdout, /4 scenarios: 4 passed/);
+});
+
+test('doctor says which shipped scenarios this kernel runs, and kernelFit skips by kernel: on an old one', async () => {
+  const result = await runCli(['doctor', '--json']);
+  const report = JSON.parse(result.stdout) as { checks: { id: string; value: string }[] };
+  const check = report.checks.find((c) => c.id === 'scenarios.kernel');
+  assert.match(check?.value ?? '', /^\d+ of \d+ run on this kernel$/);
+  const old = await kernelFit(path.join(ROOT, 'scenarios'), '6.1.0');
+  assert.ok(old.skipped.some((s) => s.name === 'udp-connected-member' && /needs Linux 6.13/.test(s.reason)));
+  assert.ok(old.runnable.includes('sticky-4tuple'));
 });

@@ -179,3 +179,25 @@ export function kernelTooOld(need: KernelRequirement | undefined, release: strin
   if (have && (have[0] > major || (have[0] === major && have[1] >= minor))) return null;
   return `needs Linux ${major}.${minor} or later (${need.reason}); this is Linux ${release}${need.older ? `. Older kernels: ${need.older}` : ''}`;
 }
+
+/**
+ * For `doctor`: which shipped scenarios this kernel can run, and why the
+ * others are skipped (their `kernel:` requirement). Unreadable files are
+ * left to `scenario check`.
+ */
+export async function kernelFit(
+  dir: string,
+  release: string = os.release(),
+): Promise<{ runnable: string[]; skipped: { name: string; reason: string }[] }> {
+  const { listScenarioFiles, loadScenario } = await import('./scenario-file.js');
+  const runnable: string[] = [];
+  const skipped: { name: string; reason: string }[] = [];
+  for (const file of await listScenarioFiles(dir)) {
+    const scenario = await loadScenario(file).catch(() => null);
+    if (!scenario) continue;
+    const reason = kernelTooOld(scenario.kernel, release);
+    if (reason) skipped.push({ name: scenario.name, reason });
+    else runnable.push(scenario.name);
+  }
+  return { runnable, skipped };
+}
