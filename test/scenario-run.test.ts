@@ -64,8 +64,14 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(doc.scenarios.map((s) => [s.name, s.status, s.isolation]).sort(), [
     ['cross-user', 'passed', 'netns'],
+    ['dual-stack', 'passed', 'netns'],
+    ['group-change-remap', 'passed', 'netns'],
     ['load-balance', 'passed', 'netns'],
     ['priority', 'passed', 'netns'],
+    ['sticky-4tuple', 'passed', 'netns'],
+    ['udp-balance', 'passed', 'netns'],
+    ['udp-connected-member', 'passed', 'netns'],
+    ['udp-reuseaddr-only', 'passed', 'netns'],
   ]);
   if (EXPECTED_BINDER) {
     const binders = new Set(
@@ -231,7 +237,7 @@ test('--binder forces one binder on every server', { skip: noNamespace }, async 
   assert.deepEqual([...new Set(doc.scenarios[0]!.servers.map((s) => s.binder))], ['native']);
 });
 
-test('scenario list names the three experiments', async () => {
+test('scenario list names the three experiments and the steering ones', async () => {
   const result = await runCli(['scenario', 'list', '--json']);
   assert.equal(result.code, 0);
   const doc = JSON.parse(result.stdout) as { version: number; scenarios: { name: string }[] };

@@ -107,13 +107,9 @@ async function issuesOf(file: string): Promise<ScenarioFileError['issues']> {
 }
 
 describe('shipped scenarios', () => {
-  it('there are exactly the three shipped scenario files', async () => {
-    const files = await listScenarioFiles(SCENARIOS);
-    assert.deepEqual(files.map((f) => path.basename(f)).sort(), [
-      'cross-user.yaml',
-      'load-balance.yaml',
-      'priority.yaml',
-    ]);
+  it('the three scenario files of the article are shipped', async () => {
+    const files = (await listScenarioFiles(SCENARIOS)).map((f) => path.basename(f));
+    for (const name of ['cross-user.yaml', 'load-balance.yaml', 'priority.yaml']) assert.ok(files.includes(name), name);
   });
 
   for (const name of ['load-balance', 'priority', 'cross-user']) {
@@ -533,7 +529,7 @@ describe('resolving and listing', () => {
     await assert.rejects(resolveScenario('nope', SCENARIOS), (err: unknown) => {
       assert.ok(err instanceof UsageError);
       assert.match(err.message, /unknown scenario "nope"/);
-      assert.match(err.message, /cross-user, load-balance, priority/);
+      for (const name of ['cross-user', 'load-balance', 'priority']) assert.match(err.message, new RegExp(name));
       return true;
     });
   });

@@ -89,6 +89,7 @@ test('doctor --json reports every item', async () => {
       'sysctl.tcp_migrate_req',
       'sysctl.ip_local_port_range',
       'nofile',
+      'scenarios.kernel',
     ],
   );
   assert.equal(report.ready, true);

@@ -164,6 +164,7 @@ function toJsonDocument(report: RunReport) {
           accounting: t.accounting,
           notCompared: t.unknown,
           elapsedMs: t.load.elapsedMs,
+          ...(t.sweep ? { sweep: t.sweep } : {}),
         })) ?? [],
       expectations: r.expectations,
       article: r.article,

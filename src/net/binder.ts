@@ -17,6 +17,8 @@ export interface BindRequest {
   reuseAddr?: boolean;
   ipv6Only?: boolean;
   backlog?: number;
+  /** UDP only: connect() to this peer after bind (a connected member; see scenarios/udp-connected-member.yaml). */
+  connect?: { address: string; port: number };
 }
 
 export type BoundSocket = { protocol: 'tcp'; server: net.Server } | { protocol: 'udp'; socket: dgram.Socket };
@@ -138,6 +140,7 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
     );
     // libuv's uv_udp_open turns SO_REUSEADDR on for an adopted fd: put back what was asked for.
     if (fd !== undefined) applySocketFlag(fd, 'reuseAddr', request.reuseAddr ?? false);
+    if (request.connect) await connectDgram(socket, request.connect);
     return { protocol: 'udp', socket };
   } catch (err) {
     // An fd handed to net or dgram is theirs to close, and they do on failure.
@@ -198,6 +201,16 @@ function bindDgram(socket: dgram.Socket, options: dgram.BindOptions): Promise<vo
     socket.bind(options, () => {
       socket.off('error', onError);
       resolve();
+    });
+  });
+}
+
+function connectDgram(socket: dgram.Socket, peer: { address: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.connect(peer.port, peer.address, (err?: Error) => {
+      if (!err) return resolve();
+      socket.close();
+      reject(err);
     });
   });
 }

@@ -145,7 +145,9 @@ async function main(): Promise<void> {
     const socket = bound.socket;
     socket.on('message', (_message, peer) => {
       countOne();
-      socket.send(greeting, peer.port, peer.address);
+      // A connected socket has one peer, and send() with an address would fail (EISCONN).
+      if (config.connect) socket.send(greeting);
+      else socket.send(greeting, peer.port, peer.address);
     });
   }
   if (local.port !== config.port) setTitle(local.port);

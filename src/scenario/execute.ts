@@ -19,6 +19,7 @@ import type {
   WorkerFault,
 } from './observations.js';
 import type { ServerSpec, Step } from './schema.js';
+import { inOrder, runSweep, sweepObservation } from './steering-run.js';
 
 /** Booting Node is the slow part: 64 workers on two busy cores take a while. */
 const BOOT_TIMEOUT_MS = 60_000;
@@ -101,6 +102,7 @@ export async function executePlan(
           reusePort: server.reuseport,
           ...(server.reuseaddr !== undefined ? { reuseAddr: server.reuseaddr } : {}),
           ...(server.ipv6Only !== undefined ? { ipv6Only: server.ipv6Only } : {}),
+          ...(server.connect ? { connect: server.connect } : {}),
           binder,
           engine: decideEngine({
             requested: requestedEngine(),
@@ -301,8 +303,9 @@ async function runStep(
         group = await launch(server);
         await awaitReady(group, position);
       }
-      const results = await Promise.all(
-        group.map(async (instance) => {
+      // One after another: the kernel's join order is then the replica order (remap-model.ts relies on it).
+      const results = await inOrder(
+        group.map((instance) => async () => {
           if (instance.observation.bind !== 'pending') return null;
           const result = await within(instance.worker.bind(), ANSWER_TIMEOUT_MS);
           if (result === TIMED_OUT) {
@@ -364,18 +367,21 @@ async function runTraffic(
   const spec = step.traffic;
   const running = instances.filter((i) => i.running);
   const before = await readCounters(running, position);
-  const load = await runLoad(
-    {
-      host: spec.target,
-      port: spec.port,
-      protocol: spec.protocol,
-      connections: spec.connections,
-      concurrency: spec.concurrency,
-      ...(spec.sourcePort !== undefined ? { sourcePort: spec.sourcePort } : {}),
-      deadlineMs: TRAFFIC_DEADLINE_MS,
-    },
-    { signal },
-  );
+  const swept = spec.sourcePorts ? await runSweep(spec, TRAFFIC_DEADLINE_MS) : undefined;
+  const load =
+    swept?.load ??
+    (await runLoad(
+      {
+        host: spec.target,
+        port: spec.port,
+        protocol: spec.protocol,
+        connections: spec.connections,
+        concurrency: spec.concurrency,
+        ...(spec.sourcePort !== undefined ? { sourcePort: spec.sourcePort } : {}),
+        deadlineMs: TRAFFIC_DEADLINE_MS,
+      },
+      { signal },
+    ));
   const after = await readCounters(running, position);
   const tallies = clientTallies(load);
   const perInstance = running.map((i) => {
@@ -440,6 +446,15 @@ async function runTraffic(
     strangers,
     accounting,
     unknown,
+    ...(swept
+      ? {
+          sweep: sweepObservation(
+            spec,
+            swept.result,
+            perInstance.map((p, n) => ({ ...p, workerId: running[n]!.observation.workerId })),
+          ),
+        }
+      : {}),
   };
   return { kind: 'traffic', traffic: observation, line: step.line };
 }

@@ -2,6 +2,7 @@ import { formatHostPort } from '../errors.js';
 import type { LoadResult } from '../net/load-client.js';
 import { chiSquareUniform } from '../stats/chi-square.js';
 import type { InstanceObservation, Observations, TrafficObservation } from './observations.js';
+import { judgeSteering } from './remap-model.js';
 import type { Expectation, Scenario } from './schema.js';
 
 export interface ExpectationResult {
@@ -16,7 +17,7 @@ export interface ExpectationResult {
 
 /** Judges the observations against the scenario's expectations, plus the checks every run makes. */
 export function evaluate(scenario: Scenario, observations: Observations): ExpectationResult[] {
-  const results = scenario.expect.map((expectation) => judge(expectation, observations));
+  const results = scenario.expect.map((expectation) => judge(expectation, observations, scenario));
   const stated = new Set(scenario.expect.flatMap((e) => (e.kind === 'bind' ? [e.server] : [])));
   for (const id of new Set(observations.instances.map((i) => i.server))) {
     if (stated.has(id)) continue;
@@ -108,7 +109,9 @@ export function trafficFailures(load: LoadResult): { what: string; count: number
   return out;
 }
 
-function judge(expectation: Expectation, observations: Observations): ExpectationResult {
+function judge(expectation: Expectation, observations: Observations, scenario: Scenario): ExpectationResult {
+  if (expectation.kind === 'sticky' || expectation.kind === 'remap')
+    return judgeSteering(expectation, observations, scenario);
   const base = { kind: expectation.kind, line: expectation.line };
   if (expectation.kind === 'bind') {
     const instances = observations.instances.filter((i) => i.server === expectation.server);

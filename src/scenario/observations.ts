@@ -1,6 +1,7 @@
 import type { EffectiveOptions } from '../net/binder.js';
 import type { LoadResult } from '../net/load-client.js';
 import type { Scenario } from './schema.js';
+import type { SweepObservation } from './steering-run.js';
 
 export type Isolation = 'netns' | 'host';
 
@@ -68,6 +69,8 @@ export interface TrafficObservation {
   accounting: string[];
   /** Counters that could not be compared, and why (a faulted worker); these are not disagreements. */
   unknown: string[];
+  /** A `sourcePorts` sweep: who answered each source port, round by round. */
+  sweep?: SweepObservation;
 }
 
 export type StepRecord =

@@ -16,6 +16,7 @@ import {
   type Scenario,
   sameAddress,
 } from './schema.js';
+import { kernelTooOld } from './steering-run.js';
 
 const INNER_MAIN = fileURLToPath(new URL('./inner-main.js', import.meta.url));
 const SCENARIO_TIMEOUT_MS = 120_000;
@@ -118,6 +119,8 @@ async function runOne(
     result.reason = reason;
     return result;
   };
+  const tooOld = kernelTooOld(scenario.kernel);
+  if (tooOld) return skip(tooOld);
   if (scenario.requires.includes('root') && !isRoot()) {
     return skip(
       `needs real root: it creates sockets as other uids (${describeUsers(scenario)}). Run it as root, e.g. \`sudo reuseport scenario run ${scenario.name}\``,

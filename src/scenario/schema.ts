@@ -21,6 +21,30 @@ import * as z from 'zod';
 import type { Protocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
 import {
+  checkSteering,
+  type KernelRequirement,
+  kernelRequirementSchema,
+  remapExpectation,
+  sourcePortsSchema,
+  stickyExpectation,
+  udpConnectSchema,
+} from './format-steering.js';
+import {
+  flag,
+  fraction,
+  integer,
+  ipLiteral,
+  mapping,
+  matching,
+  oneOf,
+  oneOfValues,
+  port,
+  SERVER_ID_RE,
+  serverId,
+  text,
+  trafficId,
+} from './schema-blocks.js';
+import {
   describe,
   formatPath,
   isPlainObject,
@@ -62,49 +86,10 @@ export const DEFAULT_MAX_CONCURRENCY = 64;
 export const DEFAULT_BALANCED_P_VALUE = 0.001;
 
 const NAME_RE = /^[a-z0-9-]+$/;
-const SERVER_ID_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
-const TRAFFIC_ID_RE = /^[A-Za-z0-9._-]+$/;
 const OUTCOME_RE = /^(ok|E[A-Z0-9]+)$/;
 const USER_NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
 const SYSCTL_RE = /^net(\.[A-Za-z0-9_-]+)+$/;
 const MAX_UID = 4_294_967_294; // (uid_t)-1 is reserved
-const IP_RULE = 'an IPv4 or IPv6 address literal';
-
-// ---------------------------------------------------------------------------
-// Building blocks: each carries the rule it checks as its zod error.
-// ---------------------------------------------------------------------------
-
-function mapping<S extends z.core.$ZodLooseShape>(shape: S, rule = 'a mapping') {
-  const keys = Object.keys(shape);
-  return z.strictObject(shape, { error: (iss) => (iss.code === 'unrecognized_keys' ? marker({ keys }) : rule) });
-}
-
-function text(rule = 'a non-empty string') {
-  return z.string({ error: rule }).regex(/\S/, { error: rule });
-}
-
-function matching(re: RegExp, rule: string, maxLength = 64) {
-  return z.string({ error: rule }).max(maxLength, { error: rule }).regex(re, { error: rule });
-}
-
-function integer(min: number, max: number, rule = `an integer from ${min} to ${max}`) {
-  return z.int({ error: rule }).min(min, { error: rule }).max(max, { error: rule });
-}
-
-const fraction = z
-  .number({ error: 'a number from 0 to 1' })
-  .min(0, { error: 'a number from 0 to 1' })
-  .max(1, { error: 'a number from 0 to 1' });
-const flag = z.boolean({ error: 'true or false' });
-
-function oneOfValues<const T extends readonly [string, ...string[]]>(values: T) {
-  return z.enum(values, { error: `one of ${values.join(', ')}` });
-}
-
-/** A union whose branch is chosen by the kind of value (a string, a list...); `rule` when no branch fits. */
-function oneOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(options: T, rule: string) {
-  return z.union(options, { error: marker({ typed: rule }) });
-}
 
 const KEYED = new Map<string, KeyedUnionInfo>();
 
@@ -114,16 +99,6 @@ function oneKeyOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(info: Ke
   return z.union(options, { error: marker({ keyed: info.what }) });
 }
 
-const ipLiteral = z
-  .string({ error: IP_RULE })
-  .regex(/^[^%]*$/, { error: 'an address without a zone id ("%lo"): scenarios only use lo, so there is none to name' })
-  .regex(/^[0-9A-Fa-f:.]+$/, { error: IP_RULE })
-  .refine((v) => isIP(v) !== 0, { error: IP_RULE })
-  .meta({ description: 'An IPv4 or IPv6 address literal, without a zone id.' });
-
-const serverId = matching(SERVER_ID_RE, 'a server id like A or web-1 ([A-Za-z][A-Za-z0-9_-]*)');
-const trafficId = matching(TRAFFIC_ID_RE, 'a traffic id made of [A-Za-z0-9._-]');
-const port = integer(1, 65535);
 const protocol = oneOfValues(PROTOCOLS);
 
 /** One id or a non-empty list of ids; always a list once read. */
@@ -159,6 +134,7 @@ const serverSchema = mapping({
   reuseaddr: flag.optional().meta({ description: "Set or clear SO_REUSEADDR; absent: the binder's default." }),
   ipv6Only: flag.optional().meta({ description: 'IPV6_V6ONLY; only on IPv6 addresses.' }),
   binder: oneOfValues(BINDERS).default('auto'),
+  connect: udpConnectSchema.optional(),
 });
 
 const trafficSchema = mapping({
@@ -166,13 +142,18 @@ const trafficSchema = mapping({
   target: ipLiteral.meta({ description: 'A loopback address, or one declared in network.addresses.' }),
   port,
   protocol: protocol.default('tcp'),
-  connections: integer(1, MAX_CONNECTIONS).meta({ description: 'TCP connections, or UDP datagrams.' }),
+  connections: integer(1, MAX_CONNECTIONS)
+    .optional()
+    .meta({ description: 'TCP connections, or UDP datagrams (required unless sourcePorts is given).' }),
+  sourcePorts: sourcePortsSchema.optional(),
   concurrency: integer(1, MAX_CONNECTIONS).optional(),
   sourcePort: integer(1, 65535).optional().meta({ description: 'Fixed client source port; needs concurrency 1.' }),
-}).transform((t) => ({
-  ...t,
-  concurrency: t.concurrency ?? (t.sourcePort !== undefined ? 1 : Math.min(DEFAULT_MAX_CONCURRENCY, t.connections)),
-}));
+}).transform((t) => {
+  const connections = t.sourcePorts ? t.sourcePorts.count * t.sourcePorts.repeat : (t.connections ?? 0);
+  const concurrency =
+    t.concurrency ?? (t.sourcePort !== undefined ? 1 : Math.min(DEFAULT_MAX_CONCURRENCY, connections));
+  return { ...t, connections, concurrency };
+});
 
 const stepSchema = oneKeyOf(
   {
@@ -194,14 +175,16 @@ const outcome = matching(OUTCOME_RE, 'ok or an errno name like EADDRINUSE', 32);
 const expectationSchema = oneKeyOf(
   {
     what: 'key',
-    selectors: ['bind', 'all', 'balanced', 'share'],
+    selectors: ['bind', 'all', 'balanced', 'share', 'sticky', 'remap'],
     branchKeys: [
       ['bind', 'outcome'],
       ['traffic', 'all'],
       ['traffic', 'balanced'],
       ['traffic', 'share'],
+      ['traffic', 'sticky'],
+      ['remap'],
     ],
-    none: 'needs "bind: SERVER" with "outcome", or "traffic: ID" with one of all, balanced, share',
+    none: 'needs "bind: SERVER" with "outcome", "traffic: ID" with one of all, balanced, share, sticky, or "remap"',
     onlyOne: 'write one expectation per check',
   },
   [
@@ -235,6 +218,8 @@ const expectationSchema = oneKeyOf(
       min: e.share.min ?? 0,
       max: e.share.max ?? 1,
     })),
+    stickyExpectation,
+    remapExpectation,
   ],
 );
 
@@ -278,6 +263,7 @@ export const scenarioFileSchema = mapping(
     lookFor: text().optional().meta({ description: 'What to look for in the output.' }),
     explanation: text().optional().meta({ description: 'How a 6.x kernel produces the result.' }),
     requires: z.array(oneOfValues(REQUIREMENTS), { error: 'a list of root, netns' }).optional(),
+    kernel: kernelRequirementSchema.optional(),
     network: networkSchema.optional(),
     servers: z
       .array(serverSchema, { error: 'a non-empty list of servers' })
@@ -371,6 +357,8 @@ export interface Scenario {
    * Always in the order root, netns; no duplicates.
    */
   requires: Requirement[];
+  /** The kernel it needs; older kernels skip it (format-steering.ts). */
+  kernel?: KernelRequirement;
   network: NetworkSpec;
   servers: ServerSpec[];
   steps: Step[];
@@ -491,6 +479,7 @@ function assemble(
     steps,
     expect,
   };
+  if (file.kernel !== undefined) scenario.kernel = file.kernel;
   if (file.article !== undefined) scenario.article = file.article.trimEnd();
   if (file.lookFor !== undefined) scenario.lookFor = file.lookFor.trimEnd();
   if (file.explanation !== undefined) scenario.explanation = file.explanation.trimEnd();
@@ -739,6 +728,7 @@ function crossCheck(
     const parsed = expectationSchema.safeParse(raw);
     if (!parsed.success || rawSteps === undefined) return;
     const e = parsed.data;
+    if (e.kind === 'remap' || e.kind === 'sticky') return; // checkSteering
     /** A server an expectation names must exist and be started by some step. */
     const knownStarted = (id: string, path: PathSegment[]): boolean => {
       if (unknownServer(path, id)) return false;
@@ -805,6 +795,8 @@ function crossCheck(
       }
     }
   });
+
+  checkSteering(data, report, lineOf);
 
   // ----- stand-ins: under --isolation host a stand-in and the address it collides with would be one address.
   for (const s of standIns) {
