@@ -108,13 +108,14 @@ test('the serve process killed outright takes its workers with it', async () => 
   assert.deepEqual(await waitGone(pids), [], 'workers exit when their parent disappears');
 });
 
-test('--json events all parse and carry pid and worker id', async (t) => {
+test('--json events all parse and carry the version, pid and worker id', async (t) => {
   const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
   t.after(() => serve.stop());
   const { port } = await serve.listening(2);
   await load(['--port', String(port), '--connections', '50']);
   await serve.stop();
   assert.ok(serve.events.length >= 5);
+  for (const e of serve.events) assert.equal(e.version, 1, `${e.event} carries the NDJSON version`);
   for (const e of serve.events.filter((e) => e.event !== 'stopped')) {
     assert.equal(typeof e.pid, 'number');
     assert.equal(typeof e.workerId, 'number');

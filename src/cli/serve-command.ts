@@ -3,6 +3,8 @@ import { exitLine, startLine } from '../report/serve-report.js';
 import { interruptSignal, openTerminal, statusLine, watchClosedOutput } from './terminal.js';
 
 const LIVE_REFRESH_MS = 200;
+/** Every NDJSON line carries it; bump it when a line's shape changes incompatibly. */
+const SERVE_JSON_VERSION = 1;
 
 export async function serveCommand(options: ServeOptions & { json: boolean }): Promise<number> {
   const terminal = await openTerminal(options);
@@ -23,7 +25,7 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
   refresh?.unref();
   const onEvent = (event: ServeEvent) => {
     if (options.json) {
-      out(JSON.stringify(event));
+      out(JSON.stringify({ version: SERVE_JSON_VERSION, ...event }));
       if (event.event === 'warning') err(`reuseport: warning: ${event.message}`);
       return;
     }
@@ -56,7 +58,7 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
     const summary = await serve(options, onEvent, AbortSignal.any([interrupt.signal, output.gone]));
     live.stop();
     if (options.json) {
-      out(JSON.stringify({ event: 'stopped', ...summary }));
+      out(JSON.stringify({ version: SERVE_JSON_VERSION, event: 'stopped', ...summary }));
     } else {
       for (const worker of summary.workers) {
         const line = exitLine(summary.address, summary.port, worker);
