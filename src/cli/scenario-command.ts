@@ -84,7 +84,9 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
     interrupt.release();
   }
   const document: RunDocument = toJsonDocument(report);
-  terminal.out(flags.json ? JSON.stringify(document, null, 2) : formatRunReport(report, terminal.style));
+  terminal.out(
+    flags.json ? JSON.stringify(document, null, 2) : formatRunReport(report, terminal.style, terminal.columns),
+  );
   if (flags.junit !== undefined) await writeFileAtomic(flags.junit, toJUnit(report), '--junit');
   if (flags.html !== undefined) await writeFileAtomic(flags.html, renderHtmlReport(document), '--html');
   if (flags.markdown !== undefined)
