@@ -1,5 +1,6 @@
 import { type ServeEvent, type ServeOptions, serve } from '../net/serve.js';
 import { exitLine, startLine } from '../report/serve-report.js';
+import { fitLines } from '../report/wrap.js';
 import { interruptSignal, openTerminal, statusLine, watchClosedOutput } from './terminal.js';
 
 const LIVE_REFRESH_MS = 200;
@@ -8,8 +9,10 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
   const terminal = await openTerminal(options);
   const interrupt = interruptSignal();
   const output = watchClosedOutput();
-  const out = (text: string) => output.closed.stdout || terminal.out(text);
-  const err = (text: string) => output.closed.stderr || terminal.err(text);
+  // Text lines are fitted to the terminal; NDJSON stays one event per line.
+  const fit = (text: string) => (options.json ? text : fitLines(text, terminal.columns));
+  const out = (text: string) => output.closed.stdout || terminal.out(fit(text));
+  const err = (text: string) => output.closed.stderr || terminal.err(fit(text));
   const counters = new Map<number, number>();
   let live = await statusLine(terminal, 'starting workers');
   // Redrawn on a timer, not per event, so the line always ends on the latest counts.
