@@ -17,8 +17,7 @@ export const MIN_COLUMNS = 40;
  * an address must not be cut). Existing line breaks are kept.
  */
 export function wrapProse(text: string, columns: number, indent = ''): string {
-  const width = Math.max(MIN_COLUMNS, columns) - visibleLength(indent);
-  return wrapAnsi(text, Math.max(10, width), { hard: false, trim: true })
+  return wrapTo(text, Math.max(MIN_COLUMNS, columns) - visibleLength(indent))
     .split('\n')
     .map((line) => (line === '' ? '' : indent + line))
     .join('\n');
@@ -29,9 +28,17 @@ export function wrapProse(text: string, columns: number, indent = ''): string {
  * following lines indented under the text, not under the label.
  */
 export function wrapLabelled(label: string, text: string, columns: number, hang = '  '): string {
-  const wrapped = wrapProse(`${label}${text}`, columns - visibleLength(hang), '');
-  const [first = '', ...rest] = wrapped.split('\n');
-  return [first, ...rest.map((line) => (line === '' ? '' : hang + line))].join('\n');
+  const width = Math.max(MIN_COLUMNS, columns) - visibleLength(hang);
+  // The label may be wider than the hang: stand-ins glued to the first word
+  // take its extra room on the first line, so that line may use every column.
+  const extra = Math.max(0, visibleLength(label) - visibleLength(hang));
+  const [first = '', ...rest] = wrapTo(`${'x'.repeat(extra)}${text}`, width).split('\n');
+  const head = extra > 0 ? `${label}${first.slice(extra)}` : `${label}${first}`;
+  return [head, ...rest.map((line) => (line === '' ? '' : hang + line))].join('\n');
+}
+
+function wrapTo(text: string, width: number): string {
+  return wrapAnsi(text, Math.max(10, width), { hard: false, trim: true });
 }
 
 /**
