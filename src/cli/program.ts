@@ -24,10 +24,11 @@ const ENVIRONMENT = {
   FORCE_COLOR: '0 turns colour off, anything else on, even when piped',
   TERM: 'dumb: no colour, no spinner',
   CI: 'set: no spinner or live lines',
+  COLUMNS: 'a width to fit reports into, also when piped (default: the terminal, else 80)',
   GITHUB_STEP_SUMMARY: 'a file: a Markdown summary table is appended to it after the run',
 } as const;
 type EnvironmentVariable = keyof typeof ENVIRONMENT;
-const TERMINAL_ENV: EnvironmentVariable[] = ['NO_COLOR', 'FORCE_COLOR', 'TERM', 'CI'];
+const TERMINAL_ENV: EnvironmentVariable[] = ['NO_COLOR', 'FORCE_COLOR', 'TERM', 'CI', 'COLUMNS'];
 
 /** The text after a command's options: its examples, then the environment it reads, within 80 columns. */
 function helpFooter(examples: [string, string][], environment: EnvironmentVariable[], more = ''): string {
