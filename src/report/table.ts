@@ -38,9 +38,10 @@ const STACKED_INDENT = '  ';
 
 /**
  * A plain-text table: a header row, then rows, columns padded to fit. Given
- * `columns`, it fits them: bars shrink first, and when even that is too wide
- * each row becomes a block of `label: value` lines (the layout of narrow
- * terminals, 40 columns and up). Without `columns` it is as wide as it needs.
+ * `columns`, it fits them: bars shrink first, then the columns close up to
+ * one space, and when even that is too wide each row becomes a block of
+ * `label: value` lines (the layout of narrow terminals, 40 columns and up).
+ * Without `columns` it is as wide as it needs.
  */
 export function renderTable(header: string[], rows: Cell[][], align: Align[] = [], columns?: number): string {
   const preferred = header.map((_, i) => Math.max(0, ...rows.map((row) => barWidth(row[i]))));
