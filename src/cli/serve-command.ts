@@ -9,10 +9,11 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
   const terminal = await openTerminal(options);
   const interrupt = interruptSignal();
   const output = watchClosedOutput();
-  // Text lines are fitted to the terminal; NDJSON stays one event per line.
-  const fit = (text: string) => (options.json ? text : fitLines(text, terminal.columns));
-  const out = (text: string) => output.closed.stdout || terminal.out(fit(text));
-  const err = (text: string) => output.closed.stderr || terminal.err(fit(text));
+  // Report lines are fitted to the terminal; NDJSON stays one event per line, and an error or
+  // warning stays one line on stderr (the house form that scripts and problem matchers read).
+  const out = (text: string) =>
+    output.closed.stdout || terminal.out(options.json ? text : fitLines(text, terminal.columns));
+  const err = (text: string) => output.closed.stderr || terminal.err(text);
   const counters = new Map<number, number>();
   let live = await statusLine(terminal, 'starting workers');
   // Redrawn on a timer, not per event, so the line always ends on the latest counts.
