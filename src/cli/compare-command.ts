@@ -20,7 +20,9 @@ export async function compareCommand(options: Omit<CompareOptions, 'scale'> & { 
       },
     );
     progress.stop();
-    terminal.out(options.json ? JSON.stringify(report, null, 2) : formatCompareReport(report, terminal.style));
+    terminal.out(
+      options.json ? JSON.stringify(report, null, 2) : formatCompareReport(report, terminal.style, terminal.columns),
+    );
     if (report.interrupted) return 130;
     return report.failures.length > 0 ? 1 : 0;
   } finally {

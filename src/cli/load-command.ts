@@ -20,7 +20,7 @@ export async function loadCommand(options: LoadOptions & { json: boolean; engine
       onProgress: (done, total) => progress.update(`${progressBar(done, total)} ${done}/${total}`),
     });
     progress.stop();
-    terminal.out(options.json ? loadJson(result) : formatLoadResult(result, terminal.style));
+    terminal.out(options.json ? loadJson(result) : formatLoadResult(result, terminal.style, terminal.columns));
     // Anything but a greeting on every connection is a failed run.
     return result.attributed === result.connections ? 0 : 1;
   } finally {

@@ -24,10 +24,11 @@ const ENVIRONMENT = {
   FORCE_COLOR: '0 turns colour off, anything else on, even when piped',
   TERM: 'dumb: no colour, no spinner',
   CI: 'set: no spinner or live lines',
+  COLUMNS: 'a width to fit reports into, also when piped (default: the terminal, else 80)',
   GITHUB_STEP_SUMMARY: 'a file: a Markdown summary table is appended to it after the run',
 } as const;
 type EnvironmentVariable = keyof typeof ENVIRONMENT;
-const TERMINAL_ENV: EnvironmentVariable[] = ['NO_COLOR', 'FORCE_COLOR', 'TERM', 'CI'];
+const TERMINAL_ENV: EnvironmentVariable[] = ['NO_COLOR', 'FORCE_COLOR', 'TERM', 'CI', 'COLUMNS'];
 
 /** The text after a command's options: its examples, then the environment it reads, within 80 columns. */
 function helpFooter(examples: [string, string][], environment: EnvironmentVariable[], more = ''): string {
@@ -124,7 +125,7 @@ export function buildProgram(context: RunContext): Command {
     .option('--json', 'print NDJSON events (listening, stats, error, exit, stopped) instead of text')
     .addHelpText(
       'after',
-      `${helpFooter(
+      helpFooter(
         [
           ['reuseport serve', 'five workers on 0.0.0.0:6000, until Ctrl-C'],
           ['reuseport serve -w 3 --port 7000 --protocol udp', 'three UDP workers'],
@@ -133,13 +134,12 @@ export function buildProgram(context: RunContext): Command {
           ['reuseport serve --json | jq .', 'the events as JSON'],
         ],
         ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV],
-      )}
-
-Each worker prints "Start server on HOST:PORT succeeded, pid is PID" when it listens, answers every
-connection with "reuseport worker=ID pid=PID local=HOST:PORT" and closes it. Ctrl-C, SIGTERM or SIGHUP
-stops all workers and prints "Server HOST:PORT (PID) accept success: N" for each (exact, also for a
-worker that died). Exit 0 after a clean stop, 1 if a worker died, could not bind, or had to be killed
-because it did not stop within 3 s, 2 for bad input.`,
+        'Each worker prints "Start server on HOST:PORT succeeded, pid is PID" when it listens, answers every ' +
+          'connection with "reuseport worker=ID pid=PID local=HOST:PORT" and closes it. Ctrl-C, SIGTERM or SIGHUP ' +
+          'stops all workers and prints "Server HOST:PORT (PID) accept success: N" for each (exact, also for a ' +
+          'worker that died). Exit 0 after a clean stop, 1 if a worker died, could not bind, or had to be killed ' +
+          'because it did not stop within 3 s, 2 for bad input.',
+      ),
     )
     .action(async (options) => {
       const { serveCommand } = await import('./serve-command.js');
@@ -197,7 +197,7 @@ because it did not stop within 3 s, 2 for bad input.`,
     .option('--json', 'print one JSON document instead of text')
     .addHelpText(
       'after',
-      `${helpFooter(
+      helpFooter(
         [
           ['reuseport load', '1000 connections to 127.0.0.1:6000'],
           ['reuseport load --port 7000 -n 500 --protocol udp', '500 datagrams'],
@@ -205,13 +205,12 @@ because it did not stop within 3 s, 2 for bad input.`,
           ['reuseport load --json > tally.json', 'the tally as JSON'],
         ],
         ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV],
-      )}
-
-Each connection is attributed (its greeting names the worker), connected but silent (no greeting
-within --timeout), unrecognized (answered without a greeting: not a reuseport worker), failed (by
-errno), or, when --deadline or Ctrl-C cuts the run, in flight or not started. The balance verdict
-is a chi-square test against 1/N per worker. Exit 0 when every connection was attributed, 1
-otherwise, 2 for bad input.`,
+        'Each connection is attributed (its greeting names the worker), connected but silent (no greeting ' +
+          'within --timeout), unrecognized (answered without a greeting: not a reuseport worker), failed (by ' +
+          'errno), or, when --deadline or Ctrl-C cuts the run, in flight or not started. The balance verdict ' +
+          'is a chi-square test against 1/N per worker. Exit 0 when every connection was attributed, 1 ' +
+          'otherwise, 2 for bad input.',
+      ),
     )
     .action(async (options) => {
       const connections: number = options.connections;
@@ -314,10 +313,12 @@ otherwise, 2 for bad input.`,
       .addOption(new Option('--binder <kind>', 'force one binder for every server').choices(['builtin', 'native']))
       .addHelpText(
         'after',
-        `${helpFooter(examples, ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV, 'GITHUB_STEP_SUMMARY'])}
-
-Exit codes: 0 every expectation holds (skips allowed unless --strict), 1 an expectation failed or a
-scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
+        helpFooter(
+          examples,
+          ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV, 'GITHUB_STEP_SUMMARY'],
+          'Exit codes: 0 every expectation holds (skips allowed unless --strict), 1 an expectation failed or a ' +
+            'scenario could not run, 2 a bad scenario file or usage, 130 interrupted.',
+        ),
       );
   const runAction = async (names: string[] | 'all', options: Record<string, unknown>) => {
     const { scenarioRunCommand } = await import('./scenario-command.js');
@@ -382,7 +383,7 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
       helpFooter(
         [
           ['source <(reuseport completion bash)', 'bash, in this shell'],
-          ['reuseport completion bash > ~/.local/share/bash-completion/completions/reuseport', 'bash, from now on'],
+          ["echo 'source <(reuseport completion bash)' >> ~/.bashrc", 'bash, from now on'],
           ['source <(reuseport completion zsh)', 'zsh, in this shell'],
           ['reuseport completion fish > ~/.config/fish/completions/reuseport.fish', 'fish, from now on'],
         ],
@@ -420,12 +421,14 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
     .option('--json', 'print one versioned JSON document with every figure instead of the report')
     .addHelpText(
       'after',
-      `
-Each model runs as real worker processes with the same C handler; every load is bounded and stays on
-127.0.0.1 in a fresh network namespace when one can be made. The default run is budgeted to 15 s on
-2 cores (20 s with --with-node); --json shows where the time went.
-Exit codes: 0 the run completed (verdicts are findings, not failures), 1 a model could not run,
-2 bad usage, 130 interrupted.`,
+      `\n${wrapProse(
+        'Each model runs as real worker processes with the same C handler; every load is bounded and stays on ' +
+          '127.0.0.1 in a fresh network namespace when one can be made. The default run is budgeted to 15 s on ' +
+          '2 cores (20 s with --with-node); --json shows where the time went.\n' +
+          'Exit codes: 0 the run completed (verdicts are findings, not failures), 1 a model could not run, ' +
+          '2 bad usage, 130 interrupted.',
+        HELP_COLUMNS,
+      )}`,
     )
     .action(async (options) => {
       const { compareCommand } = await import('./compare-command.js');

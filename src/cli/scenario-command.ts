@@ -5,6 +5,7 @@ import { renderMarkdownSummary } from '../report/markdown-report.js';
 import { describeSetup, type RunDocument } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { safeText } from '../report/untrusted-text.js';
+import { wrapLabelled } from '../report/wrap.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/scenario-file.js';
@@ -43,7 +44,9 @@ export async function scenarioListCommand(options: { json: boolean }): Promise<n
   const width = Math.max(...scenarios.map((s) => s.name.length));
   for (const s of scenarios) {
     const needs = s.requires.length > 0 ? terminal.style.dim(`  (needs ${s.requires.join(', ')})`) : '';
-    terminal.out(`${terminal.style.bold(safeText(s.name).padEnd(width))}  ${safeText(s.title)}${needs}`);
+    // The title wraps under itself, not under the names.
+    const name = `${terminal.style.bold(safeText(s.name).padEnd(width))}  `;
+    terminal.out(wrapLabelled(name, `${safeText(s.title)}${needs}`, terminal.columns, ' '.repeat(width + 2)));
   }
   return 0;
 }
@@ -84,7 +87,9 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
     interrupt.release();
   }
   const document: RunDocument = toJsonDocument(report);
-  terminal.out(flags.json ? JSON.stringify(document, null, 2) : formatRunReport(report, terminal.style));
+  terminal.out(
+    flags.json ? JSON.stringify(document, null, 2) : formatRunReport(report, terminal.style, terminal.columns),
+  );
   if (flags.junit !== undefined) await writeFileAtomic(flags.junit, toJUnit(report), '--junit');
   if (flags.html !== undefined) await writeFileAtomic(flags.html, renderHtmlReport(document), '--html');
   if (flags.markdown !== undefined)

@@ -1,5 +1,6 @@
 import { type ServeEvent, type ServeOptions, serve } from '../net/serve.js';
 import { exitLine, startLine } from '../report/serve-report.js';
+import { fitLines } from '../report/wrap.js';
 import { interruptSignal, openTerminal, statusLine, watchClosedOutput } from './terminal.js';
 
 const LIVE_REFRESH_MS = 200;
@@ -10,7 +11,10 @@ export async function serveCommand(options: ServeOptions & { json: boolean }): P
   const terminal = await openTerminal(options);
   const interrupt = interruptSignal();
   const output = watchClosedOutput();
-  const out = (text: string) => output.closed.stdout || terminal.out(text);
+  // Report lines are fitted to the terminal; NDJSON stays one event per line, and an error or
+  // warning stays one line on stderr (the house form that scripts and problem matchers read).
+  const out = (text: string) =>
+    output.closed.stdout || terminal.out(options.json ? text : fitLines(text, terminal.columns));
   const err = (text: string) => output.closed.stderr || terminal.err(text);
   const counters = new Map<number, number>();
   let live = await statusLine(terminal, 'starting workers');

@@ -11,7 +11,7 @@ export interface Terminal {
   style: Style;
   /** Whether stderr may show spinners and live lines. */
   interactive: boolean;
-  /** Columns to fit prose and tables into (80 when stdout is not a terminal). */
+  /** Columns to fit prose and tables into: $COLUMNS, else the terminal's, else 80 (see `outputColumns`). */
   columns: number;
 }
 
@@ -60,6 +60,25 @@ export function usableTerminal(stream: { isTTY?: boolean; columns?: number }, en
   );
 }
 
+/** The width reports are laid out for when stdout is not a terminal: logs and CI output stay stable. */
+export const DEFAULT_COLUMNS = 80;
+
+/**
+ * The width to fit reports into. COLUMNS, when it is a positive whole number,
+ * wins, as for commander, cliui and ls, and also when stdout is a pipe (the
+ * way to ask for a width in a log, and how the tests force one); then the
+ * terminal's own width; then DEFAULT_COLUMNS.
+ */
+export function outputColumns(
+  stream: { isTTY?: boolean; columns?: number } = process.stdout,
+  env: Env = process.env,
+): number {
+  const asked = env.COLUMNS?.trim() ?? '';
+  if (/^[1-9][0-9]*$/.test(asked)) return Number(asked);
+  if (stream.isTTY === true && typeof stream.columns === 'number' && stream.columns > 0) return stream.columns;
+  return DEFAULT_COLUMNS;
+}
+
 export async function openTerminal(options: { json?: boolean }): Promise<Terminal> {
   const output = watchClosedOutput();
   let style = plainStyle;
@@ -68,13 +87,12 @@ export async function openTerminal(options: { json?: boolean }): Promise<Termina
     const chalk = new Chalk({ level: 1 });
     style = chalk as unknown as Style;
   }
-  const stdoutColumns = process.stdout.isTTY === true ? process.stdout.columns : 0;
   return {
     out: (text) => output.closed.stdout || process.stdout.write(`${text}\n`),
     err: (text) => output.closed.stderr || process.stderr.write(`${text}\n`),
     style,
     interactive: !options.json && usableTerminal(process.stderr),
-    columns: stdoutColumns > 0 ? stdoutColumns : 80,
+    columns: outputColumns(),
   };
 }
 

@@ -3,7 +3,8 @@ import type { CompareReport } from '../compare/compare.js';
 import { isNodeModel } from '../compare/protocol.js';
 import type { Verdict } from '../compare/verdicts.js';
 import type { Style } from './style.js';
-import { bar, renderTable } from './table.js';
+import { renderTable } from './table.js';
+import { fitLines } from './wrap.js';
 
 const ms = (us: number) => (us / 1000).toFixed(2);
 const pct = (value: number) => `${(value * 100).toFixed(0)}%`;
@@ -63,7 +64,7 @@ function budgetLine(budget: TimeBudget): string {
   return `time: ${parts.join(', ')}; ${seconds(budget.totalMs)}, ${verdict} the ${seconds(budget.limitMs)} budget${skipped}`;
 }
 
-function nodeSection(report: CompareReport, style: Style): string[] {
+function nodeSection(report: CompareReport, style: Style, columns: number): string[] {
   const node = report.nodeModels;
   if (node === null) return [];
   const rows = report.figures.light
@@ -86,6 +87,7 @@ function nodeSection(report: CompareReport, style: Style): string[] {
         ['model', 'connections/s', 'server µs/conn', 'rate vs reuseport', 'CPU vs reuseport', 'top 2', 'listeners'],
         rows,
         ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
+        columns,
       ),
       style.dim(
         '  server CPU counts the primary and every worker; ratios are medians of per-round ratios to C reuseport in the same round',
@@ -96,7 +98,8 @@ function nodeSection(report: CompareReport, style: Style): string[] {
   return [...out, ''];
 }
 
-export function formatCompareReport(report: CompareReport, style: Style): string {
+/** `columns`: the width to fit (the terminal's; 80 when output is not a terminal). */
+export function formatCompareReport(report: CompareReport, style: Style, columns = 80): string {
   const { figures } = report;
   const of = (phase: Verdict['phase']) => report.verdicts.filter((v) => v.phase === phase);
   const out: string[] = [
@@ -109,7 +112,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
   if (figures.order.length > 0) {
     const rows = figures.order.map((f) => [
       f.model,
-      `${pct(f.sameAsPrevious).padStart(4)} ${bar(f.sameAsPrevious, 1, 20)}`,
+      { before: `${pct(f.sameAsPrevious).padStart(4)} `, value: f.sameAsPrevious, max: 1, width: 20 },
       pct(f.expectedByChance),
       f.classification,
       String(f.evidence.listeners),
@@ -118,14 +121,12 @@ export function formatCompareReport(report: CompareReport, style: Style): string
     out.push(
       section(
         `order: ${figures.order[0]?.connections ?? 0} sequential connections, who serves the next one`,
-        renderTable(['model', 'same worker as previous', 'chance', 'fingerprint', 'listeners', 'fds passed'], rows, [
-          'left',
-          'left',
-          'right',
-          'left',
-          'right',
-          'right',
-        ]),
+        renderTable(
+          ['model', 'same worker as previous', 'chance', 'fingerprint', 'listeners', 'fds passed'],
+          rows,
+          ['left', 'left', 'right', 'left', 'right', 'right'],
+          columns,
+        ),
         of('order'),
         style,
       ),
@@ -136,7 +137,13 @@ export function formatCompareReport(report: CompareReport, style: Style): string
     const top = Math.max(...figures.light.map((f) => f.connectionsPerSecond));
     const rows = figures.light.map((f) => [
       f.model,
-      `${Math.round(f.connectionsPerSecond).toString().padStart(6)} ${bar(f.connectionsPerSecond, top, 16)}${f.bound ? style.dim(` ${f.bound}-bound`) : ''}`,
+      {
+        before: `${Math.round(f.connectionsPerSecond).toString().padStart(6)} `,
+        value: f.connectionsPerSecond,
+        max: top,
+        width: 16,
+        after: f.bound ? style.dim(` ${f.bound}-bound`) : '',
+      },
       f.serverCpuUsPerConnection.toFixed(1),
       f.contextSwitchesPerConnection.toFixed(2),
       f.emptyWakeupsPerConnection.toFixed(2),
@@ -162,6 +169,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
           ],
           rows,
           ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+          columns,
         ),
         of('light'),
         style,
@@ -169,7 +177,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
       '',
     );
   }
-  out.push(...nodeSection(report, style));
+  out.push(...nodeSection(report, style, columns));
   if (figures.heavy.length > 0) {
     const top = Math.max(...figures.heavy.map((f) => f.ratioToSharedFifo?.stdev ?? 0));
     const rows = figures.heavy.map((f) => [
@@ -179,7 +187,12 @@ export function formatCompareReport(report: CompareReport, style: Style): string
       ms(f.median.p99Us),
       ms(f.median.maxUs),
       ms(f.median.stdevUs),
-      `${times(f.ratioToSharedFifo?.stdev).padStart(6)} ${bar(f.ratioToSharedFifo?.stdev ?? 0, top, 16)}`,
+      {
+        before: `${times(f.ratioToSharedFifo?.stdev).padStart(6)} `,
+        value: f.ratioToSharedFifo?.stdev ?? 0,
+        max: top,
+        width: 16,
+      },
       times(f.ratioToSharedFifo?.max),
       times(f.ratioToSharedFifo?.mean),
     ]);
@@ -190,6 +203,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
           ['model', 'mean ms', 'p50', 'p99', 'max', 'stdev', 'stdev vs fifo', 'max vs fifo', 'mean vs fifo'],
           rows,
           ['left', 'right', 'right', 'right', 'right', 'right', 'left', 'right', 'right'],
+          columns,
         ),
         of('heavy'),
         style,
@@ -202,7 +216,12 @@ export function formatCompareReport(report: CompareReport, style: Style): string
     const first = figures.stall[0];
     const rows = figures.stall.map((f) => [
       f.model,
-      `${`${f.landedOnStopped}/${f.startedWhileStopped}`.padStart(9)} ${bar(f.landedOnStopped, top, 16)}`,
+      {
+        before: `${`${f.landedOnStopped}/${f.startedWhileStopped}`.padStart(9)} `,
+        value: f.landedOnStopped,
+        max: top,
+        width: 16,
+      },
       times(f.ofExpected),
       String(f.delayed),
       String(f.timedOut),
@@ -217,6 +236,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
           ['model', 'landed on stopped', 'of 1/N share', 'delayed >100ms', 'timed out', 'failed', 'max ms', 'resumed'],
           rows,
           ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
+          columns,
         ),
         of('stall'),
         style,
@@ -228,7 +248,7 @@ export function formatCompareReport(report: CompareReport, style: Style): string
     const top = Math.max(...figures.slow.map((f) => f.timedOut), 1);
     const rows = figures.slow.map((f) => [
       f.model,
-      `${`${f.timedOut}/${f.connections}`.padStart(9)} ${bar(f.timedOut, top, 16)}`,
+      { before: `${`${f.timedOut}/${f.connections}`.padStart(9)} `, value: f.timedOut, max: top, width: 16 },
       pct(f.timedOutShare),
       String(f.delayed),
       String(f.servedBySlow),
@@ -238,15 +258,12 @@ export function formatCompareReport(report: CompareReport, style: Style): string
     out.push(
       section(
         `slow: worker 0 sleeps ${report.setup.slowSleepMs} ms on every ${report.setup.slowEvery}th request, 1000 connections/s, 300 ms timeout`,
-        renderTable(['model', 'timed out', 'share', 'delayed >100ms', 'served by slow', 'failed', 'p99 ms'], rows, [
-          'left',
-          'left',
-          'right',
-          'right',
-          'right',
-          'right',
-          'right',
-        ]),
+        renderTable(
+          ['model', 'timed out', 'share', 'delayed >100ms', 'served by slow', 'failed', 'p99 ms'],
+          rows,
+          ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
+          columns,
+        ),
         of('slow'),
         style,
       ),
@@ -258,5 +275,5 @@ export function formatCompareReport(report: CompareReport, style: Style): string
   }
   out.push(style.bold('This machine'), report.regime, style.dim(budgetLine(report.budget)), '', advice(report));
   if (report.interrupted) out.push('', style.yellow('interrupted: the figures above are partial'));
-  return out.join('\n');
+  return fitLines(out.join('\n'), columns);
 }

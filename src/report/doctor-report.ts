@@ -12,7 +12,12 @@ export function formatDoctorReport(report: DoctorReport, style: Style, columns =
   const meaningIndent = ' '.repeat(aligned ? width + 4 : 4);
   const lines = report.checks.map((check) => {
     const head = aligned
-      ? `${mark[check.status]} ${check.label.padEnd(width)}  ${style.bold(check.value)}`
+      ? wrapLabelled(
+          `${mark[check.status]} ${check.label.padEnd(width)}  `,
+          style.bold(check.value),
+          columns,
+          meaningIndent,
+        )
       : wrapLabelled(`${mark[check.status]} ${check.label}: `, style.bold(check.value), columns, '    ');
     return `${head}\n${style.dim(wrapProse(check.meaning, columns, meaningIndent))}`;
   });

@@ -1,6 +1,7 @@
 import type { LoadResult } from '../net/load-client.js';
 import type { Style } from './style.js';
-import { bar, percent, renderTable } from './table.js';
+import { percent, renderTable } from './table.js';
+import { fitLines } from './wrap.js';
 
 /** The --json document's version: bumped when a field changes meaning or goes away. */
 export const LOAD_JSON_VERSION = 1;
@@ -11,21 +12,12 @@ export function loadJson(result: LoadResult): string {
   return JSON.stringify({ version: LOAD_JSON_VERSION, ...result }, null, 2);
 }
 
-/** A bar with a │ where a perfectly even share would end. */
-function barWithMark(value: number, max: number, even: number): string {
-  const cells = [...bar(value, max, BAR_WIDTH)];
-  const mark = max > 0 ? Math.min(BAR_WIDTH - 1, Math.round((even / max) * BAR_WIDTH)) : -1;
-  if (mark < 0) return cells.join('');
-  while (cells.length <= mark) cells.push(' ');
-  cells[mark] = '│';
-  return cells.join('').trimEnd();
-}
-
 function formatP(p: number): string {
   return p >= 0.001 ? p.toFixed(3) : p.toExponential(1);
 }
 
-export function formatLoadResult(result: LoadResult, style: Style): string {
+/** `columns`: the width to fit (the terminal's; 80 when output is not a terminal). */
+export function formatLoadResult(result: LoadResult, style: Style, columns = 80): string {
   const lines: string[] = [];
   const { host, port } = result.target;
   const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -49,17 +41,16 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
       String(w.count),
       String(w.distinctSourcePorts),
       percent(counts[i]!, total),
-      style.cyan(barWithMark(counts[i]!, max, even)),
+      // The │ marks where a perfectly even share would end.
+      { value: counts[i]!, max, width: BAR_WIDTH, mark: even, paint: style.cyan },
     ]);
     lines.push(
-      renderTable(['worker', 'pid', 'listener', noun, 'ports', 'share', `│ = 1/${balance.counts.length}`], rows, [
-        'right',
-        'right',
-        'left',
-        'right',
-        'right',
-        'right',
-      ]),
+      renderTable(
+        ['worker', 'pid', 'listener', noun, 'ports', 'share', `│ = 1/${balance.counts.length}`],
+        rows,
+        ['right', 'right', 'left', 'right', 'right', 'right'],
+        columns,
+      ),
     );
   }
   const outcomes = [`${result.attributed} attributed`];
@@ -79,6 +70,7 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
         ['errno', 'count'],
         result.failures.map((f) => [f.code, String(f.count)]),
         ['left', 'right'],
+        columns,
       ),
     );
   }
@@ -102,5 +94,5 @@ export function formatLoadResult(result: LoadResult, style: Style): string {
   if (result.stoppedEarly === 'aborted')
     lines.push(style.yellow(`interrupted before every ${noun.slice(0, -1)} ended`));
   for (const hint of result.hints) lines.push(style.yellow(`hint: ${hint}`));
-  return lines.join('\n');
+  return fitLines(lines.join('\n'), columns);
 }

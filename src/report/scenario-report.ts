@@ -4,11 +4,13 @@ import { describeFault, trafficFailures } from '../scenario/expect.js';
 import type { RunReport, ScenarioResult } from '../scenario/runner.js';
 import { acceptLine } from './serve-report.js';
 import type { Style } from './style.js';
-import { bar, percent, renderTable } from './table.js';
-import { safeText } from './untrusted-text.js';
+import { type Cell, percent, renderTable } from './table.js';
+import { safeProse, safeText } from './untrusted-text.js';
+import { fitLines, paragraphs } from './wrap.js';
 
-export function formatRunReport(report: RunReport, style: Style): string {
-  const parts = report.results.map((result) => formatScenario(result, style));
+/** `columns`: the width to fit (the terminal's; 80 when output is not a terminal). */
+export function formatRunReport(report: RunReport, style: Style, columns = 80): string {
+  const parts = report.results.map((result) => formatScenario(result, style, columns));
   const { summary } = report;
   const counts = [
     style.green(`${summary.passed} passed`),
@@ -21,7 +23,7 @@ export function formatRunReport(report: RunReport, style: Style): string {
       `${summary.total} scenario${summary.total === 1 ? '' : 's'}: ${counts.join(', ')} in ${(report.durationMs / 1000).toFixed(1)} s — ${report.kernel}, Node ${report.node}${report.interrupted ? ' — interrupted' : ''}`,
     ),
   );
-  return parts.join('\n\n');
+  return fitLines(parts.join('\n\n'), columns);
 }
 
 const STATUS_WORD: Record<ScenarioResult['status'], string> = {
@@ -31,14 +33,14 @@ const STATUS_WORD: Record<ScenarioResult['status'], string> = {
   error: 'COULD NOT RUN',
 };
 
-export function formatScenario(result: ScenarioResult, style: Style): string {
+export function formatScenario(result: ScenarioResult, style: Style, columns = 80): string {
   const lines: string[] = [];
   lines.push(style.bold(`━━ ${safeText(result.name)}: ${safeText(result.title)}`));
   lines.push(style.dim(`   ${safeText(displayPath(result.file))}`));
-  if (result.article !== undefined) lines.push(`${style.bold('The article:')} ${oneLine(result.article)}`);
+  if (result.article !== undefined) lines.push(`${style.bold('The article:')} ${prose(result.article)}`);
   if (result.status === 'skipped' || (result.status === 'error' && !result.observations)) {
     lines.push(colourStatus(result, style, `${STATUS_WORD[result.status]}: ${safeText(result.reason ?? '')}`));
-    return lines.join('\n');
+    return fitLines(lines.join('\n'), columns);
   }
   const ran = result.ran;
   const observations = result.observations;
@@ -75,7 +77,11 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
           instances.map((i) => i.pid).join(' '),
         ];
       });
-    lines.push(indent(renderTable(['id', 'address', 'proto', 'option', 'owner', 'procs', 'bind', 'pids'], rows)));
+    lines.push(
+      indent(
+        renderTable(['id', 'address', 'proto', 'option', 'owner', 'procs', 'bind', 'pids'], rows, [], columns - 3),
+      ),
+    );
     for (const instance of observations.instances.filter((i) => i.fault)) {
       lines.push(`   ${style.red('✘')} ${describeFault(instance)}`);
     }
@@ -87,12 +93,12 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
         ),
       );
       const max = Math.max(0, ...traffic.perInstance.map((p) => p.count));
-      const trafficRows = traffic.perInstance.map((p) => [
+      const trafficRows: Cell[][] = traffic.perInstance.map((p) => [
         `${p.server}${countReplicas(traffic, p.server) > 1 ? `#${p.replica}` : ''}`,
         String(p.pid),
         String(p.count),
         percent(p.count, traffic.load.attempted),
-        style.cyan(bar(p.count, max, 24)),
+        { value: p.count, max, width: 24, paint: style.cyan },
       ]);
       for (const failure of trafficFailures(traffic.load)) {
         trafficRows.push([
@@ -104,7 +110,14 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
         ]);
       }
       lines.push(
-        indent(renderTable(['server', 'pid', noun, 'share', ''], trafficRows, ['left', 'right', 'right', 'right'])),
+        indent(
+          renderTable(
+            ['server', 'pid', noun, 'share', ''],
+            trafficRows,
+            ['left', 'right', 'right', 'right'],
+            columns - 3,
+          ),
+        ),
       );
       // The article's own per-process lines, from each worker's own counter.
       const server = ran.servers;
@@ -132,7 +145,7 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
         : `      expected: ${e.expected}\n      observed: ${style.red(e.observed)}`,
     );
   }
-  if (result.explanation !== undefined) lines.push(`${style.bold('Why:')} ${oneLine(result.explanation)}`);
+  if (result.explanation !== undefined) lines.push(`${style.bold('Why:')} ${prose(result.explanation)}`);
   lines.push(
     colourStatus(
       result,
@@ -140,7 +153,7 @@ export function formatScenario(result: ScenarioResult, style: Style): string {
       `${STATUS_WORD[result.status]}${result.reason ? `: ${result.reason}` : ''} (${(result.durationMs / 1000).toFixed(1)} s)`,
     ),
   );
-  return lines.join('\n');
+  return fitLines(lines.join('\n'), columns);
 }
 
 function countReplicas(traffic: { perInstance: { server: string }[] }, server: string): number {
@@ -159,9 +172,9 @@ export function displayPath(file: string): string {
   return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
 }
 
-/** Scenario prose on one line, with anything that could drive the terminal escaped. */
-function oneLine(text: string): string {
-  return safeText(text.replace(/\s*\n\s*/g, ' ').trim());
+/** Scenario prose, one line per paragraph for fitLines to wrap, with anything that could drive the terminal escaped. */
+function prose(text: string): string {
+  return safeProse(paragraphs(text));
 }
 
 function indent(text: string): string {

@@ -1,5 +1,5 @@
 import wrapAnsi from 'wrap-ansi';
-import { visibleLength } from './table.js';
+import { ANSI_CODE, visibleLength } from './table.js';
 
 /**
  * Wrapping for every report, in one place. wrap-ansi (the wrapper behind
@@ -17,8 +17,7 @@ export const MIN_COLUMNS = 40;
  * an address must not be cut). Existing line breaks are kept.
  */
 export function wrapProse(text: string, columns: number, indent = ''): string {
-  const width = Math.max(MIN_COLUMNS, columns) - visibleLength(indent);
-  return wrapAnsi(text, Math.max(10, width), { hard: false, trim: true })
+  return wrapTo(text, Math.max(MIN_COLUMNS, columns) - visibleLength(indent))
     .split('\n')
     .map((line) => (line === '' ? '' : indent + line))
     .join('\n');
@@ -29,7 +28,50 @@ export function wrapProse(text: string, columns: number, indent = ''): string {
  * following lines indented under the text, not under the label.
  */
 export function wrapLabelled(label: string, text: string, columns: number, hang = '  '): string {
-  const wrapped = wrapProse(`${label}${text}`, columns - visibleLength(hang), '');
-  const [first = '', ...rest] = wrapped.split('\n');
-  return [first, ...rest.map((line) => (line === '' ? '' : hang + line))].join('\n');
+  const width = Math.max(MIN_COLUMNS, columns) - visibleLength(hang);
+  // The label may be wider than the hang: stand-ins glued to the first word
+  // take its extra room on the first line, so that line may use every column.
+  const extra = Math.max(0, visibleLength(label) - visibleLength(hang));
+  const [first = '', ...rest] = wrapTo(`${'x'.repeat(extra)}${text}`, width).split('\n');
+  const head = extra > 0 ? `${label}${first.slice(extra)}` : `${label}${first}`;
+  return [head, ...rest.map((line) => (line === '' ? '' : hang + line))].join('\n');
+}
+
+function wrapTo(text: string, width: number): string {
+  return wrapAnsi(text, Math.max(10, width), { hard: false, trim: true });
+}
+
+/**
+ * Hard-wrapped prose (a YAML block scalar, an editor's 78 columns) as one
+ * line per paragraph, so that it can be wrapped again to the terminal;
+ * blank lines between paragraphs stay.
+ */
+export function paragraphs(text: string): string {
+  return text
+    .trim()
+    .split(/\n\s*\n/)
+    .map((paragraph) => paragraph.replace(/\s+/g, ' ').trim())
+    .join('\n\n');
+}
+
+const LEADING = new RegExp(`^((?:${ANSI_CODE})*)( *)`);
+
+/**
+ * Every line of a report that is wider than `columns`, wrapped at word
+ * boundaries; its continuation lines hang two columns under its own indent.
+ * Lines that fit are left exactly as they are (tables are already fitted by
+ * renderTable), so a report can be assembled line by line and fitted once.
+ */
+export function fitLines(text: string, columns: number): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      if (visibleLength(line) <= columns) return line;
+      // The indent may sit inside a colour code (a dimmed, indented line): take it out.
+      const [whole, codes = '', spaces = ''] = LEADING.exec(line) ?? [''];
+      const hang = `${spaces}  `;
+      const wrapped = wrapProse(codes + line.slice(whole.length), columns, hang);
+      return spaces + wrapped.slice(hang.length);
+    })
+    .join('\n');
 }
