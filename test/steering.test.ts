@@ -158,7 +158,8 @@ test('a remap whose second sweep is refused fails with exit 1 and says why', {
       '  - traffic: { id: s2, target: 127.0.0.1, port: 6000, sourcePorts: { from: 40000, count: 20 } }\n' +
       'expect:\n  - remap: { before: s1, after: s2 }\n  - { traffic: s2, sticky: true }\n',
   );
-  const result = await runCli(['scenario', 'run', file]);
+  // Wide enough that no expectation line wraps: the checks below read line by line.
+  const result = await runCli(['scenario', 'run', file], { env: { COLUMNS: '200' } });
   assert.equal(result.code, 1, result.stdout + result.stderr);
   assert.match(result.stdout, /✘ s1 → s2: .*\n\s+expected: 0 violations of swap-with-last\n\s+observed: cannot judge/);
   assert.match(
