@@ -63,10 +63,14 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
   assert.deepEqual(failures, []);
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(doc.scenarios.map((s) => [s.name, s.status, s.isolation]).sort(), [
+    ['bindtodevice-order', 'passed', 'netns'],
+    ['cbpf-steering', 'passed', 'netns'],
     ['cross-user', 'passed', 'netns'],
     ['dual-stack', 'passed', 'netns'],
     ['group-change-remap', 'passed', 'netns'],
+    ['incoming-cpu', 'passed', 'netns'],
     ['load-balance', 'passed', 'netns'],
+    ['netns-isolation', 'passed', 'netns'],
     ['priority', 'passed', 'netns'],
     ['sticky-4tuple', 'passed', 'netns'],
     ['udp-balance', 'passed', 'netns'],
