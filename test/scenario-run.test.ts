@@ -226,9 +226,11 @@ test('a worker that crashes mid-run fails the scenario and leaves nothing behind
 test('two `scenario all` runs at the same time do not disturb each other', {
   skip: noNamespace || (!isRoot && 'cross-user needs root'),
 }, async () => {
+  // Thirteen scenarios, twice at once, on two shared cores: more than runCli's default minute.
+  const slow = (args: string[]) => runCli(args, { timeoutMs: 180_000 });
   const [a, b] = await Promise.all([
-    runShipped(['scenario', 'all', '--json']),
-    runShipped(['scenario', 'all', '--json']),
+    runShipped(['scenario', 'all', '--json'], slow),
+    runShipped(['scenario', 'all', '--json'], slow),
   ]);
   assert.equal(a.code, 0, a.stdout);
   assert.equal(b.code, 0, b.stdout);
