@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -53,6 +54,7 @@ typedef struct {
   uint8_t payload[SWEEP_MAX_PAYLOAD + 4];
   size_t payload_len;
   int index_payload;
+  int cpu; /* -1: run wherever; else pin the sweep thread to this CPU for the sweep */
   napi_deferred deferred;
   napi_async_work work;
   /* Outputs: attempt k = port_index * repeat + round. */
@@ -198,7 +200,26 @@ static void sweep_run(sweep_job *j) {
   sweep_state *s = &st;
   struct epoll_event *events = NULL;
   int64_t t0, end;
+  cpu_set_t saved_cpus;
+  int pinned = 0;
   memset(s, 0, sizeof(*s));
+  if (j->cpu >= 0) {
+    /*
+     * A thread of libuv's pool: pinned for this sweep only, then given back its
+     * mask. On loopback the SYN (or datagram) is handled in the softirq of the
+     * sending CPU, so this is the CPU the receive-side lookup runs on.
+     */
+    cpu_set_t want;
+    CPU_ZERO(&want);
+    CPU_SET(j->cpu, &want);
+    if (sched_getaffinity(0, sizeof(saved_cpus), &saved_cpus) != 0 ||
+        sched_setaffinity(0, sizeof(want), &want) != 0) {
+      j->setup_err = errno;
+      j->setup_syscall = "sched_setaffinity";
+      return;
+    }
+    pinned = 1;
+  }
   s->job = j;
   s->ep = -1;
   s->conns = calloc((size_t)j->concurrency, sizeof(*s->conns));
@@ -263,6 +284,7 @@ out:
   free(events);
   free(s->conns);
   free(s->queue);
+  if (pinned) sched_setaffinity(0, sizeof(saved_cpus), &saved_cpus);
 }
 
 static void sweep_execute(napi_env env, void *data) {
@@ -386,6 +408,12 @@ static int parse_sweep_opts(napi_env env, napi_value obj, sweep_job *j) {
   }
   if (!get_prop(env, obj, "indexPayload", &v, &present)) return 0;
   if (present && !read_bool(env, v, &j->index_payload, "options.indexPayload must be a boolean")) return 0;
+  j->cpu = -1;
+  if (!get_prop(env, obj, "cpu", &v, &present)) return 0;
+  if (present) {
+    if (!read_int_prop(env, obj, "cpu", 0, CPU_SETSIZE - 1, &n, "options.cpu must be an integer in 0..1023")) return 0;
+    j->cpu = (int)n;
+  }
   if (j->type == SOCK_STREAM && (j->payload_len > 0 || j->index_payload))
     return throw_type(env, "options.payload and options.indexPayload are for udp (a SYN carries no payload)");
   return 1;

@@ -63,10 +63,14 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
   assert.deepEqual(failures, []);
   assert.equal(result.code, 0, result.stderr);
   assert.deepEqual(doc.scenarios.map((s) => [s.name, s.status, s.isolation]).sort(), [
+    ['bindtodevice-order', 'passed', 'netns'],
+    ['cbpf-steering', 'passed', 'netns'],
     ['cross-user', 'passed', 'netns'],
     ['dual-stack', 'passed', 'netns'],
     ['group-change-remap', 'passed', 'netns'],
+    ['incoming-cpu', 'passed', 'netns'],
     ['load-balance', 'passed', 'netns'],
+    ['netns-isolation', 'passed', 'netns'],
     ['priority', 'passed', 'netns'],
     ['sticky-4tuple', 'passed', 'netns'],
     ['udp-balance', 'passed', 'netns'],
@@ -222,9 +226,11 @@ test('a worker that crashes mid-run fails the scenario and leaves nothing behind
 test('two `scenario all` runs at the same time do not disturb each other', {
   skip: noNamespace || (!isRoot && 'cross-user needs root'),
 }, async () => {
+  // Thirteen scenarios, twice at once, on two shared cores: more than runCli's default minute.
+  const slow = (args: string[]) => runCli(args, { timeoutMs: 180_000 });
   const [a, b] = await Promise.all([
-    runShipped(['scenario', 'all', '--json']),
-    runShipped(['scenario', 'all', '--json']),
+    runShipped(['scenario', 'all', '--json'], slow),
+    runShipped(['scenario', 'all', '--json'], slow),
   ]);
   assert.equal(a.code, 0, a.stdout);
   assert.equal(b.code, 0, b.stdout);

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { KernelError, ReuseportError, UsageError } from '../errors.js';
 import { familyOf, type Protocol } from './address.js';
 import { loadNativeHelper, type SocketFlag } from './native.js';
+import { hasSteering, openSteeredSocket, type SocketSteering } from './steered-socket.js';
 
 export type BinderName = 'builtin' | 'native';
 export type BinderChoice = 'auto' | BinderName;
@@ -19,6 +20,8 @@ export interface BindRequest {
   backlog?: number;
   /** UDP only: connect() to this peer after bind (a connected member; see scenarios/udp-connected-member.yaml). */
   connect?: { address: string; port: number };
+  /** SO_BINDTODEVICE, SO_INCOMING_CPU, a reuseport program: opened by steered-socket.ts (native helper). */
+  steering?: SocketSteering;
 }
 
 export type BoundSocket = { protocol: 'tcp'; server: net.Server } | { protocol: 'udp'; socket: dgram.Socket };
@@ -103,7 +106,8 @@ function noBinder(detail: string): ReuseportError {
 /** Creates, binds and (for TCP) listens on one socket with the given binder. */
 export async function bindSocket(binder: BinderName, request: BindRequest): Promise<BoundSocket> {
   const where = { address: request.address, port: request.port };
-  const fd = binder === 'native' ? openNativeSocket(request) : undefined;
+  // Steering options need the helper's step-by-step socket: never dropped for want of a binder that has them.
+  const fd = binder === 'native' || hasSteering(request.steering) ? openNativeSocket(request) : undefined;
   try {
     if (request.protocol === 'tcp') {
       if (fd !== undefined) return { protocol: 'tcp', server: await adoptTcpListener(fd, request.backlog) };
@@ -153,6 +157,7 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
 export function openNativeSocket(request: BindRequest): number {
   const helper = loadNativeHelper().helper;
   if (!helper) throw noBinder('the native helper is not available');
+  if (hasSteering(request.steering)) return openSteeredSocket({ ...request, steering: request.steering });
   return helper.openSocket({
     family: familyOf(request.address),
     type: request.protocol,

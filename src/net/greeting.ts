@@ -8,19 +8,24 @@ export interface WorkerIdentity {
   pid: number;
   /** The listening socket's own address, as `host:port`. */
   local: string;
+  /** The accepted socket's SO_INCOMING_CPU, when the worker reports it (servers with `incomingCpu`). */
+  incomingCpu?: number;
 }
 
-const GREETING = /^reuseport worker=(\d+) pid=(\d+) local=(\S+)$/;
+const GREETING = /^reuseport worker=(\d+) pid=(\d+) local=(\S+)(?: cpu=(-?\d+))?$/;
 
 export function formatGreeting(who: WorkerIdentity): string {
-  return `reuseport worker=${who.workerId} pid=${who.pid} local=${who.local}\n`;
+  const cpu = who.incomingCpu !== undefined ? ` cpu=${who.incomingCpu}` : '';
+  return `reuseport worker=${who.workerId} pid=${who.pid} local=${who.local}${cpu}\n`;
 }
 
 export function parseGreeting(text: string): WorkerIdentity | null {
   const line = text.split('\n', 1)[0]?.trim() ?? '';
   const match = GREETING.exec(line);
   if (!match) return null;
-  return { workerId: Number(match[1]), pid: Number(match[2]), local: match[3]! };
+  const who: WorkerIdentity = { workerId: Number(match[1]), pid: Number(match[2]), local: match[3]! };
+  if (match[4] !== undefined) who.incomingCpu = Number(match[4]);
+  return who;
 }
 
 /** The key under which `load` tallies a worker. */

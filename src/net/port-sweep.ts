@@ -29,6 +29,8 @@ export interface SweepOptions {
   payload?: Uint8Array;
   /** UDP only: start each datagram with its attempt index, 4 bytes big-endian (for `payload-modulo`). */
   indexPayload?: boolean;
+  /** Pin the sweep's thread to this CPU for the sweep (sched_setaffinity), e.g. for SO_INCOMING_CPU. */
+  cpu?: number;
 }
 
 /**
@@ -94,6 +96,7 @@ export async function sweepSourcePorts(options: SweepOptions): Promise<SweepResu
     replyTimeoutMs: options.replyTimeoutMs ?? 2000,
     deadlineMs: options.deadlineMs ?? 10_000,
     ...(udp ? { payload: options.payload ?? Buffer.from('sweep\n'), indexPayload: options.indexPayload ?? false } : {}),
+    ...(options.cpu !== undefined ? { cpu: options.cpu } : {}),
   });
   if (isRawErrno(raw)) throw KernelError.fromErrno(raw.errno, raw.syscall);
   const attempts: SweepAttempt[] = [];

@@ -187,6 +187,15 @@ function settled(result: 0 | RawErrno): LifecycleResult {
 const EBADF = 9;
 
 /**
+ * SO_INCOMING_CPU of a socket someone else owns (an accepted net.Socket's fd):
+ * the CPU whose softirq last handled its packets; -1 when unreadable.
+ */
+export function incomingCpuOf(fd: number): number {
+  const raw = lifecycle().lcGetOption(fd, 'SO_INCOMING_CPU');
+  return isRawErrno(raw) ? -1 : raw.value;
+}
+
+/**
  * One socket driven step by step. Created non-blocking, so `accept` never
  * blocks Node. After `close`, every call fails with EBADF without reaching
  * the kernel: the fd number may already belong to someone else.

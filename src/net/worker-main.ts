@@ -8,6 +8,8 @@
  * so no JavaScript runs per connection. Engine `builtin`: Node's net.Server /
  * dgram do it.
  */
+
+import type { Socket } from 'node:net';
 import { KernelError } from '../errors.js';
 import { hardenProcess } from '../process-hardening.js';
 import {
@@ -20,8 +22,9 @@ import {
   openNativeSocket,
 } from './binder.js';
 import { writeCount } from './counter-file.js';
-import { formatGreeting } from './greeting.js';
+import { formatGreeting, type WorkerIdentity } from './greeting.js';
 import { loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
+import { incomingCpuOf } from './socket-lifecycle.js';
 import { dropPrivileges } from './users.js';
 import { COUNTER_FD, type FromWorker, type ToWorker, type WorkerConfig } from './worker-protocol.js';
 
@@ -121,9 +124,8 @@ async function main(): Promise<void> {
     return;
   }
   const host = local.address.includes(':') ? `[${local.address}]` : local.address;
-  const greeting = Buffer.from(
-    formatGreeting({ workerId: config.workerId, pid: process.pid, local: `${host}:${local.port}` }),
-  );
+  const identity = { workerId: config.workerId, pid: process.pid, local: `${host}:${local.port}` };
+  const greeting = Buffer.from(formatGreeting(identity));
   if (native && fd !== undefined) {
     try {
       nativeLoop = { ...native, fd, handle: native.engines.acceptLoopStart(fd, greeting, COUNTER_FD) };
@@ -136,10 +138,11 @@ async function main(): Promise<void> {
   if (bound?.protocol === 'tcp') {
     // Paused sockets never start reading: the greeting goes out, the socket
     // closes, and no read path is armed for a peer that only waits for it.
+    const report = config.steering?.incomingCpu !== undefined ? identity : undefined;
     bound.server.on('connection', (socket) => {
       countOne();
       socket.on('error', ignore);
-      socket.end(greeting, () => socket.destroy());
+      socket.end(report ? acceptedCpuGreeting(report, socket) : greeting, () => socket.destroy());
     });
   } else if (bound?.protocol === 'udp') {
     const socket = bound.socket;
@@ -197,6 +200,12 @@ function stop(): void {
 }
 
 function ignore(): void {}
+
+/** The greeting with the accepted socket's own SO_INCOMING_CPU (scenarios/incoming-cpu.yaml). */
+function acceptedCpuGreeting(who: WorkerIdentity, socket: Socket): Buffer {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return Buffer.from(formatGreeting({ ...who, incomingCpu: typeof fd === 'number' ? incomingCpuOf(fd) : -1 }));
+}
 
 main().catch((err: unknown) => {
   process.stderr.write(`worker ${config.workerId}: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -120,7 +120,10 @@ export class WorkerProcess {
       this.counter = CounterFile.create();
       // The counter rides along as fd COUNTER_FD (index 4 of stdio).
       this.child = fork(WORKER_MAIN, [JSON.stringify(config)], {
-        execArgv: WORKER_EXEC_ARGV,
+        // In another network namespace: nsenter execs Node there, and the IPC and counter fds ride through.
+        ...(spec.netns
+          ? { execPath: 'nsenter', execArgv: [`--net=${spec.netns}`, '--', process.execPath, ...WORKER_EXEC_ARGV] }
+          : { execArgv: WORKER_EXEC_ARGV }),
         stdio: ['ignore', 'ignore', 'pipe', 'ipc', this.counter.fd],
         serialization: 'json',
       });
@@ -214,7 +217,10 @@ export class WorkerProcess {
             address: spec.address,
             port: spec.port,
           });
-          const explained = explainBindError(message.code, spec);
+          // A socket option refused before or after the bind (steered-socket.ts) is not a bind failure.
+          const explained = message.syscall.startsWith('setsockopt(')
+            ? { message: `${message.syscall} failed: ${message.code}`, exitCode: 1 }
+            : explainBindError(message.code, spec);
           onEvent({
             event: 'error',
             ...id,

@@ -25,6 +25,8 @@ export interface WorkerConfig extends BindRequest {
   holdBind?: boolean;
   /** Who accepts, as decideEngine chose in the parent: the worker never decides again. */
   engine: EngineName;
+  /** A network namespace to run in (/proc/PID/ns/net of a process there), entered with nsenter before Node starts. */
+  netns?: string;
 }
 
 export type ToWorker = { type: 'bind' } | { type: 'stop' } | { type: 'ping'; seq: number };

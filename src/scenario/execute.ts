@@ -5,10 +5,11 @@ import type { BinderName } from '../net/binder.js';
 import { resolveBinder } from '../net/binder.js';
 import { decideEngine, requestedEngine } from '../net/engine.js';
 import { workerKey } from '../net/greeting.js';
-import { type LoadResult, runLoad } from '../net/load-client.js';
+import type { LoadResult } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
 import { resolveUser, type UserIdentity } from '../net/users.js';
 import { type BindOutcome, spawnWorker, type WorkerExit, type WorkerProcess } from '../net/worker-pool.js';
+import type { SecondNamespaces } from './namespaces.js';
 import type {
   InnerEvent,
   InstanceObservation,
@@ -19,7 +20,7 @@ import type {
   WorkerFault,
 } from './observations.js';
 import type { ServerSpec, Step } from './schema.js';
-import { inOrder, runSweep, sweepObservation } from './steering-run.js';
+import { inOrder, openNamespaces, sendTrafficFor, steeredWorker, sweepObservation } from './steering-run.js';
 
 /** Booting Node is the slow part: 64 workers on two busy cores take a while. */
 const BOOT_TIMEOUT_MS = 60_000;
@@ -86,6 +87,7 @@ export async function executePlan(
 
   const position: Position = { step: 0, text: 'starting the workers', finished: false };
   const instances: Instance[] = [];
+  let namespaces: SecondNamespaces | null = null;
   let nextWorkerId = 1;
   const launch = async (server: ServerSpec): Promise<Instance[]> => {
     const binder = await binderFor(server.binder);
@@ -113,6 +115,7 @@ export async function executePlan(
           ...(user ? { user } : {}),
           holdBind: true,
           statsIntervalMs: 0,
+          ...steeredWorker(server, replica, namespaces),
         },
         () => {},
       );
@@ -148,6 +151,7 @@ export async function executePlan(
   const records: StepRecord[] = [];
   const traffic: TrafficObservation[] = [];
   try {
+    namespaces = await openNamespaces(scenario);
     // Boot every worker the first start steps need at once; each binds only when its step says so.
     const firstStarts = scenario.servers.filter((server) =>
       scenario.steps.some((step) => step.kind === 'start' && step.servers.includes(server.id)),
@@ -160,7 +164,7 @@ export async function executePlan(
       const text = describeStep(step);
       Object.assign(position, { step: index + 1, text, finished: false });
       emit({ type: 'step', index, total: scenario.steps.length, text, status: 'start' });
-      const record = await Promise.race([runStep(step, instances, launch, position, signal), abort]);
+      const record = await Promise.race([runStep(step, instances, launch, position, signal, namespaces), abort]);
       position.finished = true;
       records.push(record);
       if (record.kind === 'traffic') traffic.push(record.traffic);
@@ -168,6 +172,7 @@ export async function executePlan(
     }
   } finally {
     await stopInstances(instances);
+    await namespaces?.close();
   }
   return {
     kernel: `Linux ${os.release()}`,
@@ -290,6 +295,7 @@ async function runStep(
   launch: (server: ServerSpec) => Promise<Instance[]>,
   position: Position,
   signal: AbortSignal,
+  namespaces: SecondNamespaces | null,
 ): Promise<StepRecord> {
   if (step.kind === 'start') {
     const outcomes: InstanceObservation[] = [];
@@ -343,7 +349,7 @@ async function runStep(
       line: step.line,
     };
   }
-  return runTraffic(step, instances, position, signal);
+  return runTraffic(step, instances, position, signal, namespaces);
 }
 
 function recordBind(instance: Instance, result: BindOutcome): void {
@@ -363,25 +369,12 @@ async function runTraffic(
   instances: Instance[],
   position: Position,
   signal: AbortSignal,
+  namespaces: SecondNamespaces | null,
 ): Promise<StepRecord> {
   const spec = step.traffic;
   const running = instances.filter((i) => i.running);
   const before = await readCounters(running, position);
-  const swept = spec.sourcePorts ? await runSweep(spec, TRAFFIC_DEADLINE_MS) : undefined;
-  const load =
-    swept?.load ??
-    (await runLoad(
-      {
-        host: spec.target,
-        port: spec.port,
-        protocol: spec.protocol,
-        connections: spec.connections,
-        concurrency: spec.concurrency,
-        ...(spec.sourcePort !== undefined ? { sourcePort: spec.sourcePort } : {}),
-        deadlineMs: TRAFFIC_DEADLINE_MS,
-      },
-      { signal },
-    ));
+  const { load, swept } = await sendTrafficFor(spec, TRAFFIC_DEADLINE_MS, signal, namespaces);
   const after = await readCounters(running, position);
   const tallies = clientTallies(load);
   const perInstance = running.map((i) => {
@@ -450,7 +443,7 @@ async function runTraffic(
       ? {
           sweep: sweepObservation(
             spec,
-            swept.result,
+            swept,
             perInstance.map((p, n) => ({ ...p, workerId: running[n]!.observation.workerId })),
           ),
         }

@@ -4,6 +4,7 @@ import { chiSquareUniform } from '../stats/chi-square.js';
 import type { InstanceObservation, Observations, TrafficObservation } from './observations.js';
 import { judgeSteering } from './remap-model.js';
 import type { Expectation, Scenario } from './schema.js';
+import { judgeProgram } from './steering-expect.js';
 
 export interface ExpectationResult {
   kind: Expectation['kind'] | 'accounting' | 'implicit-bind' | 'implicit-traffic' | 'implicit-workers';
@@ -112,6 +113,8 @@ export function trafficFailures(load: LoadResult): { what: string; count: number
 function judge(expectation: Expectation, observations: Observations, scenario: Scenario): ExpectationResult {
   if (expectation.kind === 'sticky' || expectation.kind === 'remap')
     return judgeSteering(expectation, observations, scenario);
+  if (expectation.kind === 'payloads' || expectation.kind === 'sameCpu')
+    return judgeProgram(expectation, observations, scenario);
   const base = { kind: expectation.kind, line: expectation.line };
   if (expectation.kind === 'bind') {
     const instances = observations.instances.filter((i) => i.server === expectation.server);

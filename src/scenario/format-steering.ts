@@ -6,7 +6,7 @@
  */
 import * as z from 'zod';
 import { isLoopback } from './schema.js';
-import { integer, ipLiteral, mapping, matching, port, text, trafficId } from './schema-blocks.js';
+import { integer, ipLiteral, mapping, matching, oneOf, port, text, trafficId } from './schema-blocks.js';
 import { formatPath, isPlainObject, type PathSegment, quoteName, suggest } from './schema-messages.js';
 
 /** Repeats per port: enough to see stickiness, bounded so a sweep stays short. */
@@ -76,6 +76,7 @@ interface SweepStep {
  * sweeps of the same ports and target, in order, with a start or stop between.
  */
 export function checkSteering(data: Obj, report: Report, lineOf: (path: PathSegment[]) => number): void {
+  checkSockets(data, report, lineOf);
   const servers = Array.isArray(data.servers) ? data.servers : [];
   servers.forEach((raw, i) => {
     if (!isPlainObject(raw) || !isPlainObject(raw.connect)) return;
@@ -196,5 +197,257 @@ export function checkSteering(data: Obj, report: Report, lineOf: (path: PathSegm
         `${formatPath(rp)}: no start or stop step between lines ${before.line} and ${after.line}, so the group does not change`,
       );
     }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Steering by the kernel's other rules (issue 8 §4-5): programs, CPUs,
+// devices, namespaces. Each key is one line in schema.ts; the rules across
+// items are in checkSockets(), called from checkSteering().
+// ---------------------------------------------------------------------------
+
+/** How many extra namespaces a scenario may name: each is one more process. */
+export const MAX_NAMESPACES = 4;
+const NAMESPACE_RE = /^[a-z][a-z0-9-]{0,15}$/;
+/** `SERVER#N` as reports name an instance, or `any` (the hash decides). */
+const INSTANCE_RE = /^([A-Za-z][A-Za-z0-9_-]*)#(\d+)$/;
+
+/** `device: lo`: SO_BINDTODEVICE before bind(). */
+export const deviceSchema = matching(
+  /^[A-Za-z0-9_.:-]{1,15}$/,
+  'an interface name like lo (1 to 15 characters)',
+  15,
+).meta({
+  description: 'SO_BINDTODEVICE before bind(): the socket only gets traffic that arrives on this interface.',
+});
+
+/** `incomingCpu: N` on every replica, or `replica-modulo`: replica r gets CPU (r - 1) mod the CPU count. */
+export const incomingCpuSchema = oneOf(
+  [integer(0, 1023), z.literal('replica-modulo')],
+  'a CPU number (0 to 1023), or replica-modulo',
+).meta({
+  description:
+    'SO_INCOMING_CPU before bind(): a CPU number for every replica, or replica-modulo ((replica - 1) mod CPUs).',
+});
+export type IncomingCpu = z.output<typeof incomingCpuSchema>;
+
+const cbpfInstruction = mapping({
+  code: integer(0, 0xffff),
+  jt: integer(0, 0xff),
+  jf: integer(0, 0xff),
+  k: integer(-0x80000000, 0xffffffff),
+}).transform((i) => ({ ...i, k: i.k >>> 0 }));
+
+/** `cbpf: { replica, program }`: one replica attaches a classic BPF program to its whole group. */
+export const cbpfSchema = mapping({
+  replica: integer(1, 65535)
+    .default(1)
+    .meta({ description: 'The replica whose socket attaches the program, after it joined the group.' }),
+  program: oneOf(
+    [
+      z.literal('cpu').transform(() => ({ name: 'cpu' as const })),
+      mapping({ payloadModulo: integer(1, 0xffffffff) }).transform((p) => ({
+        name: 'payload-modulo' as const,
+        modulo: p.payloadModulo,
+      })),
+      mapping({ instructions: z.array(cbpfInstruction).min(1).max(4096) }),
+    ],
+    'cpu, { payloadModulo: N }, or { instructions: [{ code, jt, jf, k }, ...] }',
+  ).meta({
+    description:
+      'cpu (the CPU running the lookup), { payloadModulo: N } (first 4 payload bytes, big-endian, mod N), or raw instructions.',
+  }),
+}).meta({ description: 'SO_ATTACH_REUSEPORT_CBPF: the returned index picks socks[index]; out of range, the hash.' });
+export type CbpfSpec = z.output<typeof cbpfSchema>;
+
+/** `namespace: other`: a second network namespace inside the scenario's own. */
+export const namespaceSchema = matching(
+  NAMESPACE_RE,
+  'a namespace name like other ([a-z][a-z0-9-]*, at most 16)',
+  16,
+).meta({
+  description: "Run in a second network namespace of this name, made inside the scenario's own (only lo, up).",
+});
+
+/** A traffic step's `payload: index`: each datagram starts with its index (4 bytes, big-endian). */
+export const payloadSchema = z
+  .literal('index', { error: 'index (each datagram starts with its index, 4 bytes big-endian)' })
+  .meta({ description: 'UDP sweeps: each datagram starts with its index k = portIndex × repeat + round.' });
+
+/** A traffic step's `cpu: N`: the sweep's thread runs pinned to CPU N. */
+export const trafficCpuSchema = integer(0, 1023).meta({
+  description: "Pin the sweep's client thread to this CPU (sched_setaffinity).",
+});
+
+/** `- traffic: ID` + `payloads: { modulo, to }`: datagram k reached to[k mod modulo]. */
+export const payloadsExpectation = mapping({
+  traffic: trafficId,
+  payloads: mapping({
+    modulo: integer(1, 4096).meta({ description: 'Datagram k is judged by k mod this.' }),
+    to: z
+      .array(matching(/^(any|[A-Za-z][A-Za-z0-9_-]*#\d+)$/, 'SERVER#REPLICA (like A#2) or any', 80), {
+        error: 'a list of SERVER#REPLICA or any',
+      })
+      .min(1)
+      .max(4096)
+      .meta({ description: 'For each residue: the instance it must reach (A#2), or any (answered, by anyone).' }),
+  }),
+}).transform((e) => ({ kind: 'payloads' as const, traffic: e.traffic, ...e.payloads }));
+
+/** `- traffic: ID` + `sameCpu: true`: each connection reached the socket whose SO_INCOMING_CPU is the client's CPU. */
+export const sameCpuExpectation = mapping({
+  traffic: trafficId,
+  sameCpu: z
+    .literal(true, { error: "true (every connection lands on a socket whose incomingCpu is the client's cpu)" })
+    .meta({
+      description:
+        "Every connection reaches an instance whose incomingCpu is the step's cpu, and the accepted socket says so.",
+    }),
+}).transform((e) => ({ kind: 'sameCpu' as const, traffic: e.traffic }));
+
+/** The CPU a replica's socket is given, or undefined. */
+export function incomingCpuFor(rule: IncomingCpu | undefined, replica: number, cpus: number): number | undefined {
+  if (rule === undefined) return undefined;
+  return rule === 'replica-modulo' ? (replica - 1) % cpus : rule;
+}
+
+/** Whether a scenario (raw data) names a second namespace anywhere: it then needs `netns`. */
+export function namesNamespace(servers: { namespace?: string }[], traffic: { namespace?: string }[]): boolean {
+  return [...servers, ...traffic].some((x) => x.namespace !== undefined);
+}
+
+/** Rules across items for the keys above. */
+function checkSockets(data: Obj, report: Report, lineOf: (path: PathSegment[]) => number): void {
+  const servers = Array.isArray(data.servers) ? data.servers : [];
+  const replicas = new Map<string, number>();
+  const namespaces = new Set<string>();
+  servers.forEach((raw, i) => {
+    if (!isPlainObject(raw)) return;
+    const p: PathSegment[] = ['servers', i];
+    const count = typeof raw.replicas === 'number' ? raw.replicas : 1;
+    if (typeof raw.id === 'string' && !replicas.has(raw.id)) replicas.set(raw.id, count);
+    if (typeof raw.namespace === 'string') {
+      namespaces.add(raw.namespace);
+      if (
+        typeof raw.address === 'string' &&
+        !isLoopback(raw.address) &&
+        raw.address !== '0.0.0.0' &&
+        raw.address !== '::'
+      ) {
+        report(
+          [...p, 'address'],
+          'value',
+          `${formatPath([...p, 'address'])}: a second namespace only has lo; bind a loopback address or a wildcard there`,
+        );
+      }
+    }
+    if (!isPlainObject(raw.cbpf)) return;
+    const cp: PathSegment[] = [...p, 'cbpf'];
+    if (typeof raw.cbpf.replica === 'number' && raw.cbpf.replica > count) {
+      report(
+        [...cp, 'replica'],
+        'value',
+        `${formatPath([...cp, 'replica'])} is ${raw.cbpf.replica}, but ${quoteName(String(raw.id))} has ${count} replica${count === 1 ? '' : 's'}`,
+      );
+    }
+    if (
+      isPlainObject(raw.cbpf.program) &&
+      raw.cbpf.program.payloadModulo !== undefined &&
+      (raw.protocol ?? 'tcp') !== 'udp'
+    ) {
+      report(
+        [...cp, 'program'],
+        'value',
+        `${formatPath([...cp, 'program'])}: payloadModulo reads the payload, and a TCP SYN carries none (the program would read nothing and return 0); use protocol: udp`,
+      );
+    }
+  });
+  const steps = Array.isArray(data.steps) ? data.steps : [];
+  const payloadSteps = new Map<string, { line: number; indexed: boolean }>();
+  steps.forEach((raw, index) => {
+    if (!isPlainObject(raw) || !isPlainObject(raw.traffic)) return;
+    const t = raw.traffic;
+    const tp: PathSegment[] = ['steps', index, 'traffic'];
+    const sweep = t.sourcePorts !== undefined;
+    if (t.payload !== undefined && ((t.protocol ?? 'tcp') !== 'udp' || !sweep)) {
+      report(
+        [...tp, 'payload'],
+        'key',
+        `${formatPath([...tp, 'payload'])} is for UDP sweeps (protocol: udp with sourcePorts): a TCP SYN carries no payload for a program to read`,
+      );
+    }
+    if (t.cpu !== undefined && !sweep) {
+      report([...tp, 'cpu'], 'key', `${formatPath([...tp, 'cpu'])} pins a sweep's thread: give the step sourcePorts`);
+    }
+    if (typeof t.namespace === 'string') {
+      namespaces.add(t.namespace);
+      if (typeof t.target === 'string' && !isLoopback(t.target)) {
+        report(
+          [...tp, 'target'],
+          'value',
+          `${formatPath([...tp, 'target'])}: a second namespace only has lo; send to a loopback address there`,
+        );
+      }
+    }
+    if (typeof t.id === 'string' && !payloadSteps.has(t.id)) {
+      payloadSteps.set(t.id, { line: lineOf(['steps', index]), indexed: t.payload === 'index' && sweep });
+    }
+  });
+  if (namespaces.size > MAX_NAMESPACES) {
+    report(['servers'], 'value', `the scenario names ${namespaces.size} namespaces; at most ${MAX_NAMESPACES}`);
+  }
+  const expectations = Array.isArray(data.expect) ? data.expect : [];
+  expectations.forEach((raw, i) => {
+    if (!isPlainObject(raw) || typeof raw.traffic !== 'string') return;
+    const p: PathSegment[] = ['expect', i];
+    const step = payloadSteps.get(raw.traffic);
+    if ((raw.sameCpu !== undefined || raw.payloads !== undefined) && !step) {
+      const hint = suggest(raw.traffic, [...payloadSteps.keys()]);
+      report(
+        [...p, 'traffic'],
+        'value',
+        `unknown traffic id ${quoteName(raw.traffic)}${hint ? ` (did you mean "${hint}"?)` : ''}`,
+      );
+      return;
+    }
+    if (raw.sameCpu !== undefined && step) {
+      const s = steps.find((x) => isPlainObject(x) && isPlainObject(x.traffic) && x.traffic.id === raw.traffic) as
+        | { traffic: Obj }
+        | undefined;
+      if (s?.traffic.cpu === undefined) {
+        report(
+          [...p, 'sameCpu'],
+          'value',
+          `traffic ${quoteName(raw.traffic)} (line ${step.line}) has no cpu: pin it (cpu: N) so that there is a CPU to match`,
+        );
+      }
+    }
+    if (!isPlainObject(raw.payloads) || !step) return;
+    if (!step.indexed) {
+      report(
+        [...p, 'payloads'],
+        'value',
+        `traffic ${quoteName(raw.traffic)} (line ${step.line}) does not send its index: give it payload: index (a UDP sweep)`,
+      );
+    }
+    const to = Array.isArray(raw.payloads.to) ? raw.payloads.to : [];
+    if (typeof raw.payloads.modulo === 'number' && to.length !== raw.payloads.modulo) {
+      report(
+        [...p, 'payloads', 'to'],
+        'value',
+        `${formatPath([...p, 'payloads', 'to'])} needs one entry per residue: ${raw.payloads.modulo}, got ${to.length}`,
+      );
+    }
+    to.forEach((entry, j) => {
+      const match = typeof entry === 'string' ? INSTANCE_RE.exec(entry) : null;
+      if (!match) return;
+      const [, id, n] = match as unknown as [string, string, string];
+      const has = replicas.get(id);
+      const ep: PathSegment[] = [...p, 'payloads', 'to', j];
+      if (has === undefined) report(ep, 'value', `${formatPath(ep)}: unknown server ${quoteName(id)}`);
+      else if (Number(n) < 1 || Number(n) > has) {
+        report(ep, 'value', `${formatPath(ep)}: ${quoteName(id)} has replicas 1 to ${has}, not ${n}`);
+      }
+    });
   });
 }

@@ -21,12 +21,21 @@ import * as z from 'zod';
 import type { Protocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
 import {
+  cbpfSchema,
   checkSteering,
+  deviceSchema,
+  incomingCpuSchema,
   type KernelRequirement,
   kernelRequirementSchema,
+  namesNamespace,
+  namespaceSchema,
+  payloadSchema,
+  payloadsExpectation,
   remapExpectation,
+  sameCpuExpectation,
   sourcePortsSchema,
   stickyExpectation,
+  trafficCpuSchema,
   udpConnectSchema,
 } from './format-steering.js';
 import {
@@ -135,6 +144,10 @@ const serverSchema = mapping({
   ipv6Only: flag.optional().meta({ description: 'IPV6_V6ONLY; only on IPv6 addresses.' }),
   binder: oneOfValues(BINDERS).default('auto'),
   connect: udpConnectSchema.optional(),
+  device: deviceSchema.optional(),
+  incomingCpu: incomingCpuSchema.optional(),
+  cbpf: cbpfSchema.optional(),
+  namespace: namespaceSchema.optional(),
 });
 
 const trafficSchema = mapping({
@@ -148,6 +161,9 @@ const trafficSchema = mapping({
   sourcePorts: sourcePortsSchema.optional(),
   concurrency: integer(1, MAX_CONNECTIONS).optional(),
   sourcePort: integer(1, 65535).optional().meta({ description: 'Fixed client source port; needs concurrency 1.' }),
+  payload: payloadSchema.optional(),
+  cpu: trafficCpuSchema.optional(),
+  namespace: namespaceSchema.optional(),
 }).transform((t) => {
   const connections = t.sourcePorts ? t.sourcePorts.count * t.sourcePorts.repeat : (t.connections ?? 0);
   const concurrency =
@@ -175,7 +191,7 @@ const outcome = matching(OUTCOME_RE, 'ok or an errno name like EADDRINUSE', 32);
 const expectationSchema = oneKeyOf(
   {
     what: 'key',
-    selectors: ['bind', 'all', 'balanced', 'share', 'sticky', 'remap'],
+    selectors: ['bind', 'all', 'balanced', 'share', 'sticky', 'remap', 'payloads', 'sameCpu'],
     branchKeys: [
       ['bind', 'outcome'],
       ['traffic', 'all'],
@@ -183,8 +199,10 @@ const expectationSchema = oneKeyOf(
       ['traffic', 'share'],
       ['traffic', 'sticky'],
       ['remap'],
+      ['traffic', 'payloads'],
+      ['traffic', 'sameCpu'],
     ],
-    none: 'needs "bind: SERVER" with "outcome", "traffic: ID" with one of all, balanced, share, sticky, or "remap"',
+    none: 'needs "bind: SERVER" with "outcome", "traffic: ID" with one of all, balanced, share, sticky, payloads, sameCpu, or "remap"',
     onlyOne: 'write one expectation per check',
   },
   [
@@ -220,6 +238,8 @@ const expectationSchema = oneKeyOf(
     })),
     stickyExpectation,
     remapExpectation,
+    payloadsExpectation,
+    sameCpuExpectation,
   ],
 );
 
@@ -469,6 +489,7 @@ function assemble(
   if (servers.some((s) => s.user !== undefined)) needs.add('root');
   if (addresses.some((a) => a.hostStandIn === undefined)) needs.add('netns');
   if (Object.keys(network.sysctls).length > 0) needs.add('netns');
+  if (namesNamespace(servers, trafficSpecs(steps))) needs.add('netns');
   const scenario: Scenario = {
     file: path,
     name: file.name,
@@ -728,7 +749,7 @@ function crossCheck(
     const parsed = expectationSchema.safeParse(raw);
     if (!parsed.success || rawSteps === undefined) return;
     const e = parsed.data;
-    if (e.kind === 'remap' || e.kind === 'sticky') return; // checkSteering
+    if (e.kind === 'remap' || e.kind === 'sticky' || e.kind === 'payloads' || e.kind === 'sameCpu') return; // checkSteering
     /** A server an expectation names must exist and be started by some step. */
     const knownStarted = (id: string, path: PathSegment[]): boolean => {
       if (unknownServer(path, id)) return false;
@@ -816,6 +837,11 @@ function crossCheck(
     const use = literalUses.find((u) => sameAddress(u.address, s.standIn));
     if (use) clash(`used directly by ${formatPath(use.path)} (line ${lineOf(use.path)})`);
   }
+}
+
+/** The traffic steps' specs, in order. */
+export function trafficSpecs(steps: Step[]): TrafficSpec[] {
+  return steps.flatMap((s) => (s.kind === 'traffic' ? [s.traffic] : []));
 }
 
 // ---------------------------------------------------------------------------

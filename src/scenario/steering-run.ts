@@ -6,12 +6,15 @@
  * sweep exactly as to any other traffic.
  */
 import os from 'node:os';
+import { ReuseportError } from '../errors.js';
 import { balanceVerdict } from '../net/balance.js';
 import { parseGreeting, type WorkerIdentity, workerKey } from '../net/greeting.js';
-import type { LoadResult } from '../net/load-client.js';
+import { type LoadResult, runLoad } from '../net/load-client.js';
 import { type SweepResult, sweepSourcePorts } from '../net/port-sweep.js';
-import type { KernelRequirement } from './format-steering.js';
-import type { TrafficSpec } from './schema.js';
+import { hasSteering, type SocketSteering } from '../net/steered-socket.js';
+import { incomingCpuFor, type KernelRequirement } from './format-steering.js';
+import { SecondNamespaces } from './namespaces.js';
+import { type Scenario, type ServerSpec, type TrafficSpec, trafficSpecs } from './schema.js';
 
 /** How long one attempt waits for its greeting (UDP: its reply). */
 const SWEEP_REPLY_TIMEOUT_MS = 2000;
@@ -36,10 +39,80 @@ export interface SweepObservation {
   elapsedMs: number;
   /** The running instances, labelled as reports name them ("W#2"). */
   instances: { label: string; server: string; replica: number; pid: number }[];
-  ports: { sourcePort: number; answers: number[] }[];
+  ports: { sourcePort: number; answers: number[]; cpus?: number[] }[];
   failures: { sourcePort: number; round: number; outcome: string }[];
   /** Ports answered by more than one instance within this sweep. */
   unstablePorts: number[];
+}
+
+/** What a traffic step did: a sweep keeps its per-attempt result too. */
+export interface SentTraffic {
+  load: LoadResult;
+  swept?: SweepResult;
+}
+
+/** Sends a traffic step from this process's namespace: a sweep, or the load client. */
+export async function sendTraffic(spec: TrafficSpec, deadlineMs: number, signal?: AbortSignal): Promise<SentTraffic> {
+  if (spec.sourcePorts) {
+    const { result, load } = await runSweep(spec, deadlineMs);
+    return { load, swept: result };
+  }
+  const load = await runLoad(
+    {
+      host: spec.target,
+      port: spec.port,
+      protocol: spec.protocol,
+      connections: spec.connections,
+      concurrency: spec.concurrency,
+      ...(spec.sourcePort !== undefined ? { sourcePort: spec.sourcePort } : {}),
+      deadlineMs,
+    },
+    signal ? { signal } : {},
+  );
+  return { load };
+}
+
+/** Sends a traffic step where it says: here, or in the second namespace it names. */
+export function sendTrafficFor(
+  spec: TrafficSpec,
+  deadlineMs: number,
+  signal: AbortSignal,
+  namespaces: SecondNamespaces | null,
+): Promise<SentTraffic> {
+  if (spec.namespace === undefined) return sendTraffic(spec, deadlineMs, signal);
+  if (!namespaces) throw new ReuseportError(`no namespace "${spec.namespace}"`, { code: 'EINTERNAL' });
+  return namespaces.send(spec.namespace, spec, deadlineMs);
+}
+
+/** The second namespaces a scenario names, started; null when it names none. */
+export async function openNamespaces(scenario: Scenario): Promise<SecondNamespaces | null> {
+  const names = new Set(
+    [...scenario.servers, ...trafficSpecs(scenario.steps)].flatMap((x) => (x.namespace ? [x.namespace] : [])),
+  );
+  return names.size > 0 ? SecondNamespaces.open([...names]) : null;
+}
+
+/**
+ * What a replica's worker gets beyond the plain bind request: its socket's
+ * steering options (then the native helper opens it, whatever the binder),
+ * Node's accept when it must report each accepted socket's SO_INCOMING_CPU,
+ * and the namespace it runs in.
+ */
+export function steeredWorker(
+  server: ServerSpec,
+  replica: number,
+  namespaces: SecondNamespaces | null,
+): { steering?: SocketSteering; binder?: 'native'; engine?: 'builtin'; netns?: string } {
+  const steering: SocketSteering = {};
+  if (server.device !== undefined) steering.device = server.device;
+  const cpu = incomingCpuFor(server.incomingCpu, replica, os.availableParallelism());
+  if (cpu !== undefined) steering.incomingCpu = cpu;
+  if (server.cbpf && server.cbpf.replica === replica) steering.cbpf = server.cbpf.program;
+  return {
+    ...(hasSteering(steering) ? { steering, binder: 'native' as const } : {}),
+    ...(cpu !== undefined && server.protocol === 'tcp' ? { engine: 'builtin' as const } : {}),
+    ...(server.namespace !== undefined && namespaces ? { netns: namespaces.pathOf(server.namespace) } : {}),
+  };
 }
 
 /** Sweeps the step's source ports; returns the raw result and the same result as a LoadResult. */
@@ -57,6 +130,8 @@ export async function runSweep(
     concurrency: spec.concurrency,
     replyTimeoutMs: SWEEP_REPLY_TIMEOUT_MS,
     deadlineMs,
+    ...(spec.payload === 'index' ? { indexPayload: true } : {}),
+    ...(spec.cpu !== undefined ? { cpu: spec.cpu } : {}),
   });
   return { result, load: sweepAsLoad(spec, result) };
 }
@@ -128,6 +203,8 @@ export function sweepObservation(spec: TrafficSpec, result: SweepResult, running
   const { from, count, repeat } = spec.sourcePorts ?? { from: 0, count: 0, repeat: 0 };
   const index = new Map(running.map((i, n) => [`${i.pid}/${i.workerId}`, n]));
   const ports = new Map<number, number[]>();
+  /** The accepted sockets' SO_INCOMING_CPU per port and round, from greetings that carry it (-1: none). */
+  const cpus = new Map<number, number[]>();
   const failures: SweepObservation['failures'] = [];
   for (const attempt of result.attempts) {
     const who = attempt.outcome === 'reply' ? parseGreeting(attempt.reply) : null;
@@ -139,8 +216,16 @@ export function sweepObservation(spec: TrafficSpec, result: SweepResult, running
     const list = ports.get(attempt.sourcePort) ?? [];
     list.push(n);
     ports.set(attempt.sourcePort, list);
+    const cpu = cpus.get(attempt.sourcePort) ?? [];
+    cpu.push(who?.incomingCpu ?? -1);
+    cpus.set(attempt.sourcePort, cpu);
   }
-  const list = [...ports].map(([sourcePort, answers]) => ({ sourcePort, answers }));
+  const reported = [...cpus.values()].some((c) => c.some((x) => x >= 0));
+  const list = [...ports].map(([sourcePort, answers]) => ({
+    sourcePort,
+    answers,
+    ...(reported ? { cpus: cpus.get(sourcePort) ?? [] } : {}),
+  }));
   return {
     from,
     count,
