@@ -57,7 +57,11 @@ test('compare --json parses and carries every figure of every model and phase', 
     // A rerun adds its rounds to reuseport's and shared-fifo's.
     const pooled = rerun && (heavy.model === 'reuseport' || heavy.model === 'shared-fifo');
     assert.equal(heavy.rounds.length, report.setup.heavyRounds * (pooled ? 2 : 1), heavy.model);
-    assert.ok(heavy.ratioToSharedFifo !== null && heavy.ratioToSharedFifo.stdev > 0, heavy.model);
+    // Every ratio is a figure (a model whose latencies all fell in one clock tick has a stdev ratio of 0).
+    assert.ok(heavy.ratioToSharedFifo !== null, heavy.model);
+    for (const [name, value] of Object.entries(heavy.ratioToSharedFifo)) {
+      assert.ok(Number.isFinite(value) && value >= 0, `${heavy.model} ${name} ${value}`);
+    }
   }
   // One raw run per model in order and stall, one per model per light and heavy round, and the rerun's.
   const { lightRounds, heavyRounds } = report.setup;
@@ -132,10 +136,17 @@ test('each model is that model: one listener when shared, one per worker for reu
 
 test('the order fingerprint tells FIFO from LIFO from random', { skip }, () => {
   const of = (model: string) => report.figures.order.find((f) => f.model === model)!;
-  assert.equal(of('shared-lifo').classification, 'one worker');
-  assert.equal(of('shared-fifo').classification, 'rotation');
+  // The dispatcher's rotation is its own code, so it holds whatever the load. The wake-up
+  // orders are the scheduler's: on a machine whose cores are busy with other work a worker
+  // may not be back in accept() in time, so those are judged by their fingerprints' order
+  // (LIFO sticks, FIFO rotates, the hash neither) rather than by exact labels.
   assert.equal(of('dispatcher').classification, 'rotation');
-  assert.equal(of('reuseport').classification, 'random');
+  assert.ok(
+    of('shared-lifo').sameAsPrevious > of('reuseport').sameAsPrevious &&
+      of('reuseport').sameAsPrevious > of('shared-fifo').sameAsPrevious,
+    `same-as-previous: lifo ${of('shared-lifo').sameAsPrevious}, reuseport ${of('reuseport').sameAsPrevious}, fifo ${of('shared-fifo').sameAsPrevious}`,
+  );
+  assert.notEqual(of('reuseport').classification, 'one worker');
 });
 
 test('a verdict near its threshold is unclear, and never flips from reproduced to not reproduced within the band', () => {
