@@ -175,7 +175,9 @@ describe('shipped scenarios', () => {
     );
     assert.deepEqual(
       s.steps.map((x) =>
-        x.kind === 'traffic' ? `traffic ${x.traffic.id} ${x.traffic.concurrency}` : `${x.kind} ${x.servers}`,
+        x.kind === 'traffic'
+          ? `traffic ${x.traffic.id} ${x.traffic.concurrency}`
+          : `${x.kind} ${'servers' in x ? x.servers : ''}`,
       ),
       [
         'start A,B,C',

@@ -23,6 +23,7 @@ import { writeCount } from './counter-file.js';
 import { formatGreeting } from './greeting.js';
 import { loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
 import { dropPrivileges } from './users.js';
+import { WorkerListener } from './worker-lifecycle.js';
 import { COUNTER_FD, type FromWorker, type ToWorker, type WorkerConfig } from './worker-protocol.js';
 
 const STOP_GRACE_MS = 1000;
@@ -41,6 +42,10 @@ setTitle(config.port);
 let accepted = 0;
 let bound: BoundSocket | undefined;
 let nativeLoop: NativeLoop | undefined;
+/** Lifecycle mode only (config.lifecycle): the socket the scenario's steps drive. */
+let listener: WorkerListener | undefined;
+/** Lifecycle mode: the port the `bind` request names (the one a server with port 0 got first). */
+let requestedPort: number | undefined;
 let stopping = false;
 
 /** `reuseport worker 3 0.0.0.0:6000` in ps and /proc/PID/cmdline. */
@@ -74,9 +79,15 @@ const bindAllowed = new Promise<void>((resolve) => {
   bindNow = resolve;
 });
 process.on('message', (message: ToWorker) => {
-  if (message.type === 'bind') bindNow();
-  else if (message.type === 'stop') stop();
+  if (message.type === 'bind') {
+    requestedPort = message.port;
+    bindNow();
+  } else if (message.type === 'stop') stop();
   else if (message.type === 'ping') send({ type: 'pong', seq: message.seq });
+  else if (message.type === 'lifecycle') {
+    const done = listener?.run(message.request) ?? { outcome: 'ENATIVE', syscall: 'lifecycle mode is off' };
+    send({ type: 'lifecycle-done', seq: message.seq, ...done });
+  }
 });
 
 /** The addon's accept loop when the parent chose the native engine; null for the Node path. */
@@ -92,6 +103,15 @@ async function main(): Promise<void> {
   // the other user may not be allowed to (think of a clone under /root).
   if (config.binder === 'native') loadNativeHelper();
   if (config.user) dropPrivileges(config.user);
+  if (config.lifecycle) {
+    const native = nativeEngines();
+    if (!native) throw new Error('lifecycle mode needs the native engine');
+    listener = new WorkerListener({ ...config, lifecycle: config.lifecycle }, native.engines, COUNTER_FD);
+    send({ type: 'ready' });
+    await bindAllowed;
+    if (!stopping) startListener(listener);
+    return;
+  }
   if (config.holdBind) {
     send({ type: 'ready' });
     await bindAllowed;
@@ -162,6 +182,22 @@ async function main(): Promise<void> {
   });
 }
 
+/** A `start` step in lifecycle mode: bind and listen on the worker's own socket, answered like any bind. */
+function startListener(socket: WorkerListener): void {
+  const bound = socket.bind(requestedPort ?? config.port);
+  const done = bound.outcome === 'ok' ? socket.listen() : bound;
+  if (done.outcome !== 'ok') {
+    const message = `${done.syscall ?? 'bind'} failed: ${done.outcome}`;
+    send({ type: 'bind-error', code: done.outcome, errno: 0, syscall: done.syscall ?? 'bind', message }, () =>
+      process.exit(3),
+    );
+    return;
+  }
+  const port = socket.port ?? config.port;
+  if (port !== config.port) setTitle(port);
+  send({ type: 'listening', address: config.address, port, binder: config.binder, uid: process.getuid?.() ?? -1 });
+}
+
 function stop(): void {
   if (stopping) return;
   stopping = true;
@@ -171,6 +207,11 @@ function stop(): void {
     finished = true;
     send({ type: 'stopped' }, () => process.exit(0));
   };
+  if (listener) {
+    listener.stop();
+    finish();
+    return;
+  }
   if (nativeLoop) {
     // The loop sends each greeting before it closes: nothing is left to drain.
     const { helper, engines, fd, handle } = nativeLoop;

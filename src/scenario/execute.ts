@@ -9,6 +9,7 @@ import { type LoadResult, runLoad } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
 import { resolveUser, type UserIdentity } from '../net/users.js';
 import { type BindOutcome, spawnWorker, type WorkerExit, type WorkerProcess } from '../net/worker-pool.js';
+import { describeLifecycleRecord, describeLifecycleStep, LifecycleRun } from './lifecycle-run.js';
 import type {
   InnerEvent,
   InstanceObservation,
@@ -83,6 +84,7 @@ export async function executePlan(
     return users.get(key);
   };
 
+  const life = new LifecycleRun(scenario);
   const position: Position = { step: 0, text: 'starting the workers', finished: false };
   const instances: Instance[] = [];
   let nextWorkerId = 1;
@@ -111,6 +113,7 @@ export async function executePlan(
           ...(user ? { user } : {}),
           holdBind: true,
           statsIntervalMs: 0,
+          ...life.workerConfig(server),
         },
         () => {},
       );
@@ -148,7 +151,7 @@ export async function executePlan(
   try {
     // Boot every worker the first start steps need at once; each binds only when its step says so.
     const firstStarts = scenario.servers.filter((server) =>
-      scenario.steps.some((step) => step.kind === 'start' && step.servers.includes(server.id)),
+      scenario.steps.some((step) => LifecycleRun.bringsUp(step, server.id)),
     );
     const booting: Instance[] = [];
     for (const server of firstStarts) booting.push(...(await launch(server)));
@@ -158,13 +161,16 @@ export async function executePlan(
       const text = describeStep(step);
       Object.assign(position, { step: index + 1, text, finished: false });
       emit({ type: 'step', index, total: scenario.steps.length, text, status: 'start' });
-      const record = await Promise.race([runStep(step, instances, launch, position, signal), abort]);
+      life.beforeStep();
+      const record = await Promise.race([runStep(step, instances, launch, position, signal, life), abort]);
+      life.afterStep(instances);
       position.finished = true;
       records.push(record);
       if (record.kind === 'traffic') traffic.push(record.traffic);
       emit({ type: 'step', index, total: scenario.steps.length, text, status: 'done', detail: describeRecord(record) });
     }
   } finally {
+    life.close();
     await stopInstances(instances);
   }
   return {
@@ -174,6 +180,7 @@ export async function executePlan(
     steps: records,
     traffic,
     ...portRange(),
+    ...(life.kernel.length > 0 ? { lifecycle: { kernel: life.kernel, holds: life.holds } } : {}),
     durationMs: Date.now() - startedAt,
   };
 }
@@ -288,7 +295,9 @@ async function runStep(
   launch: (server: ServerSpec) => Promise<Instance[]>,
   position: Position,
   signal: AbortSignal,
+  life: LifecycleRun,
 ): Promise<StepRecord> {
+  if (step.kind !== 'start' && step.kind !== 'stop' && step.kind !== 'traffic') return life.runStep(step, instances);
   if (step.kind === 'start') {
     const outcomes: InstanceObservation[] = [];
     // In the order written: which bind fails can depend on who came first.
@@ -301,18 +310,20 @@ async function runStep(
         group = await launch(server);
         await awaitReady(group, position);
       }
-      const results = await Promise.all(
-        group.map(async (instance) => {
-          if (instance.observation.bind !== 'pending') return null;
-          const result = await within(instance.worker.bind(), ANSWER_TIMEOUT_MS);
-          if (result === TIMED_OUT) {
-            instance.observation.bind = 'ENOANSWER';
-            giveUp(instance, 'did not answer its bind request', position);
-            return null;
-          }
-          return result;
-        }),
-      );
+      const bindOne = async (instance: Instance) => {
+        if (instance.observation.bind !== 'pending') return null;
+        const result = await within(instance.worker.bind(life.portFor(instance.server, instances)), ANSWER_TIMEOUT_MS);
+        if (result === TIMED_OUT) {
+          instance.observation.bind = 'ENOANSWER';
+          giveUp(instance, 'did not answer its bind request', position);
+          return null;
+        }
+        if (result.ok) instance.observation.port = result.port;
+        return result;
+      };
+      // Port 0: the first replica's bind picks the port the others then share.
+      const first = group[0]?.server.port === 0 && group[0] ? [await bindOne(group[0])] : [];
+      const results = [...first, ...(await Promise.all(group.slice(first.length).map(bindOne)))];
       group.forEach((instance, n) => {
         instance.observation.startStep = position.step;
         const result = results[n];
@@ -340,7 +351,7 @@ async function runStep(
       line: step.line,
     };
   }
-  return runTraffic(step, instances, position, signal);
+  return runTraffic(step, instances, position, signal, life.resolvePort(step.traffic.port, instances));
 }
 
 function recordBind(instance: Instance, result: BindOutcome): void {
@@ -360,6 +371,7 @@ async function runTraffic(
   instances: Instance[],
   position: Position,
   signal: AbortSignal,
+  port: number,
 ): Promise<StepRecord> {
   const spec = step.traffic;
   const running = instances.filter((i) => i.running);
@@ -367,7 +379,7 @@ async function runTraffic(
   const load = await runLoad(
     {
       host: spec.target,
-      port: spec.port,
+      port,
       protocol: spec.protocol,
       connections: spec.connections,
       concurrency: spec.concurrency,
@@ -426,14 +438,13 @@ async function runTraffic(
       accounting.push(`${name} counted ${delta} accepts but the client attributed ${p.count} to it`);
     }
   });
-  if (load.silent > 0) accounting.push(`${load.silent} connections got no greeting in time`);
   if (load.unrecognized > 0) accounting.push(`${load.unrecognized} connections were answered without a greeting`);
   if (load.inFlight > 0) accounting.push(`${load.inFlight} connections were cut off in flight`);
   if (strangers > 0) accounting.push(`${strangers} connections were answered by workers this scenario did not start`);
   const observation: TrafficObservation = {
     id: spec.id,
     target: spec.target,
-    port: spec.port,
+    port,
     load,
     perInstance,
     workerDeltas,
@@ -474,6 +485,7 @@ function describeRecord(record: StepRecord): string {
   if (record.kind === 'stop') {
     return record.accepted.map((a) => `${a.server} accepted ${a.accepted}`).join(', ');
   }
+  if (record.kind !== 'traffic') return describeLifecycleRecord(record);
   const { load } = record.traffic;
   const landed = new Map<string, number>();
   for (const p of record.traffic.perInstance) landed.set(p.server, (landed.get(p.server) ?? 0) + p.count);
@@ -488,7 +500,8 @@ function describeRecord(record: StepRecord): string {
 function describeStep(step: Step): string {
   if (step.kind === 'start') return `start ${step.servers.join(', ')}`;
   if (step.kind === 'stop') return `stop ${step.servers.join(', ')}`;
+  if (step.kind !== 'traffic') return describeLifecycleStep(step);
   const t = step.traffic;
   const noun = t.protocol === 'tcp' ? 'connections' : 'datagrams';
-  return `${t.connections} ${noun} to ${formatHostPort(t.target, t.port)} (${t.id})`;
+  return `${t.connections} ${noun} to ${typeof t.port === 'number' ? formatHostPort(t.target, t.port) : `${t.target} port of ${t.port}`} (${t.id})`;
 }

@@ -6,6 +6,7 @@ import { probeNamespace } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
 import { hardenedExecArgv } from '../process-hardening.js';
 import { type ExpectationResult, evaluate } from './expect.js';
+import { lifecycleSkipReason } from './lifecycle-run.js';
 import type { InnerEvent, Isolation, Observations, OuterMessage, Plan } from './observations.js';
 import {
   canonicalAddress,
@@ -123,6 +124,8 @@ async function runOne(
       `needs real root: it creates sockets as other uids (${describeUsers(scenario)}). Run it as root, e.g. \`sudo reuseport scenario run ${scenario.name}\``,
     );
   }
+  const cannot = lifecycleSkipReason(scenario);
+  if (cannot) return skip(cannot);
   let isolation: Isolation;
   let unshareArgs: string[] = [];
   // Why the host is used instead of a namespace (null when a namespace is used).
@@ -272,7 +275,8 @@ async function mapForHost(
     }
   }
   for (const server of scenario.servers.filter((s) => isWildcard(s.address))) {
-    const samePort = (port: number, protocol: string) => port === server.port && protocol === server.protocol;
+    const samePort = (port: number | string, protocol: string) =>
+      (port === server.port || port === server.id) && protocol === server.protocol;
     const rival = scenario.servers.find((o) => o !== server && !isWildcard(o.address) && samePort(o.port, o.protocol));
     const elsewhere = scenario.steps.find(
       (s) =>
@@ -292,12 +296,14 @@ async function mapForHost(
   const declaredPorts = [
     ...new Set([
       ...scenario.servers.map((s) => s.port),
-      ...scenario.steps.flatMap((s) => (s.kind === 'traffic' ? [s.traffic.port] : [])),
+      ...scenario.steps.flatMap((s) =>
+        s.kind === 'traffic' ? [s.traffic.port] : s.kind === 'hold' ? [s.hold.port] : [],
+      ),
     ]),
-  ];
+  ].filter((p): p is number => typeof p === 'number' && p !== 0); // a server id, or 0, is not a port to replace
   const ports: { from: number; to: number }[] = [];
   for (const from of declaredPorts) ports.push({ from, to: await freePort() });
-  const port = (p: number) => ports.find((m) => m.from === p)?.to ?? p;
+  const port = <P extends number | string>(p: P): P => (ports.find((m) => m.from === p)?.to ?? p) as P;
   const mapped: Scenario = {
     ...scenario,
     network: {
@@ -308,7 +314,9 @@ async function mapForHost(
     steps: scenario.steps.map((s) =>
       s.kind === 'traffic'
         ? { ...s, traffic: { ...s.traffic, target: address(s.traffic.target), port: port(s.traffic.port) } }
-        : s,
+        : s.kind === 'hold'
+          ? { ...s, hold: { ...s.hold, target: address(s.hold.target), port: port(s.hold.port) } }
+          : s,
     ),
   };
   return { scenario: mapped, substitutions: { addresses, ports } };

@@ -20,6 +20,8 @@ import { isIP } from 'node:net';
 import * as z from 'zod';
 import type { Protocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
+import * as lifecycle from './format-lifecycle.js';
+import { integer, mapping, matching, oneOf, oneOfValues, text } from './schema-builders.js';
 import {
   describe,
   formatPath,
@@ -71,40 +73,16 @@ const MAX_UID = 4_294_967_294; // (uid_t)-1 is reserved
 const IP_RULE = 'an IPv4 or IPv6 address literal';
 
 // ---------------------------------------------------------------------------
-// Building blocks: each carries the rule it checks as its zod error.
+// Building blocks (mapping, text, matching, integer, oneOfValues, oneOf are in
+// schema-builders.ts, shared with format-lifecycle.ts): each carries the rule
+// it checks as its zod error.
 // ---------------------------------------------------------------------------
-
-function mapping<S extends z.core.$ZodLooseShape>(shape: S, rule = 'a mapping') {
-  const keys = Object.keys(shape);
-  return z.strictObject(shape, { error: (iss) => (iss.code === 'unrecognized_keys' ? marker({ keys }) : rule) });
-}
-
-function text(rule = 'a non-empty string') {
-  return z.string({ error: rule }).regex(/\S/, { error: rule });
-}
-
-function matching(re: RegExp, rule: string, maxLength = 64) {
-  return z.string({ error: rule }).max(maxLength, { error: rule }).regex(re, { error: rule });
-}
-
-function integer(min: number, max: number, rule = `an integer from ${min} to ${max}`) {
-  return z.int({ error: rule }).min(min, { error: rule }).max(max, { error: rule });
-}
 
 const fraction = z
   .number({ error: 'a number from 0 to 1' })
   .min(0, { error: 'a number from 0 to 1' })
   .max(1, { error: 'a number from 0 to 1' });
 const flag = z.boolean({ error: 'true or false' });
-
-function oneOfValues<const T extends readonly [string, ...string[]]>(values: T) {
-  return z.enum(values, { error: `one of ${values.join(', ')}` });
-}
-
-/** A union whose branch is chosen by the kind of value (a string, a list...); `rule` when no branch fits. */
-function oneOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(options: T, rule: string) {
-  return z.union(options, { error: marker({ typed: rule }) });
-}
 
 const KEYED = new Map<string, KeyedUnionInfo>();
 
@@ -123,7 +101,6 @@ const ipLiteral = z
 
 const serverId = matching(SERVER_ID_RE, 'a server id like A or web-1 ([A-Za-z][A-Za-z0-9_-]*)');
 const trafficId = matching(TRAFFIC_ID_RE, 'a traffic id made of [A-Za-z0-9._-]');
-const port = integer(1, 65535);
 const protocol = oneOfValues(PROTOCOLS);
 
 /** One id or a non-empty list of ids; always a list once read. */
@@ -149,7 +126,7 @@ const user = oneOf(
 const serverSchema = mapping({
   id: serverId.meta({ description: 'Unique among servers; steps and expectations refer to it.' }),
   address: ipLiteral,
-  port,
+  port: lifecycle.serverPort,
   protocol: protocol.default('tcp'),
   replicas: integer(1, MAX_REPLICAS)
     .default(1)
@@ -159,12 +136,13 @@ const serverSchema = mapping({
   reuseaddr: flag.optional().meta({ description: "Set or clear SO_REUSEADDR; absent: the binder's default." }),
   ipv6Only: flag.optional().meta({ description: 'IPV6_V6ONLY; only on IPv6 addresses.' }),
   binder: oneOfValues(BINDERS).default('auto'),
+  ...lifecycle.lifecycleServerKeys,
 });
 
 const trafficSchema = mapping({
   id: trafficId.meta({ description: 'Unique among traffic steps; expectations refer to it.' }),
   target: ipLiteral.meta({ description: 'A loopback address, or one declared in network.addresses.' }),
-  port,
+  port: lifecycle.portRef,
   protocol: protocol.default('tcp'),
   connections: integer(1, MAX_CONNECTIONS).meta({ description: 'TCP connections, or UDP datagrams.' }),
   concurrency: integer(1, MAX_CONNECTIONS).optional(),
@@ -177,15 +155,16 @@ const trafficSchema = mapping({
 const stepSchema = oneKeyOf(
   {
     what: 'step',
-    selectors: ['start', 'stop', 'traffic'],
-    branchKeys: [['start'], ['stop'], ['traffic']],
-    none: 'is empty; a step is one of: start, stop, traffic',
-    onlyOne: 'each step is exactly one of: start, stop, traffic',
+    selectors: ['start', 'stop', 'traffic', ...lifecycle.LIFECYCLE_STEP_SELECTORS],
+    branchKeys: [['start'], ['stop'], ['traffic'], ...lifecycle.LIFECYCLE_STEP_KEYS],
+    none: `is empty; a step is one of: start, stop, traffic, ${lifecycle.LIFECYCLE_STEP_SELECTORS.join(', ')}`,
+    onlyOne: 'each step is exactly one action',
   },
   [
     mapping({ start: serverIds }).transform((s) => ({ kind: 'start' as const, servers: s.start })),
     mapping({ stop: serverIds }).transform((s) => ({ kind: 'stop' as const, servers: s.stop })),
     mapping({ traffic: trafficSchema }).transform((s) => ({ kind: 'traffic' as const, traffic: s.traffic })),
+    ...lifecycle.lifecycleStepBranches,
   ],
 );
 
@@ -194,12 +173,13 @@ const outcome = matching(OUTCOME_RE, 'ok or an errno name like EADDRINUSE', 32);
 const expectationSchema = oneKeyOf(
   {
     what: 'key',
-    selectors: ['bind', 'all', 'balanced', 'share'],
+    selectors: ['bind', 'all', 'balanced', 'share', ...lifecycle.LIFECYCLE_EXPECTATION_SELECTORS],
     branchKeys: [
       ['bind', 'outcome'],
       ['traffic', 'all'],
       ['traffic', 'balanced'],
       ['traffic', 'share'],
+      ...lifecycle.LIFECYCLE_EXPECTATION_KEYS,
     ],
     none: 'needs "bind: SERVER" with "outcome", or "traffic: ID" with one of all, balanced, share',
     onlyOne: 'write one expectation per check',
@@ -235,6 +215,7 @@ const expectationSchema = oneKeyOf(
       min: e.share.min ?? 0,
       max: e.share.max ?? 1,
     })),
+    ...lifecycle.lifecycleExpectationBranches,
   ],
 );
 
@@ -278,6 +259,7 @@ export const scenarioFileSchema = mapping(
     lookFor: text().optional().meta({ description: 'What to look for in the output.' }),
     explanation: text().optional().meta({ description: 'How a 6.x kernel produces the result.' }),
     requires: z.array(oneOfValues(REQUIREMENTS), { error: 'a list of root, netns' }).optional(),
+    kernel: lifecycle.kernelRequirement,
     network: networkSchema.optional(),
     servers: z
       .array(serverSchema, { error: 'a non-empty list of servers' })
@@ -371,6 +353,8 @@ export interface Scenario {
    * Always in the order root, netns; no duplicates.
    */
   requires: Requirement[];
+  /** Skip on older kernels (issue 7: tcp_migrate_req needs 5.14). */
+  kernel?: lifecycle.KernelRequirement;
   network: NetworkSpec;
   servers: ServerSpec[];
   steps: Step[];
@@ -494,6 +478,7 @@ function assemble(
   if (file.article !== undefined) scenario.article = file.article.trimEnd();
   if (file.lookFor !== undefined) scenario.lookFor = file.lookFor.trimEnd();
   if (file.explanation !== undefined) scenario.explanation = file.explanation.trimEnd();
+  if (file.kernel !== undefined) scenario.kernel = file.kernel;
   return scenario;
 }
 
@@ -633,6 +618,21 @@ function crossCheck(
     }
   });
 
+  /** The never-leave-loopback rule, for every address traffic is sent to. */
+  const checkTarget = (target: PathSegment[], address: string) => {
+    literalUses.push({ address, path: target });
+    if (isWildcard(address)) {
+      report(target, 'value', `${formatPath(target)}: ${address} is a wildcard; send traffic to a concrete address`);
+    } else if (declared !== undefined && !isLoopback(address) && !declared.some((a) => sameAddress(a, address))) {
+      report(
+        target,
+        'value',
+        `${formatPath(target)} ${address} is neither a loopback address nor declared in network.addresses; ` +
+          `the tool never sends traffic off this machine's loopback or the scenario's private network namespace`,
+      );
+    }
+  };
+
   // ----- steps
   const rawSteps = Array.isArray(data.steps) ? data.steps : undefined;
   let stepsOk = rawSteps !== undefined;
@@ -686,6 +686,13 @@ function crossCheck(
       });
       return;
     }
+    if (step.kind !== 'traffic') {
+      for (const id of lifecycle.lifecycleStarts(step)) {
+        running.set(id, line);
+        started.add(id);
+      }
+      return;
+    }
     const t = step.traffic;
     const tp: PathSegment[] = [...p, 'traffic'];
     const first = traffic.get(t.id);
@@ -711,18 +718,7 @@ function crossCheck(
     } else if (t.concurrency > t.connections) {
       report(cp, 'value', `${formatPath(cp)} must be at most connections (${t.connections}), got ${t.concurrency}`);
     }
-    const target: PathSegment[] = [...tp, 'target'];
-    literalUses.push({ address: t.target, path: target });
-    if (isWildcard(t.target)) {
-      report(target, 'value', `${formatPath(target)}: ${t.target} is a wildcard; send traffic to a concrete address`);
-    } else if (declared !== undefined && !isLoopback(t.target) && !declared.some((a) => sameAddress(a, t.target))) {
-      report(
-        target,
-        'value',
-        `${formatPath(target)} ${t.target} is neither a loopback address nor declared in network.addresses; ` +
-          `the tool never sends traffic off this machine's loopback or the scenario's private network namespace`,
-      );
-    }
+    checkTarget([...tp, 'target'], t.target);
   });
   if (totalConnections > MAX_TOTAL_CONNECTIONS) {
     report(
@@ -750,6 +746,7 @@ function crossCheck(
       knownStarted(e.server, [...p, 'bind']);
       return;
     }
+    if (!('traffic' in e)) return; // lifecycle.lifecycleCrossCheck judges the rest
     const tp: PathSegment[] = [...p, 'traffic'];
     const info = traffic.get(e.traffic);
     if (!info) {
@@ -773,6 +770,7 @@ function crossCheck(
       );
       return false;
     };
+    if (e.kind === 'fails' || e.kind === 'count') return;
     if (e.kind === 'all') {
       runningAt(e.server, [...p, 'all']);
     } else if (e.kind === 'share') {
@@ -805,6 +803,14 @@ function crossCheck(
       }
     }
   });
+
+  lifecycle.lifecycleCrossCheck(
+    data,
+    report,
+    checkTarget,
+    (raw) => stepSchema.safeParse(raw).data,
+    (raw) => expectationSchema.safeParse(raw).data,
+  );
 
   // ----- stand-ins: under --isolation host a stand-in and the address it collides with would be one address.
   for (const s of standIns) {
