@@ -2,6 +2,7 @@ import { formatHostPort } from '../errors.js';
 import type { LoadResult } from '../net/load-client.js';
 import { chiSquareUniform } from '../stats/chi-square.js';
 import {
+  bindStepsJudged,
   failureAllowed,
   failureKind,
   implicitLifecycleChecks,
@@ -36,7 +37,10 @@ export function evaluate(scenario: Scenario, observations: Observations): Expect
       ? judgeLifecycle(expectation, scenario, observations)
       : judge(expectation, observations),
   );
-  const stated = new Set(scenario.expect.flatMap((e) => (e.kind === 'bind' ? [e.server] : [])));
+  const stated = new Set([
+    ...scenario.expect.flatMap((e) => (e.kind === 'bind' ? [e.server] : [])),
+    ...bindStepsJudged(scenario),
+  ]);
   for (const id of new Set(observations.instances.map((i) => i.server))) {
     if (stated.has(id)) continue;
     const instances = observations.instances.filter((i) => i.server === id);
@@ -73,7 +77,10 @@ export function evaluate(scenario: Scenario, observations: Observations): Expect
     results.push({
       kind: 'implicit-traffic',
       line: 0,
-      description: `${traffic.id}: every ${noun} answered (no expectation allows failures)`,
+      description:
+        allowedCount(traffic.load, failures) > 0
+          ? `${traffic.id}: every ${noun} answered, but for the failures expectations allow`
+          : `${traffic.id}: every ${noun} answered (no expectation allows failures)`,
       passed: failures.length === 0,
       expected: `${sent - allowedCount(traffic.load, failures)}/${sent} answered`,
       observed:

@@ -21,6 +21,17 @@ export function isLifecycleExpectation(e: Expectation): e is LifecycleExpectatio
   return KINDS.includes(e.kind);
 }
 
+/** Servers whose bind steps a `step:` outcome expectation judges: the every-run bind check leaves them to it. */
+export function bindStepsJudged(scenario: Scenario): string[] {
+  return scenario.steps.flatMap((step) =>
+    step.kind === 'lifecycle' &&
+    step.action === 'bind' &&
+    scenario.expect.some((e) => e.kind === 'step' && e.step === step.id && e.outcome !== undefined)
+      ? step.targets.map((t) => parseTarget(t).server)
+      : [],
+  );
+}
+
 /** The id a step answers to in `step:` expectations. */
 function stepIdOf(step: Step): string | undefined {
   if (step.kind === 'traffic') return step.traffic.id;
@@ -239,7 +250,7 @@ export function implicitLifecycleChecks(scenario: Scenario, observations: Observ
     results.push({
       kind: 'implicit-hold',
       line: 0,
-      description: `${hold.id}: every held connection served${hold.payload !== undefined ? ' with its bytes intact' : ''} (no expectation allows otherwise)`,
+      description: `${hold.id}: every held connection served${hold.payload !== undefined ? ' with its bytes intact' : ''}, or in a state an expectation names`,
       passed: unexpected.length === 0 && summary.intact === served,
       expected: `${hold.connections}/${hold.connections} served${hold.payload !== undefined ? ', bytes intact' : ''}, or states an expectation names`,
       observed: `${describeSummary(summary)}${hold.payload !== undefined ? `; ${summary.intact}/${served} with bytes intact` : ''}${unexpected.length ? `; not expected: ${unexpected.map(([s, n]) => `${s} ${n}`).join(', ')}` : ''}`,
