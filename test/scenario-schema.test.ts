@@ -107,13 +107,22 @@ async function issuesOf(file: string): Promise<ScenarioFileError['issues']> {
 }
 
 describe('shipped scenarios', () => {
-  it('there are exactly the three shipped scenario files', async () => {
+  it("the shipped scenario files: the article's three first, in its order, then the rest by name", async () => {
     const files = await listScenarioFiles(SCENARIOS);
-    assert.deepEqual(files.map((f) => path.basename(f)).sort(), [
-      'cross-user.yaml',
-      'load-balance.yaml',
-      'priority.yaml',
-    ]);
+    assert.deepEqual(
+      files.map((f) => path.basename(f)),
+      [
+        'load-balance.yaml',
+        'priority.yaml',
+        'cross-user.yaml',
+        'bound-not-listening.yaml',
+        'listener-close-migrates.yaml',
+        'listener-close-resets.yaml',
+        'reuseaddr-is-not-reuseport.yaml',
+        'reuseport-after-bind.yaml',
+        'stalled-worker.yaml',
+      ],
+    );
   });
 
   for (const name of ['load-balance', 'priority', 'cross-user']) {
@@ -535,7 +544,7 @@ describe('resolving and listing', () => {
     await assert.rejects(resolveScenario('nope', SCENARIOS), (err: unknown) => {
       assert.ok(err instanceof UsageError);
       assert.match(err.message, /unknown scenario "nope"/);
-      assert.match(err.message, /cross-user, load-balance, priority/);
+      assert.match(err.message, /load-balance, priority, cross-user, bound-not-listening/);
       return true;
     });
   });

@@ -335,7 +335,8 @@ export function lifecycleCrossCheck(
   rawSteps.forEach((raw, i) => {
     const p: PathSegment[] = ['steps', i];
     if (isPlainObject(raw) && isPlainObject(raw.traffic) && typeof raw.traffic.id === 'string') {
-      noteId(raw.traffic.id, [...p, 'traffic', 'id'], i);
+      // schema.ts reports a traffic id used twice; here it only joins the namespace.
+      if (!stepIds.has(raw.traffic.id)) stepIds.set(raw.traffic.id, i);
       checkPortRef([...p, 'traffic', 'port'], raw.traffic.port);
     }
     const step = stepParse(raw) as (LifecycleStep & Obj) | undefined;

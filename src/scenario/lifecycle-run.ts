@@ -17,6 +17,12 @@ import { type LifecycleStep, parseTarget, usesLifecycle } from './format-lifecyc
 import type { InstanceObservation } from './observations.js';
 import type { Scenario, ServerSpec, Step } from './schema.js';
 
+/** What a step on a server with no socket gets: what the kernel says for an fd that is not open. */
+const NO_SOCKET: LifecycleAnswer = {
+  outcome: 'EBADF',
+  syscall: 'no socket: the server was never bound, or was stopped',
+};
+
 /** A worker answers a lifecycle request in microseconds; this long means it is stuck. */
 const ANSWER_TIMEOUT_MS = 5_000;
 
@@ -207,6 +213,10 @@ export class LifecycleRun {
         const done = await instance.worker.lifecycle(sent, ANSWER_TIMEOUT_MS);
         this.#note(instance, sent, done);
         outcomes.push({ server: instance.server.id, replica: instance.replica, pid: instance.worker.pid, ...done });
+      }
+      if (group.length === 0) {
+        // Never bound (or stopped): no socket for the call to act on.
+        outcomes.push({ server, replica: replica ?? 1, pid: -1, ...NO_SOCKET });
       }
     }
     const action = step.kind === 'setsockopt' ? `setsockopt ${step.option}=${step.value ? 1 : 0}` : step.action;
