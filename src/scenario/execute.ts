@@ -8,8 +8,13 @@ import { workerKey } from '../net/greeting.js';
 import { type LoadResult, runLoad } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
 import { resolveUser, type UserIdentity } from '../net/users.js';
-import { type BindOutcome, spawnWorker, type WorkerExit, type WorkerProcess } from '../net/worker-pool.js';
-import { describeLifecycleRecord, describeLifecycleStep, LifecycleRun } from './lifecycle-run.js';
+import { type BindOutcome, spawnWorker, type WorkerExit } from '../net/worker-pool.js';
+import {
+  describeLifecycleRecord,
+  describeLifecycleStep,
+  type LifecycleInstance,
+  LifecycleRun,
+} from './lifecycle-run.js';
 import type {
   InnerEvent,
   InstanceObservation,
@@ -28,16 +33,8 @@ const ANSWER_TIMEOUT_MS = 5_000;
 /** Every traffic step stops by itself after this long; what was measured until then is kept. */
 const TRAFFIC_DEADLINE_MS = 60_000;
 
-/** One socket of one replica: a server started again after `stop` gets a new instance (a new worker). */
-interface Instance {
-  server: ServerSpec;
-  replica: number;
-  worker: WorkerProcess;
-  observation: InstanceObservation;
-  running: boolean;
-  /** The runner asked it to stop (or gave up on it): its exit is not a fault. */
-  stopRequested: boolean;
-}
+/** One socket of one replica (defined with the lifecycle steps, which drive it too). */
+type Instance = LifecycleInstance;
 
 /** Where the run is, so that a fault can say when it happened. */
 interface Position {

@@ -26,13 +26,14 @@ const NO_SOCKET: LifecycleAnswer = {
 /** A worker answers a lifecycle request in microseconds; this long means it is stuck. */
 const ANSWER_TIMEOUT_MS = 5_000;
 
-/** The runner's view of one replica (execute.ts's Instance has these fields). */
+/** One socket of one replica: a server started again after `stop` gets a new instance (a new worker). */
 export interface LifecycleInstance {
   server: ServerSpec;
   replica: number;
   worker: WorkerProcess;
   observation: InstanceObservation;
   running: boolean;
+  /** The runner asked it to stop (or gave up on it): its exit is not a fault. */
   stopRequested: boolean;
 }
 
