@@ -138,6 +138,7 @@ function toJsonDocument(report: RunReport) {
           uid: i.uid ?? null,
           startStep: i.startStep ?? null,
           bind: i.bind,
+          port: i.port ?? null,
           binder: i.binder ?? null,
           message: i.bindMessage ?? null,
           options: i.options ?? null,
@@ -161,6 +162,14 @@ function toJsonDocument(report: RunReport) {
           notCompared: t.unknown,
           elapsedMs: t.load.elapsedMs,
         })) ?? [],
+      // Lifecycle steps: each replica's outcome, kernel counter deltas and TIME_WAIT per step, held connections.
+      lifecycle: r.observations?.lifecycle
+        ? {
+            steps: r.observations.steps.flatMap((s) => (s.kind === 'lifecycle' ? [s] : [])),
+            kernel: r.observations.lifecycle.kernel,
+            holds: r.observations.lifecycle.holds,
+          }
+        : null,
       expectations: r.expectations,
       article: r.article,
       lookFor: r.lookFor,
