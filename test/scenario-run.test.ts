@@ -81,8 +81,11 @@ test('every shipped scenario passes in its own namespace, with well-formed JUnit
     SHIPPED.map((name) => [name, 'passed', 'netns']),
   );
   if (EXPECTED_BINDER) {
+    // The article's three bind with `auto`; lifecycle scenarios always drive the native helper's sockets.
     const binders = new Set(
-      doc.scenarios.flatMap((s) => s.servers.filter((i) => i.bind === 'ok').map((i) => i.binder)),
+      doc.scenarios
+        .filter((s) => SHIPPED.indexOf(s.name) < 3)
+        .flatMap((s) => s.servers.filter((i) => i.bind === 'ok').map((i) => i.binder)),
     );
     assert.deepEqual([...binders], [EXPECTED_BINDER], 'auto picked the binder this Node supports');
   }

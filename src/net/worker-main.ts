@@ -195,7 +195,8 @@ function startListener(socket: WorkerListener): void {
   }
   const port = socket.port ?? config.port;
   if (port !== config.port) setTitle(port);
-  send({ type: 'listening', address: config.address, port, binder: config.binder, uid: process.getuid?.() ?? -1 });
+  // The socket is the native helper's LifecycleSocket, whichever binder the server named.
+  send({ type: 'listening', address: config.address, port, binder: 'native', uid: process.getuid?.() ?? -1 });
 }
 
 function stop(): void {

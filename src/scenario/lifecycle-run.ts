@@ -235,6 +235,7 @@ export class LifecycleRun {
     if (done.port !== undefined) o.port = done.port;
     if (request.op === 'bind') {
       o.bind = done.outcome;
+      o.binder = 'native'; // lifecycle sockets are the native helper's, whatever `binder` says
       if (done.outcome !== 'ok') o.bindMessage = `${done.syscall ?? 'bind'}: ${done.outcome}`;
     }
     if (request.op === 'listen' && done.outcome === 'ok') instance.running = true;
@@ -303,16 +304,17 @@ export function describeLifecycleRecord(record: LifecycleRecord): string {
       .map((o) => `${o.server}#${o.replica} ${o.outcome}${o.queued !== undefined ? ` (${o.queued} queued)` : ''}`)
       .join(', ');
   }
-  return describeHeld(record.kind === 'hold' ? record.hold.opened : (record.hold.settled ?? record.hold.opened));
+  const summary = record.kind === 'hold' ? record.hold.opened : (record.hold.settled ?? record.hold.opened);
+  return describeHeld(summary, record.hold.payload !== undefined);
 }
 
-export function describeHeld(summary: HeldSummary): string {
+function describeHeld(summary: HeldSummary, withPayload: boolean): string {
   const parts = Object.entries(summary.states)
     .filter(([, n]) => n > 0)
     .map(([state, n]) => {
       if (state !== 'served') return `${state} ${n}`;
       const by = summary.servedBy.map((s) => `${s.server}#${s.replica} ${s.count}`).join(', ');
-      return `served ${n} (${by}; ${summary.intact} with bytes intact)`;
+      return `served ${n} (${by}${withPayload ? `; ${summary.intact} with bytes intact` : ''})`;
     });
   return parts.join(', ') || 'nothing';
 }
