@@ -55,7 +55,11 @@ const noNamespace = !canNamespace && 'cannot create a network namespace here';
  * so a run whose only failures are such p-values is run once more: two in a
  * row would happen once in a million.
  */
-async function runShipped(args: string[], run: (args: string[]) => Promise<CliResult> = runCli): Promise<CliResult> {
+async function runShipped(
+  args: string[],
+  // Nine scenarios, and other suites running beside: more than runCli's default minute on a loaded machine.
+  run: (args: string[]) => Promise<CliResult> = (a) => runCli(a, { timeoutMs: 180_000 }),
+): Promise<CliResult> {
   const first = await run(args);
   if (first.code !== 1 || !args.includes('--json')) return first;
   const doc = JSON.parse(first.stdout) as RunDocument;
