@@ -104,9 +104,10 @@ async function main(): Promise<void> {
   if (config.binder === 'native') loadNativeHelper();
   if (config.user) dropPrivileges(config.user);
   if (config.lifecycle) {
-    const native = nativeEngines();
-    if (!native) throw new Error('lifecycle mode needs the native engine');
-    listener = new WorkerListener({ ...config, lifecycle: config.lifecycle }, native.engines, COUNTER_FD);
+    // Lifecycle sockets and their accept loop are the native helper's, whichever engine serve would pick.
+    const engines = loadNativeHelper().helper?.engines;
+    if (!engines) throw new Error('lifecycle mode needs the native helper, and this worker cannot load it');
+    listener = new WorkerListener({ ...config, lifecycle: config.lifecycle }, engines, COUNTER_FD);
     send({ type: 'ready' });
     await bindAllowed;
     if (!stopping) startListener(listener);
