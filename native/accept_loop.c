@@ -52,6 +52,8 @@ typedef struct {
   atomic_uint_fast64_t errors;
   uint8_t *greeting;
   size_t greeting_len;
+  /* Send back, after the greeting, what the client had sent by accept time (scenario lifecycle workers). */
+  int echo;
   napi_env env;
 } accept_loop;
 
@@ -110,9 +112,18 @@ static int accept_drain(accept_loop *l) {
     }
     /* Counted once accepted, before the greeting: a client that has read it is always counted. */
     atomic_fetch_add(l->accepted, 1);
-    if (l->greeting_len > 0) {
-      ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-      (void)w; /* best effort: a peer that left is not an error */
+    {
+      /* Read before close: unread bytes would turn our FIN into a RST (tcp_close()). */
+      uint8_t echoed[4096];
+      ssize_t got = l->echo ? recv(fd, echoed, sizeof(echoed), MSG_DONTWAIT) : -1;
+      if (l->greeting_len > 0) {
+        ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w; /* best effort: a peer that left is not an error */
+      }
+      if (got > 0) {
+        ssize_t w = send(fd, echoed, (size_t)got, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+      }
     }
     close(fd);
   }
@@ -221,11 +232,12 @@ static int accept_map_counter(accept_loop *l, int counter_fd, const char **sysca
   return 0;
 }
 
-/* acceptLoopStart(fd, greeting, counterFd?) -> handle | { errno, syscall, option? } */
+/* acceptLoopStart(fd, greeting, counterFd?, echo?) -> handle | { errno, syscall, option? } */
 napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+  napi_value argv[4];
   napi_value out;
-  napi_valuetype counter_type;
+  napi_valuetype counter_type, echo_type;
+  bool echo = false;
   int64_t fd, counter_fd = -1;
   const char *map_syscall = NULL;
   const uint8_t *bytes = NULL;
@@ -239,7 +251,7 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   accept_slot *slot;
   uint64_t handle;
 
-  if (!get_args(env, info, 3, argv)) return NULL;
+  if (!get_args(env, info, 4, argv)) return NULL;
   if (!read_int(env, argv[0], 0, 2147483647.0, &fd, "acceptLoopStart(fd, greeting): fd must be an integer >= 0"))
     return NULL;
   if (!read_bytes(env, argv[1], &bytes, &len, "acceptLoopStart(fd, greeting): greeting must be a Buffer"))
@@ -252,6 +264,19 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
       !read_int(env, argv[2], 0, 2147483647.0, &counter_fd,
                 "acceptLoopStart(fd, greeting, counterFd): counterFd must be an integer >= 0"))
     return NULL;
+  if (napi_typeof(env, argv[3], &echo_type) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  if (echo_type == napi_boolean) {
+    if (napi_get_value_bool(env, argv[3], &echo) != napi_ok) {
+      throw_last_error(env);
+      return NULL;
+    }
+  } else if (echo_type != napi_undefined) {
+    throw_type(env, "acceptLoopStart(fd, greeting, counterFd, echo): echo must be a boolean");
+    return NULL;
+  }
   if (len > GREETING_MAX) {
     throw_range(env, "acceptLoopStart(fd, greeting): greeting is longer than 65536 bytes");
     return NULL;
@@ -270,6 +295,7 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   if (l->greeting == NULL) return accept_fail(env, l, ENOMEM, "malloc", NULL);
   if (len) memcpy(l->greeting, bytes, len);
   l->greeting_len = len;
+  l->echo = echo ? 1 : 0;
   if (counter_fd >= 0) {
     rc = accept_map_counter(l, (int)counter_fd, &map_syscall);
     if (rc != 0) return accept_fail(env, l, rc, map_syscall, NULL);

@@ -41,6 +41,7 @@ function spread(random: () => number, draws: number, weights?: number[]): number
 }
 
 const SCENARIO = {
+  steps: [],
   expect: [{ kind: 'balanced', traffic: 'lb', over: ['W'], pValue: 0.001, everyMember: true, line: 1 }],
 } as unknown as Scenario;
 

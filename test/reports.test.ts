@@ -158,7 +158,8 @@ test('--junit: a JUnit parser reads every case with its file, line and time', as
       suite.testcase.filter((c) => scenario.traffic.some((t) => String(c.name).startsWith(`${t.id}: `))).length,
       'only traffic checks carry a time',
     );
-    for (const c of timed) assert.ok(Number(c.time) > 0 && Number(c.time) <= Number(suite.time), c.name);
+    // Five refused connections can take less than the half millisecond JUnit's three decimals show.
+    for (const c of timed) assert.ok(Number(c.time) >= 0 && Number(c.time) <= Number(suite.time), c.name);
   }
   assert.equal(
     Number(parsed.testsuites.tests),
@@ -193,7 +194,7 @@ test('a bad scenario file: each mistake as file:line:col: message, without the r
     assert.ok(lines.length >= 2, result.stderr);
     // GitHub's and VS Code's usual matcher: ^(.+):(\d+):(\d+): (.+)$
     for (const line of lines) assert.match(line, /^bad\.yaml:\d+:\d+: \S.*$/);
-    assert.ok(lines.includes('bad.yaml:5:11: servers[0].port must be an integer from 1 to 65535, got 99999'));
+    assert.ok(lines.includes('bad.yaml:5:11: servers[0].port must be an integer from 0 to 65535, got 99999'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -147,6 +147,7 @@ function toJsonDocument(report: RunReport) {
           uid: i.uid ?? null,
           startStep: i.startStep ?? null,
           bind: i.bind,
+          port: i.port ?? null,
           binder: i.binder ?? null,
           message: i.bindMessage ?? null,
           options: i.options ?? null,
@@ -171,6 +172,14 @@ function toJsonDocument(report: RunReport) {
           elapsedMs: t.load.elapsedMs,
           ...(t.sweep ? { sweep: t.sweep } : {}),
         })) ?? [],
+      // Lifecycle steps: each replica's outcome, kernel counter deltas and TIME_WAIT per step, held connections.
+      lifecycle: r.observations?.lifecycle
+        ? {
+            steps: r.observations.steps.flatMap((s) => (s.kind === 'lifecycle' ? [s] : [])),
+            kernel: r.observations.lifecycle.kernel,
+            holds: r.observations.lifecycle.holds,
+          }
+        : null,
       expectations: r.expectations,
       article: r.article,
       lookFor: r.lookFor,

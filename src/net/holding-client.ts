@@ -39,6 +39,10 @@ export interface HeldConnection {
   localPort: number;
   state: HeldState;
   reply: string;
+  /** What came after the first line (a lifecycle worker echoes the client's bytes there). */
+  body: string;
+  /** The connection is over: the server closed it, or an error ended it. */
+  ended: boolean;
   /** The errno name for reset and failed (also when bytes came first and then a reset). */
   error: string | null;
 }
@@ -65,7 +69,15 @@ export class HoldingClient {
       const held: Held = {
         socket,
         data: '',
-        record: { index, localPort: localPort ?? 0, state: 'connecting', reply: '', error: null },
+        record: {
+          index,
+          localPort: localPort ?? 0,
+          state: 'connecting',
+          reply: '',
+          body: '',
+          ended: false,
+          error: null,
+        },
       };
       this.#held.push(held);
       socket.on('connect', () => {
@@ -77,17 +89,21 @@ export class HoldingClient {
       socket.setEncoding('latin1');
       socket.on('data', (chunk: string) => {
         if (held.data.length < 4096) held.data += chunk;
-        held.record.reply = held.data.split('\n', 1)[0] ?? '';
+        const newline = held.data.indexOf('\n');
+        held.record.reply = newline < 0 ? held.data : held.data.slice(0, newline);
+        held.record.body = newline < 0 ? '' : held.data.slice(newline + 1);
         held.record.state = 'served';
         this.#wake();
       });
       socket.on('end', () => {
+        held.record.ended = true;
         if (held.record.state !== 'served') held.record.state = 'closed';
         this.#wake();
       });
       socket.on('error', (err: NodeJS.ErrnoException) => {
         const code = err.code ?? 'UNKNOWN';
         held.record.error = code;
+        held.record.ended = true;
         if (held.record.state !== 'served')
           held.record.state = code === 'ECONNRESET' || code === 'EPIPE' ? 'reset' : 'failed';
         this.#wake();

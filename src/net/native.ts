@@ -169,8 +169,11 @@ export interface NativeEngines {
    * mapping of its first 8 bytes, host byte order, added to what is there:
    * another process holding the file reads it even after this one died.
    * Returns a handle; throws KernelError (e.g. syscall 'pthread_create', 'mmap').
+   * With `echo`, what the client had sent by accept time (up to 4096 bytes,
+   * read without waiting) goes back after the greeting: how a scenario shows
+   * that a migrated connection kept its bytes.
    */
-  acceptLoopStart(fd: number, greeting: Uint8Array, counterFd?: number): number;
+  acceptLoopStart(fd: number, greeting: Uint8Array, counterFd?: number, echo?: boolean): number;
   /** Connections accepted so far (an atomic read; the counter file's value when there is one). */
   acceptLoopCount(handle: number): number;
   /** accept4() failures so far (EMFILE, ECONNABORTED, ...). */
@@ -206,7 +209,7 @@ interface RawSocketFlags {
 
 interface RawEngines {
   getsockname(fd: number): SocketName | RawErrno;
-  acceptLoopStart(fd: number, greeting: Uint8Array, counterFd?: number): number | RawErrno;
+  acceptLoopStart(fd: number, greeting: Uint8Array, counterFd?: number, echo?: boolean): number | RawErrno;
   acceptLoopCount(handle: number): number;
   acceptLoopErrors(handle: number): number;
   acceptLoopStop(handle: number): number;
@@ -311,8 +314,8 @@ function wrapEngines(raw: RawEngines): NativeEngines {
       if (isRawErrno(result)) throw KernelError.fromErrno(result.errno, result.syscall);
       return { address: result.address, port: result.port, family: result.family };
     },
-    acceptLoopStart(fd, greeting, counterFd) {
-      const result = raw.acceptLoopStart(fd, greeting, counterFd);
+    acceptLoopStart(fd, greeting, counterFd, echo) {
+      const result = raw.acceptLoopStart(fd, greeting, counterFd, echo);
       if (typeof result !== 'number') throw KernelError.fromErrno(result.errno, result.syscall);
       return result;
     },

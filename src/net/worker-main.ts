@@ -26,6 +26,7 @@ import { formatGreeting, type WorkerIdentity } from './greeting.js';
 import { loadNativeHelper, type NativeEngines, type NativeHelper } from './native.js';
 import { incomingCpuOf } from './socket-lifecycle.js';
 import { dropPrivileges } from './users.js';
+import { WorkerListener } from './worker-lifecycle.js';
 import { COUNTER_FD, type FromWorker, type ToWorker, type WorkerConfig } from './worker-protocol.js';
 
 const STOP_GRACE_MS = 1000;
@@ -44,6 +45,10 @@ setTitle(config.port);
 let accepted = 0;
 let bound: BoundSocket | undefined;
 let nativeLoop: NativeLoop | undefined;
+/** Lifecycle mode only (config.lifecycle): the socket the scenario's steps drive. */
+let listener: WorkerListener | undefined;
+/** Lifecycle mode: the port the `bind` request names (the one a server with port 0 got first). */
+let requestedPort: number | undefined;
 let stopping = false;
 
 /** `reuseport worker 3 0.0.0.0:6000` in ps and /proc/PID/cmdline. */
@@ -77,9 +82,15 @@ const bindAllowed = new Promise<void>((resolve) => {
   bindNow = resolve;
 });
 process.on('message', (message: ToWorker) => {
-  if (message.type === 'bind') bindNow();
-  else if (message.type === 'stop') stop();
+  if (message.type === 'bind') {
+    requestedPort = message.port;
+    bindNow();
+  } else if (message.type === 'stop') stop();
   else if (message.type === 'ping') send({ type: 'pong', seq: message.seq });
+  else if (message.type === 'lifecycle') {
+    const done = listener?.run(message.request) ?? { outcome: 'ENATIVE', syscall: 'lifecycle mode is off' };
+    send({ type: 'lifecycle-done', seq: message.seq, ...done });
+  }
 });
 
 /** The addon's accept loop when the parent chose the native engine; null for the Node path. */
@@ -95,6 +106,16 @@ async function main(): Promise<void> {
   // the other user may not be allowed to (think of a clone under /root).
   if (config.binder === 'native') loadNativeHelper();
   if (config.user) dropPrivileges(config.user);
+  if (config.lifecycle) {
+    // Lifecycle sockets and their accept loop are the native helper's, whichever engine serve would pick.
+    const engines = loadNativeHelper().helper?.engines;
+    if (!engines) throw new Error('lifecycle mode needs the native helper, and this worker cannot load it');
+    listener = new WorkerListener({ ...config, lifecycle: config.lifecycle }, engines, COUNTER_FD);
+    send({ type: 'ready' });
+    await bindAllowed;
+    if (!stopping) startListener(listener);
+    return;
+  }
   if (config.holdBind) {
     send({ type: 'ready' });
     await bindAllowed;
@@ -167,6 +188,23 @@ async function main(): Promise<void> {
   });
 }
 
+/** A `start` step in lifecycle mode: bind and listen on the worker's own socket, answered like any bind. */
+function startListener(socket: WorkerListener): void {
+  const bound = socket.bind(requestedPort ?? config.port);
+  const done = bound.outcome === 'ok' ? socket.listen() : bound;
+  if (done.outcome !== 'ok') {
+    const message = `${done.syscall ?? 'bind'} failed: ${done.outcome}`;
+    send({ type: 'bind-error', code: done.outcome, errno: 0, syscall: done.syscall ?? 'bind', message }, () =>
+      process.exit(3),
+    );
+    return;
+  }
+  const port = socket.port ?? config.port;
+  if (port !== config.port) setTitle(port);
+  // The socket is the native helper's LifecycleSocket, whichever binder the server named.
+  send({ type: 'listening', address: config.address, port, binder: 'native', uid: process.getuid?.() ?? -1 });
+}
+
 function stop(): void {
   if (stopping) return;
   stopping = true;
@@ -176,6 +214,11 @@ function stop(): void {
     finished = true;
     send({ type: 'stopped' }, () => process.exit(0));
   };
+  if (listener) {
+    listener.stop();
+    finish();
+    return;
+  }
   if (nativeLoop) {
     // The loop sends each greeting before it closes: nothing is left to drain.
     const { helper, engines, fd, handle } = nativeLoop;

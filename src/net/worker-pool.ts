@@ -7,7 +7,7 @@ import type { Protocol } from './address.js';
 import type { BinderName, EffectiveOptions } from './binder.js';
 import { CounterFile } from './counter-file.js';
 import { explainBindError, explainSpawnError } from './explain.js';
-import type { FromWorker, ToWorker, WorkerConfig } from './worker-protocol.js';
+import type { FromWorker, LifecycleAnswer, LifecycleRequest, ToWorker, WorkerConfig } from './worker-protocol.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 // A worker holds one socket and a counter; a small young generation keeps its
@@ -93,6 +93,7 @@ export class WorkerProcess {
   private readonly counter: CounterFile | undefined;
   private finalCount: number | undefined;
   private readonly pendingPings = new Map<number, (answered: boolean) => void>();
+  private readonly pendingSteps = new Map<number, (answer: LifecycleAnswer) => void>();
   private nextSeq = 1;
   private stopRequested = false;
   private sawStopped = false;
@@ -236,6 +237,12 @@ export class WorkerProcess {
           this.pendingPings.get(message.seq)?.(true);
           this.pendingPings.delete(message.seq);
           break;
+        case 'lifecycle-done': {
+          const { type: _type, seq, ...done } = message;
+          this.pendingSteps.get(seq)?.(done);
+          this.pendingSteps.delete(seq);
+          break;
+        }
         case 'stopped':
           this.sawStopped = true;
           break;
@@ -291,6 +298,8 @@ export class WorkerProcess {
       resolveReady();
       for (const pending of this.pendingPings.values()) pending(false);
       this.pendingPings.clear();
+      for (const pending of this.pendingSteps.values()) pending({ outcome: 'ECRASHED', syscall: how });
+      this.pendingSteps.clear();
       const exit: WorkerExit = {
         ...id,
         accepted: this.finalCount,
@@ -340,10 +349,31 @@ export class WorkerProcess {
     });
   }
 
-  /** With `holdBind`: go ahead and bind; resolves with the outcome. */
-  bind(): Promise<BindOutcome> {
-    this.post({ type: 'bind' });
+  /** With `holdBind`: go ahead and bind (lifecycle mode: on `port`); resolves with the outcome. */
+  bind(port?: number): Promise<BindOutcome> {
+    this.post(port === undefined ? { type: 'bind' } : { type: 'bind', port });
     return this.bound;
+  }
+
+  /**
+   * Lifecycle mode: one step on the worker's own socket. ECRASHED if the
+   * worker ends first, ENOANSWER if it does not answer within `timeoutMs`.
+   */
+  lifecycle(request: LifecycleRequest, timeoutMs: number): Promise<LifecycleAnswer> {
+    if (!this.running()) return Promise.resolve({ outcome: 'ECRASHED', syscall: 'the worker is not running' });
+    const seq = this.nextSeq++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingSteps.delete(seq);
+        resolve({ outcome: 'ENOANSWER', syscall: `no answer within ${timeoutMs / 1000} s` });
+      }, timeoutMs);
+      timer.unref();
+      this.pendingSteps.set(seq, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
+      this.post({ type: 'lifecycle', seq, request });
+    });
   }
 
   /**

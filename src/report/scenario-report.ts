@@ -68,7 +68,8 @@ export function formatScenario(result: ScenarioResult, style: Style, columns = 8
         });
         return [
           s.id,
-          formatHostPort(s.address, s.port),
+          // port 0: the port the kernel chose, as the workers reported it
+          formatHostPort(s.address, s.port || (instances.find((i) => i.port)?.port ?? 0)),
           s.protocol,
           s.reuseport ? 'SO_REUSEPORT' : 'no SO_REUSEPORT',
           s.user !== undefined ? `user ${s.user}` : 'this user',

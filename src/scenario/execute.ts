@@ -8,7 +8,13 @@ import { workerKey } from '../net/greeting.js';
 import type { LoadResult } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
 import { resolveUser, type UserIdentity } from '../net/users.js';
-import { type BindOutcome, spawnWorker, type WorkerExit, type WorkerProcess } from '../net/worker-pool.js';
+import { type BindOutcome, spawnWorker, type WorkerExit } from '../net/worker-pool.js';
+import {
+  describeLifecycleRecord,
+  describeLifecycleStep,
+  type LifecycleInstance,
+  LifecycleRun,
+} from './lifecycle-run.js';
 import type { SecondNamespaces } from './namespaces.js';
 import type {
   InnerEvent,
@@ -29,16 +35,8 @@ const ANSWER_TIMEOUT_MS = 5_000;
 /** Every traffic step stops by itself after this long; what was measured until then is kept. */
 const TRAFFIC_DEADLINE_MS = 60_000;
 
-/** One socket of one replica: a server started again after `stop` gets a new instance (a new worker). */
-interface Instance {
-  server: ServerSpec;
-  replica: number;
-  worker: WorkerProcess;
-  observation: InstanceObservation;
-  running: boolean;
-  /** The runner asked it to stop (or gave up on it): its exit is not a fault. */
-  stopRequested: boolean;
-}
+/** One socket of one replica (defined with the lifecycle steps, which drive it too). */
+type Instance = LifecycleInstance;
 
 /** Where the run is, so that a fault can say when it happened. */
 interface Position {
@@ -85,6 +83,7 @@ export async function executePlan(
     return users.get(key);
   };
 
+  const life = new LifecycleRun(scenario);
   const position: Position = { step: 0, text: 'starting the workers', finished: false };
   const instances: Instance[] = [];
   let namespaces: SecondNamespaces | null = null;
@@ -116,6 +115,7 @@ export async function executePlan(
           holdBind: true,
           statsIntervalMs: 0,
           ...steeredWorker(server, replica, namespaces),
+          ...life.workerConfig(server),
         },
         () => {},
       );
@@ -154,7 +154,7 @@ export async function executePlan(
     namespaces = await openNamespaces(scenario);
     // Boot every worker the first start steps need at once; each binds only when its step says so.
     const firstStarts = scenario.servers.filter((server) =>
-      scenario.steps.some((step) => step.kind === 'start' && step.servers.includes(server.id)),
+      scenario.steps.some((step) => LifecycleRun.bringsUp(step, server.id)),
     );
     const booting: Instance[] = [];
     for (const server of firstStarts) booting.push(...(await launch(server)));
@@ -164,13 +164,16 @@ export async function executePlan(
       const text = describeStep(step);
       Object.assign(position, { step: index + 1, text, finished: false });
       emit({ type: 'step', index, total: scenario.steps.length, text, status: 'start' });
-      const record = await Promise.race([runStep(step, instances, launch, position, signal, namespaces), abort]);
+      life.beforeStep();
+      const record = await Promise.race([runStep(step, instances, launch, position, signal, namespaces, life), abort]);
+      life.afterStep(instances);
       position.finished = true;
       records.push(record);
       if (record.kind === 'traffic') traffic.push(record.traffic);
       emit({ type: 'step', index, total: scenario.steps.length, text, status: 'done', detail: describeRecord(record) });
     }
   } finally {
+    life.close();
     await stopInstances(instances);
     await namespaces?.close();
   }
@@ -181,6 +184,7 @@ export async function executePlan(
     steps: records,
     traffic,
     ...portRange(),
+    ...(life.kernel.length > 0 ? { lifecycle: { kernel: life.kernel, holds: life.holds } } : {}),
     durationMs: Date.now() - startedAt,
   };
 }
@@ -296,7 +300,9 @@ async function runStep(
   position: Position,
   signal: AbortSignal,
   namespaces: SecondNamespaces | null,
+  life: LifecycleRun,
 ): Promise<StepRecord> {
+  if (step.kind !== 'start' && step.kind !== 'stop' && step.kind !== 'traffic') return life.runStep(step, instances);
   if (step.kind === 'start') {
     const outcomes: InstanceObservation[] = [];
     // In the order written: which bind fails can depend on who came first.
@@ -309,19 +315,20 @@ async function runStep(
         group = await launch(server);
         await awaitReady(group, position);
       }
-      // One after another: the kernel's join order is then the replica order (remap-model.ts relies on it).
-      const results = await inOrder(
-        group.map((instance) => async () => {
-          if (instance.observation.bind !== 'pending') return null;
-          const result = await within(instance.worker.bind(), ANSWER_TIMEOUT_MS);
-          if (result === TIMED_OUT) {
-            instance.observation.bind = 'ENOANSWER';
-            giveUp(instance, 'did not answer its bind request', position);
-            return null;
-          }
-          return result;
-        }),
-      );
+      const bindOne = async (instance: Instance) => {
+        if (instance.observation.bind !== 'pending') return null;
+        const result = await within(instance.worker.bind(life.portFor(instance.server, instances)), ANSWER_TIMEOUT_MS);
+        if (result === TIMED_OUT) {
+          instance.observation.bind = 'ENOANSWER';
+          giveUp(instance, 'did not answer its bind request', position);
+          return null;
+        }
+        if (result.ok) instance.observation.port = result.port;
+        return result;
+      };
+      // One after another: the kernel's join order is then the replica order (remap-model.ts
+      // relies on it), and with port 0 the first replica's bind picks the port the others share.
+      const results = await inOrder(group.map((instance) => () => bindOne(instance)));
       group.forEach((instance, n) => {
         instance.observation.startStep = position.step;
         const result = results[n];
@@ -349,7 +356,7 @@ async function runStep(
       line: step.line,
     };
   }
-  return runTraffic(step, instances, position, signal, namespaces);
+  return runTraffic(step, instances, position, signal, namespaces, life.resolvePort(step.traffic.port, instances));
 }
 
 function recordBind(instance: Instance, result: BindOutcome): void {
@@ -370,11 +377,12 @@ async function runTraffic(
   position: Position,
   signal: AbortSignal,
   namespaces: SecondNamespaces | null,
+  port: number,
 ): Promise<StepRecord> {
   const spec = step.traffic;
   const running = instances.filter((i) => i.running);
   const before = await readCounters(running, position);
-  const { load, swept } = await sendTrafficFor(spec, TRAFFIC_DEADLINE_MS, signal, namespaces);
+  const { load, swept } = await sendTrafficFor({ ...spec, port }, TRAFFIC_DEADLINE_MS, signal, namespaces);
   const after = await readCounters(running, position);
   const tallies = clientTallies(load);
   const perInstance = running.map((i) => {
@@ -425,14 +433,13 @@ async function runTraffic(
       accounting.push(`${name} counted ${delta} accepts but the client attributed ${p.count} to it`);
     }
   });
-  if (load.silent > 0) accounting.push(`${load.silent} connections got no greeting in time`);
   if (load.unrecognized > 0) accounting.push(`${load.unrecognized} connections were answered without a greeting`);
   if (load.inFlight > 0) accounting.push(`${load.inFlight} connections were cut off in flight`);
   if (strangers > 0) accounting.push(`${strangers} connections were answered by workers this scenario did not start`);
   const observation: TrafficObservation = {
     id: spec.id,
     target: spec.target,
-    port: spec.port,
+    port,
     load,
     perInstance,
     workerDeltas,
@@ -442,7 +449,7 @@ async function runTraffic(
     ...(swept
       ? {
           sweep: sweepObservation(
-            spec,
+            { ...spec, port },
             swept,
             perInstance.map((p, n) => ({ ...p, workerId: running[n]!.observation.workerId })),
           ),
@@ -482,6 +489,7 @@ function describeRecord(record: StepRecord): string {
   if (record.kind === 'stop') {
     return record.accepted.map((a) => `${a.server} accepted ${a.accepted}`).join(', ');
   }
+  if (record.kind !== 'traffic') return describeLifecycleRecord(record);
   const { load } = record.traffic;
   const landed = new Map<string, number>();
   for (const p of record.traffic.perInstance) landed.set(p.server, (landed.get(p.server) ?? 0) + p.count);
@@ -496,7 +504,8 @@ function describeRecord(record: StepRecord): string {
 function describeStep(step: Step): string {
   if (step.kind === 'start') return `start ${step.servers.join(', ')}`;
   if (step.kind === 'stop') return `stop ${step.servers.join(', ')}`;
+  if (step.kind !== 'traffic') return describeLifecycleStep(step);
   const t = step.traffic;
   const noun = t.protocol === 'tcp' ? 'connections' : 'datagrams';
-  return `${t.connections} ${noun} to ${formatHostPort(t.target, t.port)} (${t.id})`;
+  return `${t.connections} ${noun} to ${typeof t.port === 'number' ? formatHostPort(t.target, t.port) : `${t.target} port of ${t.port}`} (${t.id})`;
 }

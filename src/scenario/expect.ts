@@ -1,13 +1,29 @@
 import { formatHostPort } from '../errors.js';
 import type { LoadResult } from '../net/load-client.js';
 import { chiSquareUniform } from '../stats/chi-square.js';
+import {
+  bindStepsJudged,
+  failureAllowed,
+  failureKind,
+  implicitLifecycleChecks,
+  isLifecycleExpectation,
+  judgeLifecycle,
+  type LifecycleExpectationItem,
+} from './lifecycle-expect.js';
 import type { InstanceObservation, Observations, TrafficObservation } from './observations.js';
 import { judgeSteering } from './remap-model.js';
 import type { Expectation, Scenario } from './schema.js';
 import { judgeProgram } from './steering-expect.js';
 
 export interface ExpectationResult {
-  kind: Expectation['kind'] | 'accounting' | 'implicit-bind' | 'implicit-traffic' | 'implicit-workers';
+  kind:
+    | Expectation['kind']
+    | 'accounting'
+    | 'implicit-bind'
+    | 'implicit-traffic'
+    | 'implicit-workers'
+    | 'implicit-step'
+    | 'implicit-hold';
   /** Line in the scenario file (0 for checks every run makes). */
   line: number;
   description: string;
@@ -18,8 +34,15 @@ export interface ExpectationResult {
 
 /** Judges the observations against the scenario's expectations, plus the checks every run makes. */
 export function evaluate(scenario: Scenario, observations: Observations): ExpectationResult[] {
-  const results = scenario.expect.map((expectation) => judge(expectation, observations, scenario));
-  const stated = new Set(scenario.expect.flatMap((e) => (e.kind === 'bind' ? [e.server] : [])));
+  const results = scenario.expect.map((expectation) =>
+    isLifecycleExpectation(expectation)
+      ? judgeLifecycle(expectation, scenario, observations)
+      : judge(expectation, observations, scenario),
+  );
+  const stated = new Set([
+    ...scenario.expect.flatMap((e) => (e.kind === 'bind' ? [e.server] : [])),
+    ...bindStepsJudged(scenario),
+  ]);
   for (const id of new Set(observations.instances.map((i) => i.server))) {
     if (stated.has(id)) continue;
     const instances = observations.instances.filter((i) => i.server === id);
@@ -48,23 +71,27 @@ export function evaluate(scenario: Scenario, observations: Observations): Expect
           : `${traffic.accounting.join('; ')}${notes}`,
     });
   }
-  // Until expectations can allow them, every failed connection or lost datagram fails the scenario.
+  // Every failed connection or lost datagram fails the scenario, unless a `fails` expectation allows (and judges) its kind.
   for (const traffic of observations.traffic) {
-    const failures = trafficFailures(traffic.load);
+    const failures = trafficFailures(traffic.load).filter((f) => !failureAllowed(scenario, traffic.id, f.kind));
     const noun = traffic.load.protocol === 'tcp' ? 'connection' : 'datagram';
     const sent = traffic.load.connections;
     results.push({
       kind: 'implicit-traffic',
       line: 0,
-      description: `${traffic.id}: every ${noun} answered (no expectation allows failures)`,
+      description:
+        allowedCount(traffic.load, failures) > 0
+          ? `${traffic.id}: every ${noun} answered, but for the failures expectations allow`
+          : `${traffic.id}: every ${noun} answered (no expectation allows failures)`,
       passed: failures.length === 0,
-      expected: `${sent}/${sent} answered`,
+      expected: `${sent - allowedCount(traffic.load, failures)}/${sent} answered`,
       observed:
         failures.length === 0
           ? `${traffic.load.attributed}/${sent} answered`
           : `${sent - failures.reduce((n, f) => n + f.count, 0)}/${sent} answered; ${failures.map((f) => `${f.what} ${f.count}`).join(', ')}`,
     });
   }
+  results.push(...implicitLifecycleChecks(scenario, observations));
   const faulted = observations.instances.filter((i) => i.fault);
   if (observations.instances.length > 0) {
     results.push({
@@ -93,24 +120,43 @@ export function describeFault(instance: InstanceObservation): string {
  * by name and count; empty when all were answered. The one place that reads
  * the load result's failure fields.
  */
-export function trafficFailures(load: LoadResult): { what: string; count: number }[] {
-  const out: { what: string; count: number }[] = [];
+export function trafficFailures(load: LoadResult): { what: string; count: number; kind: string }[] {
+  const out: { what: string; count: number; kind: string }[] = [];
   for (const f of load.failures) {
     if (f.count === 0) continue;
     const what = load.protocol === 'udp' && f.code === 'ETIMEDOUT' ? 'lost (no reply, ETIMEDOUT)' : f.code;
-    out.push({ what, count: f.count });
+    out.push({ what, count: f.count, kind: failureKind(load.protocol, 'errno', f.code) });
   }
   if (load.silent > 0) {
-    out.push({ what: load.protocol === 'udp' ? 'lost (no reply)' : 'silent (no greeting)', count: load.silent });
+    out.push({
+      what: load.protocol === 'udp' ? 'lost (no reply)' : 'silent (no greeting)',
+      count: load.silent,
+      kind: failureKind(load.protocol, 'silent'),
+    });
   }
-  if (load.unrecognized > 0) out.push({ what: 'answered without a greeting', count: load.unrecognized });
-  if (load.inFlight > 0) out.push({ what: 'still in flight', count: load.inFlight });
+  if (load.unrecognized > 0)
+    out.push({ what: 'answered without a greeting', count: load.unrecognized, kind: 'unrecognized' });
+  if (load.inFlight > 0) out.push({ what: 'still in flight', count: load.inFlight, kind: 'inFlight' });
   if (load.notStarted > 0)
-    out.push({ what: `not sent (${load.stoppedEarly ?? 'stopped early'})`, count: load.notStarted });
+    out.push({
+      what: `not sent (${load.stoppedEarly ?? 'stopped early'})`,
+      count: load.notStarted,
+      kind: 'notStarted',
+    });
   return out;
 }
 
-function judge(expectation: Expectation, observations: Observations, scenario: Scenario): ExpectationResult {
+/** Failures an expectation allowed: the ones trafficFailures lists but `unexpected` does not. */
+function allowedCount(load: LoadResult, unexpected: readonly { count: number }[]): number {
+  const all = trafficFailures(load).reduce((n, f) => n + f.count, 0);
+  return all - unexpected.reduce((n, f) => n + f.count, 0);
+}
+
+function judge(
+  expectation: Exclude<Expectation, LifecycleExpectationItem>,
+  observations: Observations,
+  scenario: Scenario,
+): ExpectationResult {
   if (expectation.kind === 'sticky' || expectation.kind === 'remap')
     return judgeSteering(expectation, observations, scenario);
   if (expectation.kind === 'payloads' || expectation.kind === 'sameCpu')

@@ -13,15 +13,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ReuseportError } from '../errors.js';
 import { hardenedExecArgv } from '../process-hardening.js';
-import type { TrafficSpec } from './schema.js';
-import type { SentTraffic } from './steering-run.js';
+import type { ResolvedTraffic, SentTraffic } from './steering-run.js';
 
 const AGENT_MAIN = fileURLToPath(new URL('./netns-agent-main.js', import.meta.url));
 /** Booting Node on two busy cores; the agent answers at once after that. */
 const AGENT_READY_TIMEOUT_MS = 30_000;
 
 /** What the runner asks an agent, and what it answers. */
-export type ToAgent = { type: 'traffic'; seq: number; spec: TrafficSpec; deadlineMs: number };
+export type ToAgent = { type: 'traffic'; seq: number; spec: ResolvedTraffic; deadlineMs: number };
 export type FromAgent =
   | { type: 'ready' }
   | { type: 'setup-failed'; message: string }
@@ -97,7 +96,7 @@ export class SecondNamespaces {
   }
 
   /** Runs a traffic step in the named namespace. */
-  async send(name: string, spec: TrafficSpec, deadlineMs: number): Promise<SentTraffic> {
+  async send(name: string, spec: ResolvedTraffic, deadlineMs: number): Promise<SentTraffic> {
     const agent = this.#agents.get(name);
     if (!agent) throw new ReuseportError(`no namespace "${name}"`, { code: 'EINTERNAL' });
     const seq = ++this.#seq;

@@ -1,5 +1,6 @@
 import type { EffectiveOptions } from '../net/binder.js';
 import type { LoadResult } from '../net/load-client.js';
+import type { HoldObservation, LifecycleRecord, StepKernel } from './lifecycle-run.js';
 import type { Scenario } from './schema.js';
 import type { SweepObservation } from './steering-run.js';
 
@@ -28,6 +29,8 @@ export interface InstanceObservation {
    */
   bind: string;
   bindMessage?: string;
+  /** The port the socket bound (what the kernel chose for port 0). */
+  port?: number;
   uid?: number;
   binder?: string;
   /** The socket's options as getsockopt reads them after the bind. */
@@ -82,7 +85,8 @@ export type StepRecord =
       accepted: { server: string; replica: number; pid: number; accepted: number | null }[];
       line: number;
     }
-  | { kind: 'traffic'; traffic: TrafficObservation; line: number };
+  | { kind: 'traffic'; traffic: TrafficObservation; line: number }
+  | LifecycleRecord;
 
 export interface Observations {
   kernel: string;
@@ -92,6 +96,8 @@ export interface Observations {
   traffic: TrafficObservation[];
   /** net.ipv4.ip_local_port_range where the traffic came from: what the client's source ports are drawn from. */
   portRange?: { low: number; high: number };
+  /** Kernel counters and TIME_WAIT around each step (index = step index), and the held connections. */
+  lifecycle?: { kernel: StepKernel[]; holds: HoldObservation[] };
   durationMs: number;
 }
 

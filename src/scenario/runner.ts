@@ -6,6 +6,7 @@ import { probeNamespace } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
 import { hardenedExecArgv } from '../process-hardening.js';
 import { type ExpectationResult, evaluate } from './expect.js';
+import { lifecycleSkipReason } from './lifecycle-run.js';
 import type { InnerEvent, Isolation, Observations, OuterMessage, Plan } from './observations.js';
 import {
   canonicalAddress,
@@ -20,6 +21,8 @@ import { kernelTooOld } from './steering-run.js';
 
 const INNER_MAIN = fileURLToPath(new URL('./inner-main.js', import.meta.url));
 const SCENARIO_TIMEOUT_MS = 120_000;
+/** Scenarios run at once in their own namespaces: most of a run is booting Node processes, two cores' worth. */
+const SCENARIO_CONCURRENCY = 2;
 
 export type IsolationChoice = 'auto' | Isolation;
 
@@ -72,11 +75,19 @@ export interface RunHooks {
 export async function runScenarios(scenarios: Scenario[], options: RunOptions, hooks: RunHooks): Promise<RunReport> {
   const startedAt = Date.now();
   const namespace = options.isolation === 'host' ? null : await probeNamespace();
-  const results: ScenarioResult[] = [];
-  for (const scenario of scenarios) {
-    if (hooks.signal.aborted) break;
-    results.push(await runOne(scenario, options, namespace, hooks));
-  }
+  // Each scenario has a namespace of its own, so two can run at once; on the host they would share ports and
+  // kernel counters, so they run one by one there. Results keep the order of `scenarios`.
+  const parallel = namespace?.ok ? Math.min(SCENARIO_CONCURRENCY, os.availableParallelism()) : 1;
+  const slots: (ScenarioResult | undefined)[] = new Array(scenarios.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < scenarios.length && !hooks.signal.aborted) {
+      const index = next++;
+      slots[index] = await runOne(scenarios[index]!, options, namespace, hooks);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, parallel) }, lane));
+  const results = slots.filter((r): r is ScenarioResult => r !== undefined);
   const count = (status: ScenarioStatus) => results.filter((r) => r.status === status).length;
   return {
     kernel: `Linux ${os.release()}`,
@@ -126,6 +137,8 @@ async function runOne(
       `needs real root: it creates sockets as other uids (${describeUsers(scenario)}). Run it as root, e.g. \`sudo reuseport scenario run ${scenario.name}\``,
     );
   }
+  const cannot = lifecycleSkipReason(scenario);
+  if (cannot) return skip(cannot);
   let isolation: Isolation;
   let unshareArgs: string[] = [];
   // Why the host is used instead of a namespace (null when a namespace is used).
@@ -275,7 +288,8 @@ async function mapForHost(
     }
   }
   for (const server of scenario.servers.filter((s) => isWildcard(s.address))) {
-    const samePort = (port: number, protocol: string) => port === server.port && protocol === server.protocol;
+    const samePort = (port: number | string, protocol: string) =>
+      (port === server.port || port === server.id) && protocol === server.protocol;
     const rival = scenario.servers.find((o) => o !== server && !isWildcard(o.address) && samePort(o.port, o.protocol));
     const elsewhere = scenario.steps.find(
       (s) =>
@@ -295,12 +309,14 @@ async function mapForHost(
   const declaredPorts = [
     ...new Set([
       ...scenario.servers.map((s) => s.port),
-      ...scenario.steps.flatMap((s) => (s.kind === 'traffic' ? [s.traffic.port] : [])),
+      ...scenario.steps.flatMap((s) =>
+        s.kind === 'traffic' ? [s.traffic.port] : s.kind === 'hold' ? [s.hold.port] : [],
+      ),
     ]),
-  ];
+  ].filter((p): p is number => typeof p === 'number' && p !== 0); // a server id, or 0, is not a port to replace
   const ports: { from: number; to: number }[] = [];
   for (const from of declaredPorts) ports.push({ from, to: await freePort() });
-  const port = (p: number) => ports.find((m) => m.from === p)?.to ?? p;
+  const port = <P extends number | string>(p: P): P => (ports.find((m) => m.from === p)?.to ?? p) as P;
   const mapped: Scenario = {
     ...scenario,
     network: {
@@ -311,7 +327,9 @@ async function mapForHost(
     steps: scenario.steps.map((s) =>
       s.kind === 'traffic'
         ? { ...s, traffic: { ...s.traffic, target: address(s.traffic.target), port: port(s.traffic.port) } }
-        : s,
+        : s.kind === 'hold'
+          ? { ...s, hold: { ...s.hold, target: address(s.hold.target), port: port(s.hold.port) } }
+          : s,
     ),
   };
   return { scenario: mapped, substitutions: { addresses, ports } };

@@ -236,12 +236,19 @@ function unknownName(name: string, dir: string, available: string[]): UsageError
   return new UsageError(`unknown scenario "${name}" (${list}); or give a path to a .yaml, .yml or .json file`);
 }
 
+/** The article's experiments, in the article's order: they come first, the rest ("beyond the article") by name. */
+const ARTICLE_ORDER = ['load-balance', 'priority', 'cross-user'];
+
 function filterScenarioNames(names: string[]): string[] {
+  const rank = (n: string) => {
+    const i = ARTICLE_ORDER.indexOf(scenarioNameOf(n));
+    return i < 0 ? ARTICLE_ORDER.length : i;
+  };
   return names
     .filter(
       (n) => !n.startsWith('.') && (SCENARIO_EXTENSIONS as readonly string[]).includes(path.extname(n).toLowerCase()),
     )
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    .sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
 }
 
 function unreadable(file: string, err: unknown): UsageError {

@@ -20,6 +20,7 @@ import { isIP } from 'node:net';
 import * as z from 'zod';
 import type { Protocol } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
+import * as lifecycle from './format-lifecycle.js';
 import {
   cbpfSchema,
   checkSteering,
@@ -47,7 +48,6 @@ import {
   matching,
   oneOf,
   oneOfValues,
-  port,
   SERVER_ID_RE,
   serverId,
   text,
@@ -133,7 +133,7 @@ const user = oneOf(
 const serverSchema = mapping({
   id: serverId.meta({ description: 'Unique among servers; steps and expectations refer to it.' }),
   address: ipLiteral,
-  port,
+  port: lifecycle.serverPort,
   protocol: protocol.default('tcp'),
   replicas: integer(1, MAX_REPLICAS)
     .default(1)
@@ -148,12 +148,13 @@ const serverSchema = mapping({
   incomingCpu: incomingCpuSchema.optional(),
   cbpf: cbpfSchema.optional(),
   namespace: namespaceSchema.optional(),
+  ...lifecycle.lifecycleServerKeys,
 });
 
 const trafficSchema = mapping({
   id: trafficId.meta({ description: 'Unique among traffic steps; expectations refer to it.' }),
   target: ipLiteral.meta({ description: 'A loopback address, or one declared in network.addresses.' }),
-  port,
+  port: lifecycle.portRef,
   protocol: protocol.default('tcp'),
   connections: integer(1, MAX_CONNECTIONS)
     .optional()
@@ -174,15 +175,16 @@ const trafficSchema = mapping({
 const stepSchema = oneKeyOf(
   {
     what: 'step',
-    selectors: ['start', 'stop', 'traffic'],
-    branchKeys: [['start'], ['stop'], ['traffic']],
-    none: 'is empty; a step is one of: start, stop, traffic',
-    onlyOne: 'each step is exactly one of: start, stop, traffic',
+    selectors: ['start', 'stop', 'traffic', ...lifecycle.LIFECYCLE_STEP_SELECTORS],
+    branchKeys: [['start'], ['stop'], ['traffic'], ...lifecycle.LIFECYCLE_STEP_KEYS],
+    none: `is empty; a step is one of: start, stop, traffic, ${lifecycle.LIFECYCLE_STEP_SELECTORS.join(', ')}`,
+    onlyOne: 'each step is exactly one action',
   },
   [
     mapping({ start: serverIds }).transform((s) => ({ kind: 'start' as const, servers: s.start })),
     mapping({ stop: serverIds }).transform((s) => ({ kind: 'stop' as const, servers: s.stop })),
     mapping({ traffic: trafficSchema }).transform((s) => ({ kind: 'traffic' as const, traffic: s.traffic })),
+    ...lifecycle.lifecycleStepBranches,
   ],
 );
 
@@ -191,7 +193,17 @@ const outcome = matching(OUTCOME_RE, 'ok or an errno name like EADDRINUSE', 32);
 const expectationSchema = oneKeyOf(
   {
     what: 'key',
-    selectors: ['bind', 'all', 'balanced', 'share', 'sticky', 'remap', 'payloads', 'sameCpu'],
+    selectors: [
+      'bind',
+      'all',
+      'balanced',
+      'share',
+      'sticky',
+      'remap',
+      'payloads',
+      'sameCpu',
+      ...lifecycle.LIFECYCLE_EXPECTATION_SELECTORS,
+    ],
     branchKeys: [
       ['bind', 'outcome'],
       ['traffic', 'all'],
@@ -201,6 +213,7 @@ const expectationSchema = oneKeyOf(
       ['remap'],
       ['traffic', 'payloads'],
       ['traffic', 'sameCpu'],
+      ...lifecycle.LIFECYCLE_EXPECTATION_KEYS,
     ],
     none: 'needs "bind: SERVER" with "outcome", "traffic: ID" with one of all, balanced, share, sticky, payloads, sameCpu, or "remap"',
     onlyOne: 'write one expectation per check',
@@ -240,6 +253,7 @@ const expectationSchema = oneKeyOf(
     remapExpectation,
     payloadsExpectation,
     sameCpuExpectation,
+    ...lifecycle.lifecycleExpectationBranches,
   ],
 );
 
@@ -504,6 +518,7 @@ function assemble(
   if (file.article !== undefined) scenario.article = file.article.trimEnd();
   if (file.lookFor !== undefined) scenario.lookFor = file.lookFor.trimEnd();
   if (file.explanation !== undefined) scenario.explanation = file.explanation.trimEnd();
+  if (file.kernel !== undefined) scenario.kernel = file.kernel;
   return scenario;
 }
 
@@ -643,6 +658,21 @@ function crossCheck(
     }
   });
 
+  /** The never-leave-loopback rule, for every address traffic is sent to. */
+  const checkTarget = (target: PathSegment[], address: string) => {
+    literalUses.push({ address, path: target });
+    if (isWildcard(address)) {
+      report(target, 'value', `${formatPath(target)}: ${address} is a wildcard; send traffic to a concrete address`);
+    } else if (declared !== undefined && !isLoopback(address) && !declared.some((a) => sameAddress(a, address))) {
+      report(
+        target,
+        'value',
+        `${formatPath(target)} ${address} is neither a loopback address nor declared in network.addresses; ` +
+          `the tool never sends traffic off this machine's loopback or the scenario's private network namespace`,
+      );
+    }
+  };
+
   // ----- steps
   const rawSteps = Array.isArray(data.steps) ? data.steps : undefined;
   let stepsOk = rawSteps !== undefined;
@@ -696,6 +726,13 @@ function crossCheck(
       });
       return;
     }
+    if (step.kind !== 'traffic') {
+      for (const id of lifecycle.lifecycleStarts(step)) {
+        running.set(id, line);
+        started.add(id);
+      }
+      return;
+    }
     const t = step.traffic;
     const tp: PathSegment[] = [...p, 'traffic'];
     const first = traffic.get(t.id);
@@ -721,18 +758,7 @@ function crossCheck(
     } else if (t.concurrency > t.connections) {
       report(cp, 'value', `${formatPath(cp)} must be at most connections (${t.connections}), got ${t.concurrency}`);
     }
-    const target: PathSegment[] = [...tp, 'target'];
-    literalUses.push({ address: t.target, path: target });
-    if (isWildcard(t.target)) {
-      report(target, 'value', `${formatPath(target)}: ${t.target} is a wildcard; send traffic to a concrete address`);
-    } else if (declared !== undefined && !isLoopback(t.target) && !declared.some((a) => sameAddress(a, t.target))) {
-      report(
-        target,
-        'value',
-        `${formatPath(target)} ${t.target} is neither a loopback address nor declared in network.addresses; ` +
-          `the tool never sends traffic off this machine's loopback or the scenario's private network namespace`,
-      );
-    }
+    checkTarget([...tp, 'target'], t.target);
   });
   if (totalConnections > MAX_TOTAL_CONNECTIONS) {
     report(
@@ -761,6 +787,7 @@ function crossCheck(
       knownStarted(e.server, [...p, 'bind']);
       return;
     }
+    if (!('traffic' in e)) return; // lifecycle.lifecycleCrossCheck judges the rest
     const tp: PathSegment[] = [...p, 'traffic'];
     const info = traffic.get(e.traffic);
     if (!info) {
@@ -784,6 +811,7 @@ function crossCheck(
       );
       return false;
     };
+    if (e.kind === 'fails' || e.kind === 'count') return;
     if (e.kind === 'all') {
       runningAt(e.server, [...p, 'all']);
     } else if (e.kind === 'share') {
@@ -818,6 +846,13 @@ function crossCheck(
   });
 
   checkSteering(data, report, lineOf);
+  lifecycle.lifecycleCrossCheck(
+    data,
+    report,
+    checkTarget,
+    (raw) => stepSchema.safeParse(raw).data,
+    (raw) => expectationSchema.safeParse(raw).data,
+  );
 
   // ----- stand-ins: under --isolation host a stand-in and the address it collides with would be one address.
   for (const s of standIns) {

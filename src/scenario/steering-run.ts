@@ -16,6 +16,9 @@ import { incomingCpuFor, type KernelRequirement } from './format-steering.js';
 import { SecondNamespaces } from './namespaces.js';
 import { type Scenario, type ServerSpec, type TrafficSpec, trafficSpecs } from './schema.js';
 
+/** A traffic step whose port is known: a server id (`port: W`) resolved to the port W bound. */
+export type ResolvedTraffic = Omit<TrafficSpec, 'port'> & { port: number };
+
 /** How long one attempt waits for its greeting (UDP: its reply). */
 const SWEEP_REPLY_TIMEOUT_MS = 2000;
 
@@ -52,7 +55,11 @@ export interface SentTraffic {
 }
 
 /** Sends a traffic step from this process's namespace: a sweep, or the load client. */
-export async function sendTraffic(spec: TrafficSpec, deadlineMs: number, signal?: AbortSignal): Promise<SentTraffic> {
+export async function sendTraffic(
+  spec: ResolvedTraffic,
+  deadlineMs: number,
+  signal?: AbortSignal,
+): Promise<SentTraffic> {
   if (spec.sourcePorts) {
     const { result, load } = await runSweep(spec, deadlineMs);
     return { load, swept: result };
@@ -74,7 +81,7 @@ export async function sendTraffic(spec: TrafficSpec, deadlineMs: number, signal?
 
 /** Sends a traffic step where it says: here, or in the second namespace it names. */
 export function sendTrafficFor(
-  spec: TrafficSpec,
+  spec: ResolvedTraffic,
   deadlineMs: number,
   signal: AbortSignal,
   namespaces: SecondNamespaces | null,
@@ -117,7 +124,7 @@ export function steeredWorker(
 
 /** Sweeps the step's source ports; returns the raw result and the same result as a LoadResult. */
 export async function runSweep(
-  spec: TrafficSpec,
+  spec: ResolvedTraffic,
   deadlineMs: number,
 ): Promise<{ result: SweepResult; load: LoadResult }> {
   const sourcePorts = spec.sourcePorts;
@@ -137,7 +144,7 @@ export async function runSweep(
 }
 
 /** The sweep in the load client's terms: the same five-way split of what became of each attempt. */
-function sweepAsLoad(spec: TrafficSpec, result: SweepResult): LoadResult {
+function sweepAsLoad(spec: ResolvedTraffic, result: SweepResult): LoadResult {
   const workers = new Map<string, WorkerIdentity & { count: number; ports: Set<number> }>();
   const failures = new Map<string, number>();
   let attributed = 0;
@@ -199,7 +206,11 @@ function sweepAsLoad(spec: TrafficSpec, result: SweepResult): LoadResult {
 }
 
 /** Per source port, who answered each round; the runner's instances give the labels. */
-export function sweepObservation(spec: TrafficSpec, result: SweepResult, running: SweepInstance[]): SweepObservation {
+export function sweepObservation(
+  spec: ResolvedTraffic,
+  result: SweepResult,
+  running: SweepInstance[],
+): SweepObservation {
   const { from, count, repeat } = spec.sourcePorts ?? { from: 0, count: 0, repeat: 0 };
   const index = new Map(running.map((i, n) => [`${i.pid}/${i.workerId}`, n]));
   const ports = new Map<number, number[]>();
