@@ -139,7 +139,12 @@ async function main(): Promise<void> {
     bound.server.on('connection', (socket) => {
       countOne();
       socket.on('error', ignore);
-      socket.end(greeting, () => socket.destroy());
+      socket.write(greeting);
+      // Almost always the kernel took it all at once: close now, and it sends
+      // the greeting and then our FIN, with no shutdown() or 'finish' round.
+      // Otherwise end() waits until the rest is out before closing.
+      if (socket.writableLength === 0) socket.destroy();
+      else socket.end(() => socket.destroy());
     });
   } else if (bound?.protocol === 'udp') {
     const socket = bound.socket;
