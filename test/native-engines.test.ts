@@ -2,6 +2,7 @@
 // their JS fallbacks: both must give the same accounting. Loopback only,
 // kernel-assigned ports only, no sleeps.
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -111,6 +112,32 @@ async function tcpServer(
       }),
   );
   return { port: (server.address() as net.AddressInfo).port, server };
+}
+
+/** A loopback UDP socket for the test that answers each datagram with `reply(datagram)`, or not at all (null). */
+async function udpServer(
+  defer: (fn: () => unknown) => void,
+  reply: (datagram: Buffer) => Buffer | null,
+): Promise<{ port: number }> {
+  const socket = dgram.createSocket('udp4');
+  socket.on('message', (datagram, peer) => {
+    const answer = reply(datagram);
+    if (answer !== null) socket.send(answer, peer.port, peer.address);
+  });
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  defer(() => new Promise<void>((resolve) => socket.close(() => resolve())));
+  return { port: socket.address().port };
+}
+
+/** A UDP port on 127.0.0.1 that nothing is bound to (it was, an instant ago). */
+async function closedUdpPort(): Promise<number> {
+  const socket = dgram.createSocket('udp4');
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
 }
 
 const ENGINES: Engine[] = ['builtin', 'native'];
@@ -585,4 +612,204 @@ test('the native load engine reports progress and validates its arguments', { ti
   assert.throws(() => run(base, new Int32Array(1)), TypeError);
   assert.throws(() => run(base, new Uint32Array(2)), TypeError);
   assert.throws(() => run(undefined, progress), TypeError);
+});
+
+test('UDP, both load engines against serve: 2000 datagrams, every one attributed and counted', {
+  timeout: 60_000,
+}, async (t) => {
+  if (!needEngines(t)) return;
+  for (const engine of ENGINES) {
+    const serve = new ServeProcess(['--protocol', 'udp', '--host', '127.0.0.1', '--port', '0', '--workers', '2']);
+    t.after(() => serve.stop());
+    const { port, pids } = await serve.listening(2);
+    const { code, doc } = await cliLoad(engine, [
+      '--protocol',
+      'udp',
+      '--port',
+      String(port),
+      '--connections',
+      '2000',
+      '--concurrency',
+      '50',
+    ]);
+    assert.equal(code, 0, engine);
+    assert.deepEqual(
+      accounting(doc),
+      {
+        attempted: 2000,
+        notStarted: 0,
+        attributed: 2000,
+        unrecognized: 0,
+        silent: 0,
+        failed: 0,
+        failures: [],
+        inFlight: 0,
+        stoppedEarly: null,
+        hints: [],
+      },
+      engine,
+    );
+    assert.deepEqual(doc.perWorker.map((w) => w.pid).sort(), [...pids].sort(), `${engine}: both workers answered`);
+    await serve.stop('SIGTERM');
+    for (const exit of serve.events.filter((e) => e.event === 'exit')) {
+      const tally = doc.perWorker.find((w) => w.pid === exit.pid);
+      assert.equal(exit.accepted, tally?.count ?? 0, `${engine}: worker ${exit.pid}'s count equals the client's tally`);
+    }
+  }
+});
+
+test('UDP, both load engines: ECONNREFUSED from a closed port, the same accounting', { timeout: 30_000 }, async (t) => {
+  if (!needEngines(t)) return;
+  const port = await closedUdpPort();
+  const results: Record<string, unknown> = {};
+  for (const engine of ENGINES) {
+    const { code, doc } = await cliLoad(engine, [
+      '--protocol',
+      'udp',
+      '--port',
+      String(port),
+      '--connections',
+      '10',
+      '--concurrency',
+      '4',
+    ]);
+    assert.equal(code, 1, engine);
+    results[engine] = accounting(doc);
+  }
+  assert.deepEqual(results.native, results.builtin);
+  assert.deepEqual(results.native, {
+    attempted: 10,
+    notStarted: 0,
+    attributed: 0,
+    unrecognized: 0,
+    silent: 0,
+    failed: 10,
+    failures: [{ code: 'ECONNREFUSED', count: 10 }],
+    inFlight: 0,
+    stoppedEarly: null,
+    hints: [`nothing listens on 127.0.0.1:${port} (ECONNREFUSED): start \`reuseport serve\` first`],
+  });
+});
+
+test('UDP, both load engines: datagrams nobody answers are silent, the same accounting', {
+  timeout: 30_000,
+}, async (t) => {
+  if (!needEngines(t)) return;
+  const defer = cleanups(t);
+  const { port } = await udpServer(defer, () => null);
+  const results: Record<string, unknown> = {};
+  for (const engine of ENGINES) {
+    const { code, doc } = await cliLoad(engine, [
+      '--protocol',
+      'udp',
+      '--port',
+      String(port),
+      '--connections',
+      '3',
+      '--timeout',
+      '200',
+    ]);
+    assert.equal(code, 1, engine);
+    results[engine] = accounting(doc);
+  }
+  assert.deepEqual(results.native, results.builtin);
+  assert.deepEqual(results.native, {
+    attempted: 3,
+    notStarted: 0,
+    attributed: 0,
+    unrecognized: 0,
+    silent: 3,
+    failed: 0,
+    failures: [],
+    inFlight: 0,
+    stoppedEarly: null,
+    hints: ['3 datagrams got no reply within 200 ms (lost, or a worker is frozen); raise --timeout to wait longer'],
+  });
+});
+
+test('UDP, both load engines: other replies and empty ones are unrecognized, a greeting is attributed', {
+  timeout: 30_000,
+}, async (t) => {
+  if (!needEngines(t)) return;
+  const defer = cleanups(t);
+  const chatty = await udpServer(defer, () => Buffer.from('PONG\n'));
+  const empty = await udpServer(defer, () => Buffer.alloc(0));
+  const greeter = await udpServer(defer, (datagram) =>
+    datagram.toString() === 'reuseport ping\n' ? Buffer.from('reuseport worker=7 pid=4242 local=127.0.0.1:1\n') : null,
+  );
+  for (const engine of ENGINES) {
+    const args = (port: number, n: number) => ['--protocol', 'udp', '--port', String(port), '--connections', String(n)];
+    const a = await cliLoad(engine, args(chatty.port, 5));
+    assert.equal(a.doc.unrecognized, 5, engine);
+    assert.equal(a.doc.failed + a.doc.silent + a.doc.attributed, 0, engine);
+    const b = await cliLoad(engine, args(empty.port, 4));
+    assert.equal(b.doc.unrecognized, 4, engine);
+    assert.equal(b.doc.failed + b.doc.silent + b.doc.attributed, 0, engine);
+    const c = await cliLoad(engine, args(greeter.port, 6));
+    assert.equal(c.code, 0, engine);
+    assert.deepEqual(
+      c.doc.perWorker,
+      [{ workerId: 7, pid: 4242, local: '127.0.0.1:1', count: 6, distinctSourcePorts: 6 }],
+      `${engine}: the same ping, the same attribution`,
+    );
+  }
+});
+
+test('UDP, both load engines: the deadline leaves what is in flight cut off and the rest unattempted', {
+  timeout: 30_000,
+}, async (t) => {
+  if (!needEngines(t)) return;
+  const defer = cleanups(t);
+  const { port } = await udpServer(defer, () => null);
+  const results: Record<string, unknown> = {};
+  for (const engine of ENGINES) {
+    const result = await runLoad(
+      {
+        host: '127.0.0.1',
+        port,
+        protocol: 'udp',
+        connections: 100,
+        concurrency: 5,
+        replyTimeoutMs: 20_000,
+        deadlineMs: 200,
+      },
+      { engine },
+    );
+    results[engine] = accounting(result);
+  }
+  assert.deepEqual(results.native, results.builtin);
+  assert.deepEqual(results.native, {
+    attempted: 5,
+    notStarted: 95,
+    attributed: 0,
+    unrecognized: 0,
+    silent: 0,
+    failed: 0,
+    failures: [],
+    inFlight: 5,
+    stoppedEarly: 'deadline',
+    hints: [],
+  });
+});
+
+test('the native load engine takes protocol tcp or udp, nothing else', { timeout: 30_000 }, async (t) => {
+  const native = needEngines(t);
+  if (!native) return;
+  const run = native.engines.loadRun as (options: unknown, progress: unknown) => Promise<unknown>;
+  const progress = new Int32Array(new SharedArrayBuffer(8));
+  const base = {
+    family: 4 as const,
+    host: '127.0.0.1',
+    port: await closedUdpPort(),
+    connections: 1,
+    concurrency: 1,
+    replyTimeoutMs: 1000,
+    deadlineMs: 1000,
+  };
+  for (const protocol of ['sctp', 'udpx', 'ud', '']) {
+    assert.throws(() => run({ ...base, protocol }, progress), RangeError, protocol);
+  }
+  assert.throws(() => run({ ...base, protocol: 17 }, progress), TypeError);
+  const report = (await run({ ...base, protocol: 'udp' }, progress)) as { failures: unknown };
+  assert.deepEqual(report.failures, [{ errno: 111, count: 1 }], 'ECONNREFUSED, as a datagram');
 });

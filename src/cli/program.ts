@@ -191,7 +191,7 @@ because it did not stop within 3 s, 2 for bad input.`,
     )
     .option(
       '--engine <auto|builtin|native>',
-      `TCP client: the C helper's epoll loop (native), a net.Socket per connection (builtin), or native where available (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
+      `TCP and UDP client: the C helper's epoll loop (native), a Node socket per connection (builtin), or native where available (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
       (v) => parseEngineFlag(v),
     )
     .option('--json', 'print one JSON document instead of text')

@@ -6,8 +6,8 @@ import type { Protocol } from './address.js';
 
 /**
  * `builtin`: Node's own net/dgram (a net.Server per worker, a net.Socket per
- * load connection); `native`: the C helper (its accept thread, its epoll client).
- * The names match the binders'.
+ * load connection); `native`: the C helper (its accept thread for TCP `serve`,
+ * its epoll client for TCP and UDP `load`). The names match the binders'.
  */
 export type EngineName = 'builtin' | 'native';
 /** What a user may ask for: a concrete engine, or `auto` (native wherever it applies). */
@@ -61,18 +61,21 @@ export interface EngineContext {
 
 /**
  * The engine to run, or a UsageError saying why the one asked for cannot run
- * and what to do instead. The native engines are TCP only, and a `serve`
- * worker's accept thread needs a socket the helper opened (the native binder).
+ * and what to do instead. The native `serve` engine is an accept thread, so
+ * TCP only, and it needs a socket the helper opened (the native binder); the
+ * native `load` client runs TCP and UDP. `binder` tells them apart: only
+ * `serve` has one.
  */
 export function decideEngine(context: EngineContext): EngineName {
   const { requested, protocol, binder, helperAvailable } = context;
   if (requested.engine === 'builtin') return 'builtin';
-  const applies = protocol === 'tcp' && binder !== 'builtin' && helperAvailable;
+  const serving = binder !== undefined;
+  const applies = (protocol === 'tcp' || !serving) && binder !== 'builtin' && helperAvailable;
   if (requested.engine === 'auto') return applies ? 'native' : 'builtin';
   const asked = requested.from === ENGINE_ENV ? `${ENGINE_ENV}=native` : '--engine native';
-  if (protocol !== 'tcp') {
+  if (protocol !== 'tcp' && serving) {
     throw new UsageError(
-      `${asked} runs TCP only; for --protocol ${protocol} use the builtin engine (${ENGINE_ENV}=builtin or --engine builtin)`,
+      `${asked} serves TCP only; for serve --protocol ${protocol} use the builtin engine (${ENGINE_ENV}=builtin or --engine builtin)`,
       'ENOENGINE',
     );
   }

@@ -109,6 +109,8 @@ export interface SocketName {
 
 /** What `loadRun` is told. `host` is an IP literal of `family`. */
 export interface NativeLoadOptions {
+  /** Default tcp. udp: one datagram per connected socket, answered or not. */
+  protocol?: 'tcp' | 'udp';
   family: 4 | 6;
   host: string;
   port: number;
