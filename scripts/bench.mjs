@@ -38,10 +38,10 @@ const NETNS_PORT_RANGE = '10000 65000';
 
 const USAGE = `usage: node scripts/bench.mjs [options]
 
-  --connections N      connections per measurement (default 20000)
+  --connections N      connections (datagrams) per run (default 10000)
   --concurrency N      connections in flight (default 64)
   --workers N          server worker processes (default 2)
-  --runs N             A/B rounds per measurement, the median is kept (default 5)
+  --runs N             A/B rounds per measurement, the median is kept (default 9)
   --help-runs N        runs of \`reuseport --help\` (default 15)
   --scenario-runs N    runs of \`reuseport scenario all\` (default 3)
   --compare-runs N     runs of the default \`reuseport compare\` (default 1)
@@ -58,10 +58,10 @@ function parseOptions(argv) {
     parsed = parseArgs({
       args: argv,
       options: {
-        connections: { type: 'string', default: '20000' },
+        connections: { type: 'string', default: '10000' },
         concurrency: { type: 'string', default: '64' },
         workers: { type: 'string', default: '2' },
-        runs: { type: 'string', default: '5' },
+        runs: { type: 'string', default: '9' },
         'help-runs': { type: 'string', default: '15' },
         'scenario-runs': { type: 'string', default: '3' },
         'compare-runs': { type: 'string', default: '1' },
