@@ -2,6 +2,9 @@
  * Accept loop: one thread per listening fd that accepts, counts, sends a fixed
  * greeting and closes, with no JS per connection. JS functions
  * acceptLoopStart, acceptLoopCount, acceptLoopErrors and acceptLoopStop.
+ * Given a bound datagram socket instead, the thread receives, counts and
+ * answers each datagram with the greeting, in batches (recvmmsg + sendmmsg),
+ * as a dgram worker does one by one.
  *
  * The count can live in a file the caller hands over (a MAP_SHARED mapping of
  * its first 8 bytes): a parent holding the same file reads the exact count
@@ -32,6 +35,8 @@
 #define ACCEPT_BACKOFF_MS 5
 #define ACCEPT_STACK_SIZE (256 * 1024)
 #define GREETING_MAX 65536
+/* Datagrams per recvmmsg / sendmmsg. */
+#define DATAGRAM_BATCH 64
 #define EV_LISTEN 0u
 #define EV_STOP 1u
 #define ACCEPT_THREAD_NAME "rp-accept"
@@ -52,6 +57,7 @@ typedef struct {
   atomic_uint_fast64_t errors;
   uint8_t *greeting;
   size_t greeting_len;
+  int datagram; /* a SOCK_DGRAM socket: answer datagrams instead of accepting */
   napi_env env;
 } accept_loop;
 
@@ -119,6 +125,74 @@ static int accept_drain(accept_loop *l) {
   return 0;
 }
 
+/* Waits up to ACCEPT_BACKOFF_MS for room to send (or a stop request); returns 1 if a stop came. */
+static int datagram_wait_writable(accept_loop *l) {
+  struct pollfd p[2] = {{l->listen_fd, POLLOUT, 0}, {l->event_fd, POLLIN, 0}};
+  int n = poll(p, 2, ACCEPT_BACKOFF_MS);
+  return n > 0 && (p[1].revents & POLLIN) != 0;
+}
+
+/*
+ * Receives what is queued (or a batch of batches), counts it, and answers
+ * every datagram with the greeting. Counted before the replies go out, as the
+ * dgram worker counts before it sends: whoever got a reply is counted.
+ * Returns 1 if a stop was seen while waiting.
+ */
+static int datagram_drain(accept_loop *l) {
+  struct mmsghdr in[DATAGRAM_BATCH], out[DATAGRAM_BATCH];
+  struct sockaddr_storage peers[DATAGRAM_BATCH];
+  struct iovec sink, reply;
+  uint8_t byte;
+  sink.iov_base = &byte; /* the request's content does not matter: it is truncated away */
+  sink.iov_len = sizeof(byte);
+  reply.iov_base = l->greeting;
+  reply.iov_len = l->greeting_len;
+  for (int round = 0; round < ACCEPT_BATCH / DATAGRAM_BATCH; round++) {
+    int n, sent = 0;
+    memset(in, 0, sizeof(in));
+    for (int i = 0; i < DATAGRAM_BATCH; i++) {
+      in[i].msg_hdr.msg_name = &peers[i];
+      in[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+      in[i].msg_hdr.msg_iov = &sink;
+      in[i].msg_hdr.msg_iovlen = 1;
+    }
+    n = recvmmsg(l->listen_fd, in, DATAGRAM_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      if (errno == EINTR) continue;
+      atomic_fetch_add(&l->errors, 1);
+      /* A queued ICMP error is consumed by this call: try again at once. Anything else: back off. */
+      if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) continue;
+      return accept_backoff(l);
+    }
+    atomic_fetch_add(l->accepted, (unsigned long)n);
+    memset(out, 0, sizeof(out[0]) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+      out[i].msg_hdr.msg_name = &peers[i];
+      out[i].msg_hdr.msg_namelen = in[i].msg_hdr.msg_namelen;
+      out[i].msg_hdr.msg_iov = &reply;
+      out[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (sent < n) {
+      int w = sendmmsg(l->listen_fd, out + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+      if (w > 0) {
+        sent += w;
+      } else if (w < 0 && errno == EINTR) {
+        continue;
+      } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+        /* The send buffer is full: wait for room, as dgram queues its sends. */
+        if (datagram_wait_writable(l)) return 1;
+      } else {
+        /* This peer cannot be answered (e.g. an unroutable source): skip it, as a failed dgram send is. */
+        atomic_fetch_add(&l->errors, 1);
+        sent++;
+      }
+    }
+    if (n < DATAGRAM_BATCH) return 0;
+  }
+  return 0;
+}
+
 static void *accept_thread(void *arg) {
   accept_loop *l = arg;
   struct epoll_event events[2];
@@ -135,7 +209,7 @@ static void *accept_thread(void *arg) {
       if (events[i].data.u32 == EV_STOP) return NULL;
       listen_ready = 1;
     }
-    if (listen_ready && accept_drain(l)) return NULL;
+    if (listen_ready && (l->datagram ? datagram_drain(l) : accept_drain(l))) return NULL;
   }
 }
 
@@ -230,8 +304,8 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   const char *map_syscall = NULL;
   const uint8_t *bytes = NULL;
   size_t len = 0;
-  int listening = 0, flags, rc, slot_index = -1;
-  socklen_t optlen = sizeof(listening);
+  int listening = 0, type = 0, flags, rc, slot_index = -1;
+  socklen_t optlen = sizeof(listening), typelen = sizeof(type);
   accept_loop *l;
   struct epoll_event ev;
   pthread_attr_t attr;
@@ -275,11 +349,16 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
     if (rc != 0) return accept_fail(env, l, rc, map_syscall, NULL);
   }
 
-  /* Only a listening socket will do; anything else would never become readable as expected. */
-  if (getsockopt(l->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0)
-    return accept_fail(env, l, errno, "getsockopt", "SO_ACCEPTCONN");
-  if (!listening) return accept_fail(env, l, EINVAL, "accept4", NULL);
-  /* accept4() until EAGAIN needs a non-blocking listening fd. */
+  /* A listening stream socket, or a bound datagram socket; anything else would never become readable as expected. */
+  if (getsockopt(l->listen_fd, SOL_SOCKET, SO_TYPE, &type, &typelen) != 0)
+    return accept_fail(env, l, errno, "getsockopt", "SO_TYPE");
+  l->datagram = type == SOCK_DGRAM;
+  if (!l->datagram) {
+    if (getsockopt(l->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0)
+      return accept_fail(env, l, errno, "getsockopt", "SO_ACCEPTCONN");
+    if (!listening) return accept_fail(env, l, EINVAL, "accept4", NULL);
+  }
+  /* accept4() / recvmmsg() until EAGAIN needs a non-blocking fd. */
   flags = fcntl(l->listen_fd, F_GETFL);
   if (flags < 0) return accept_fail(env, l, errno, "fcntl", NULL);
   if (!(flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags | O_NONBLOCK) != 0)

@@ -274,19 +274,12 @@ test('decideEngine: one rule for serve and load, whether asked by flag or enviro
   const auto = requestedEngine(undefined, {});
   assert.equal(decideEngine({ requested: auto, protocol: 'tcp', ...available }), 'native');
   assert.equal(decideEngine({ requested: auto, protocol: 'udp', ...available }), 'native', 'load: UDP too');
-  assert.equal(
-    decideEngine({ requested: auto, protocol: 'udp', binder: 'native', ...available }),
-    'builtin',
-    'serve: no UDP accept loop',
-  );
+  assert.equal(decideEngine({ requested: auto, protocol: 'udp', binder: 'native', ...available }), 'native');
   assert.equal(decideEngine({ requested: auto, protocol: 'tcp', binder: 'builtin', ...available }), 'builtin');
   assert.equal(decideEngine({ requested: auto, protocol: 'tcp', helperAvailable: false }), 'builtin');
   for (const requested of [requestedEngine('native', {}), requestedEngine(undefined, env('native'))]) {
     assert.equal(decideEngine({ requested, protocol: 'udp', ...available }), 'native');
-    assert.throws(
-      () => decideEngine({ requested, protocol: 'udp', binder: 'native', ...available }),
-      /serves TCP only/,
-    );
+    assert.equal(decideEngine({ requested, protocol: 'udp', binder: 'native', ...available }), 'native');
     assert.throws(
       () => decideEngine({ requested, protocol: 'tcp', binder: 'builtin', ...available }),
       /add --binder native/,
@@ -295,23 +288,6 @@ test('decideEngine: one rule for serve and load, whether asked by flag or enviro
       () => decideEngine({ requested, protocol: 'tcp', helperAvailable: false, helperReason: 'not built' }),
       /needs the native helper, which is unavailable \(not built\)/,
     );
-  }
-});
-
-test('serve: native for UDP is the same exit-2 error from --engine and from REUSEPORT_ENGINE', {
-  timeout: 60_000,
-}, async () => {
-  const runs = await Promise.all([
-    runCli(['serve', '--protocol', 'udp', '--port', '0', '--engine', 'native'], { env: { [ENGINE_ENV]: '' } }),
-    runCli(['serve', '--protocol', 'udp', '--port', '0'], { env: { [ENGINE_ENV]: 'native' } }),
-  ]);
-  for (const run of runs) {
-    assert.equal(run.code, 2, run.stderr);
-    assert.match(
-      run.stderr,
-      /^reuseport: (--engine native|REUSEPORT_ENGINE=native) serves TCP only; for serve --protocol udp use the builtin engine/,
-    );
-    assert.equal(run.stdout, '');
   }
 });
 

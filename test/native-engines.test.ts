@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import test, { type TestContext } from 'node:test';
 import { KernelError } from '../src/errors.js';
@@ -240,23 +240,21 @@ test("a native-engine worker's peak RSS does not move over 40k connections (unde
   assert.equal(serve.events.find((e) => e.event === 'stopped')?.total, 40_000);
 });
 
-test('UDP under engine auto runs on the builtin engine, with no accept thread', { timeout: 60_000 }, async (t) => {
+test('UDP under engine auto, --engine native and REUSEPORT_ENGINE=native alike runs the native serve thread', {
+  timeout: 60_000,
+}, async (t) => {
   if (!needEngines(t)) return;
-  const serve = new ServeProcess([
-    '--protocol',
-    'udp',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--workers',
-    '2',
-    '--binder',
-    'native',
-  ]);
+  const udp = ['--protocol', 'udp', '--host', '127.0.0.1', '--port', '0', '--binder', 'native'];
+  for (const serve of [serveWith('native', udp), new ServeProcess([...udp, '--engine', 'native'])]) {
+    t.after(() => serve.stop());
+    const { pids } = await serve.listening(1);
+    assert.ok(threadNames(pids[0]!).includes('rp-accept'));
+    assert.equal((await serve.stop()).code, 0);
+  }
+  const serve = new ServeProcess([...udp, '--workers', '2']);
   t.after(() => serve.stop());
   const { port, pids } = await serve.listening(2);
-  for (const pid of pids) assert.ok(!threadNames(pid).includes('rp-accept'));
+  for (const pid of pids) assert.ok(threadNames(pid).includes('rp-accept'));
   const { code, doc } = await cliLoad('', ['--protocol', 'udp', '--port', String(port), '--connections', '200']);
   assert.equal(code, 0);
   assert.equal(doc.attributed, 200);
@@ -351,7 +349,7 @@ test('the native accept loop counts, greets, and its stop returns the exact coun
 test('accept loop argument and state errors', (t) => {
   const native = needEngines(t);
   if (!native) return;
-  const { helper, engines } = native;
+  const { engines } = native;
   const start = engines.acceptLoopStart as (fd: unknown, greeting: unknown) => number;
   assert.throws(() => start('3', Buffer.from('x')), TypeError);
   assert.throws(() => start(-1, Buffer.from('x')), RangeError);
@@ -362,23 +360,16 @@ test('accept loop argument and state errors', (t) => {
   assert.throws(() => engines.acceptLoopStop(987_654_321), TypeError);
   assert.throws(() => engines.acceptLoopCount(0), RangeError);
 
-  // A bound UDP socket is no listener: refused before any thread starts.
-  const udp = helper.openSocket({
-    family: 4,
-    type: 'udp',
-    address: '127.0.0.1',
-    port: 0,
-    reusePort: false,
-    reuseAddr: false,
-  });
+  // A file is no socket: refused before any thread starts.
+  const file = openSync('/dev/null', 'r');
   try {
-    assert.throws(() => engines.acceptLoopStart(udp, Buffer.from('x')), {
+    assert.throws(() => engines.acceptLoopStart(file, Buffer.from('x')), {
       name: 'KernelError',
-      code: 'EINVAL',
-      syscall: 'accept4',
+      code: 'ENOTSOCK',
+      syscall: 'getsockopt',
     });
   } finally {
-    helper.closeFd(udp);
+    closeSync(file);
   }
   assert.throws(
     () => engines.acceptLoopStart(2 ** 31 - 1, Buffer.from('x')),
@@ -614,49 +605,68 @@ test('the native load engine reports progress and validates its arguments', { ti
   assert.throws(() => run(undefined, progress), TypeError);
 });
 
-test('UDP, both load engines against serve: 2000 datagrams, every one attributed and counted', {
-  timeout: 60_000,
-}, async (t) => {
-  if (!needEngines(t)) return;
-  for (const engine of ENGINES) {
-    const serve = new ServeProcess(['--protocol', 'udp', '--host', '127.0.0.1', '--port', '0', '--workers', '2']);
-    t.after(() => serve.stop());
-    const { port, pids } = await serve.listening(2);
-    const { code, doc } = await cliLoad(engine, [
-      '--protocol',
-      'udp',
-      '--port',
-      String(port),
-      '--connections',
-      '2000',
-      '--concurrency',
-      '50',
-    ]);
-    assert.equal(code, 0, engine);
-    assert.deepEqual(
-      accounting(doc),
-      {
-        attempted: 2000,
-        notStarted: 0,
-        attributed: 2000,
-        unrecognized: 0,
-        silent: 0,
-        failed: 0,
-        failures: [],
-        inFlight: 0,
-        stoppedEarly: null,
-        hints: [],
-      },
-      engine,
-    );
-    assert.deepEqual(doc.perWorker.map((w) => w.pid).sort(), [...pids].sort(), `${engine}: both workers answered`);
-    await serve.stop('SIGTERM');
-    for (const exit of serve.events.filter((e) => e.event === 'exit')) {
-      const tally = doc.perWorker.find((w) => w.pid === exit.pid);
-      assert.equal(exit.accepted, tally?.count ?? 0, `${engine}: worker ${exit.pid}'s count equals the client's tally`);
+for (const serveEngine of ENGINES) {
+  test(`UDP, serve engine ${serveEngine} x both load engines: 2000 datagrams, every one attributed and counted`, {
+    timeout: 60_000,
+  }, async (t) => {
+    if (!needEngines(t)) return;
+    for (const engine of ENGINES) {
+      const serve = serveWith(serveEngine, [
+        '--protocol',
+        'udp',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--workers',
+        '2',
+        '--binder',
+        'native',
+      ]);
+      t.after(() => serve.stop());
+      const { port, pids } = await serve.listening(2);
+      const { code, doc } = await cliLoad(engine, [
+        '--protocol',
+        'udp',
+        '--port',
+        String(port),
+        '--connections',
+        '2000',
+        '--concurrency',
+        '50',
+      ]);
+      assert.equal(code, 0, engine);
+      assert.deepEqual(
+        accounting(doc),
+        {
+          attempted: 2000,
+          notStarted: 0,
+          attributed: 2000,
+          unrecognized: 0,
+          silent: 0,
+          failed: 0,
+          failures: [],
+          inFlight: 0,
+          stoppedEarly: null,
+          hints: [],
+        },
+        engine,
+      );
+      assert.deepEqual(doc.perWorker.map((w) => w.pid).sort(), [...pids].sort(), `${engine}: both workers answered`);
+      for (const pid of pids) assert.equal(threadNames(pid).includes('rp-accept'), serveEngine === 'native');
+      await serve.stop('SIGTERM');
+      for (const exit of serve.events.filter((e) => e.event === 'exit')) {
+        const tally = doc.perWorker.find((w) => w.pid === exit.pid);
+        assert.equal(
+          exit.accepted,
+          tally?.count ?? 0,
+          `${engine}: worker ${exit.pid}'s count equals the client's tally`,
+        );
+      }
+      assert.equal(serve.events.find((e) => e.event === 'stopped')?.total, 2000, engine);
     }
-  }
-});
+  });
+}
 
 test('UDP, both load engines: ECONNREFUSED from a closed port, the same accounting', { timeout: 30_000 }, async (t) => {
   if (!needEngines(t)) return;
@@ -812,4 +822,53 @@ test('the native load engine takes protocol tcp or udp, nothing else', { timeout
   assert.throws(() => run({ ...base, protocol: 17 }, progress), TypeError);
   const report = (await run({ ...base, protocol: 'udp' }, progress)) as { failures: unknown };
   assert.deepEqual(report.failures, [{ errno: 111, count: 1 }], 'ECONNREFUSED, as a datagram');
+});
+
+test('the native serve loop on a UDP socket counts and answers every datagram; stop returns the exact count', {
+  timeout: 30_000,
+}, async (t) => {
+  const native = needEngines(t);
+  if (!native) return;
+  const { helper, engines } = native;
+  const defer = cleanups(t);
+  const fd = helper.openSocket({
+    family: 4,
+    type: 'udp',
+    address: '127.0.0.1',
+    port: 0,
+    reusePort: true,
+    reuseAddr: false,
+  });
+  defer(() => helper.closeFd(fd));
+  const { port } = engines.getsockname(fd);
+  const greeting = Buffer.from(`reuseport worker=3 pid=${process.pid} local=127.0.0.1:${port}\n`);
+  const handle = engines.acceptLoopStart(fd, greeting);
+  let running = true;
+  defer(() => running && engines.acceptLoopStop(handle));
+  const progress = new Int32Array(new SharedArrayBuffer(8));
+  const report = await engines.loadRun(
+    {
+      protocol: 'udp',
+      family: 4,
+      host: '127.0.0.1',
+      port,
+      connections: 1234,
+      concurrency: 32,
+      replyTimeoutMs: 5000,
+      deadlineMs: 20_000,
+    },
+    progress,
+  );
+  assert.deepEqual(
+    report.replies.map(({ text, errno, count }) => ({ text, errno, count })),
+    [{ text: greeting.toString().trimEnd(), errno: 0, count: 1234 }],
+  );
+  assert.equal(report.noReply, 0);
+  assert.deepEqual(report.failures, []);
+  // Counted before the reply went out: every reply read is already counted.
+  assert.equal(engines.acceptLoopCount(handle), 1234);
+  assert.equal(engines.acceptLoopErrors(handle), 0);
+  assert.equal(engines.acceptLoopStop(handle), 1234);
+  running = false;
+  assert.equal(engines.acceptLoopStop(handle), 1234, 'a second stop returns the same count');
 });

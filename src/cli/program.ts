@@ -118,7 +118,7 @@ export function buildProgram(context: RunContext): Command {
     )
     .option(
       '--engine <auto|builtin|native>',
-      `who accepts TCP: the C helper's accept thread (native, needs --binder native), Node's net.Server (builtin), or native where it applies (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
+      `who serves: the C helper's thread, accepting TCP or answering UDP in batches (native, needs --binder native), Node's net.Server or dgram (builtin), or native where it applies (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
       (v) => parseEngineFlag(v),
     )
     .option('--json', 'print NDJSON events (listening, stats, error, exit, stopped) instead of text')

@@ -5,9 +5,10 @@ import { UsageError } from '../errors.js';
 import type { Protocol } from './address.js';
 
 /**
- * `builtin`: Node's own net/dgram (a net.Server per worker, a net.Socket per
- * load connection); `native`: the C helper (its accept thread for TCP `serve`,
- * its epoll client for TCP and UDP `load`). The names match the binders'.
+ * `builtin`: Node's own net/dgram (a net.Server or dgram socket per worker, a
+ * socket per load connection); `native`: the C helper (its serve thread, which
+ * accepts TCP connections or answers UDP datagrams; its epoll load client).
+ * The names match the binders'.
  */
 export type EngineName = 'builtin' | 'native';
 /** What a user may ask for: a concrete engine, or `auto` (native wherever it applies). */
@@ -51,6 +52,7 @@ export function requestedEngine(flag?: EngineRequest, env: NodeJS.ProcessEnv = p
 
 export interface EngineContext {
   requested: EngineSource;
+  /** Both engines serve and load TCP and UDP alike; kept so every caller states it. */
   protocol: Protocol;
   /** The binder `serve` resolved; absent for `load`, which binds nothing. */
   binder?: 'builtin' | 'native';
@@ -61,24 +63,15 @@ export interface EngineContext {
 
 /**
  * The engine to run, or a UsageError saying why the one asked for cannot run
- * and what to do instead. The native `serve` engine is an accept thread, so
- * TCP only, and it needs a socket the helper opened (the native binder); the
- * native `load` client runs TCP and UDP. `binder` tells them apart: only
- * `serve` has one.
+ * and what to do instead. Both native engines run TCP and UDP; a `serve`
+ * worker's thread needs a socket the helper opened (the native binder).
  */
 export function decideEngine(context: EngineContext): EngineName {
-  const { requested, protocol, binder, helperAvailable } = context;
+  const { requested, binder, helperAvailable } = context;
   if (requested.engine === 'builtin') return 'builtin';
-  const serving = binder !== undefined;
-  const applies = (protocol === 'tcp' || !serving) && binder !== 'builtin' && helperAvailable;
+  const applies = binder !== 'builtin' && helperAvailable;
   if (requested.engine === 'auto') return applies ? 'native' : 'builtin';
   const asked = requested.from === ENGINE_ENV ? `${ENGINE_ENV}=native` : '--engine native';
-  if (protocol !== 'tcp' && serving) {
-    throw new UsageError(
-      `${asked} serves TCP only; for serve --protocol ${protocol} use the builtin engine (${ENGINE_ENV}=builtin or --engine builtin)`,
-      'ENOENGINE',
-    );
-  }
   if (binder === 'builtin') {
     throw new UsageError(
       `${asked} accepts on a socket the native helper opened: add --binder native, or use --engine builtin`,

@@ -3,15 +3,16 @@
  * article's test-server terminals. It reports to its parent over IPC only;
  * the parent does all the printing.
  *
- * TCP connections are accepted one of two ways, as the parent decided
- * (engine.ts). Engine `native`: a C thread accepts, counts, greets and closes,
- * so no JavaScript runs per connection. Engine `builtin`: Node's net.Server /
- * dgram do it.
+ * Connections (datagrams) are served one of two ways, as the parent decided
+ * (engine.ts). Engine `native`: a C thread accepts, counts, greets and closes
+ * (receives, counts and answers, in batches), so no JavaScript runs per
+ * connection. Engine `builtin`: Node's net.Server / dgram do it.
  */
 import { KernelError } from '../errors.js';
 import { hardenProcess } from '../process-hardening.js';
 import {
   adoptTcpListener,
+  adoptUdpSocket,
   type BoundSocket,
   bindSocket,
   descriptorOf,
@@ -130,7 +131,10 @@ async function main(): Promise<void> {
     } catch (err) {
       // No thread to be had (e.g. pthread_create EAGAIN): the socket is bound, so serve it from Node.
       process.stderr.write(`worker ${config.workerId}: accept loop unavailable (${String(err)}); using Node\n`);
-      bound = { protocol: 'tcp', server: await adoptTcpListener(fd, config.backlog) };
+      bound =
+        config.protocol === 'tcp'
+          ? { protocol: 'tcp', server: await adoptTcpListener(fd, config.backlog) }
+          : { protocol: 'udp', socket: await adoptUdpSocket(fd, config) };
     }
   }
   if (bound?.protocol === 'tcp') {
