@@ -142,67 +142,75 @@ async function closedUdpPort(): Promise<number> {
 
 const ENGINES: Engine[] = ['builtin', 'native'];
 
-for (const serveEngine of ENGINES) {
-  for (const loadEngine of ENGINES) {
-    test(`serve engine ${serveEngine} x load engine ${loadEngine}: 3000 connections, every one attributed and counted`, {
-      timeout: 60_000,
-    }, async (t) => {
-      if (!needEngines(t)) return;
-      const serve = serveWith(serveEngine, [
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--workers',
-        '2',
-        '--binder',
-        'native',
-      ]);
-      t.after(() => serve.stop());
-      const { port, pids } = await serve.listening(2);
-      for (const pid of pids) {
-        assert.equal(
-          threadNames(pid).includes('rp-accept'),
-          serveEngine === 'native',
-          `worker ${pid} ${serveEngine === 'native' ? 'runs' : 'does not run'} the native accept loop`,
-        );
-      }
-      const { code, doc } = await cliLoad(loadEngine, [
-        '--port',
-        String(port),
-        '--connections',
-        '3000',
-        '--concurrency',
-        '50',
-      ]);
-      assert.equal(code, 0);
-      assert.deepEqual(accounting(doc), {
-        attempted: 3000,
-        notStarted: 0,
-        attributed: 3000,
-        unrecognized: 0,
-        silent: 0,
-        failed: 0,
-        failures: [],
-        inFlight: 0,
-        stoppedEarly: null,
-        hints: [],
-      });
-      assert.deepEqual(doc.perWorker.map((w) => w.pid).sort(), [...pids].sort(), 'both workers answered');
-      assert.ok(doc.perWorker.every((w) => w.local === `127.0.0.1:${port}`));
+/** `load --json` with `args` on both engines: each exits `code`, both account alike; returns that accounting. */
+async function bothEnginesAccount(args: string[], code: number): Promise<ReturnType<typeof accounting>> {
+  const results: Partial<Record<Engine, ReturnType<typeof accounting>>> = {};
+  for (const engine of ENGINES) {
+    const run = await cliLoad(engine, args);
+    assert.equal(run.code, code, engine);
+    results[engine] = accounting(run.doc);
+  }
+  assert.deepEqual(results.native, results.builtin);
+  return results.native!;
+}
 
-      const stopped = await serve.stop('SIGTERM');
-      assert.equal(stopped.code, 0);
-      const exits = serve.events.filter((e) => e.event === 'exit');
-      assert.equal(exits.length, 2);
-      for (const exit of exits) {
-        assert.equal(exit.reason, 'stopped');
-        const tally = doc.perWorker.find((w) => w.pid === exit.pid);
-        assert.equal(exit.accepted, tally?.count ?? 0, `worker ${exit.pid}: final counter equals the client's tally`);
-      }
-      assert.equal(serve.events.find((e) => e.event === 'stopped')?.total, 3000);
-      assert.deepEqual(await waitGone(pids), []);
-    });
+for (const protocol of ['tcp', 'udp'] as const) {
+  for (const serveEngine of ENGINES) {
+    for (const loadEngine of ENGINES) {
+      test(`${protocol}: serve engine ${serveEngine} x load engine ${loadEngine}: 3000 connections, every one attributed and counted`, {
+        timeout: 60_000,
+      }, async (t) => {
+        if (!needEngines(t)) return;
+        const target = ['--protocol', protocol, '--host', '127.0.0.1', '--port', '0'];
+        const serve = serveWith(serveEngine, [...target, '--workers', '2', '--binder', 'native']);
+        t.after(() => serve.stop());
+        const { port, pids } = await serve.listening(2);
+        for (const pid of pids) {
+          assert.equal(
+            threadNames(pid).includes('rp-accept'),
+            serveEngine === 'native',
+            `worker ${pid} ${serveEngine === 'native' ? 'runs' : 'does not run'} the native serve thread`,
+          );
+        }
+        const { code, doc } = await cliLoad(loadEngine, [
+          '--protocol',
+          protocol,
+          '--port',
+          String(port),
+          '--connections',
+          '3000',
+          '--concurrency',
+          '50',
+        ]);
+        assert.equal(code, 0);
+        assert.deepEqual(accounting(doc), {
+          attempted: 3000,
+          notStarted: 0,
+          attributed: 3000,
+          unrecognized: 0,
+          silent: 0,
+          failed: 0,
+          failures: [],
+          inFlight: 0,
+          stoppedEarly: null,
+          hints: [],
+        });
+        assert.deepEqual(doc.perWorker.map((w) => w.pid).sort(), [...pids].sort(), 'both workers answered');
+        assert.ok(doc.perWorker.every((w) => w.local === `127.0.0.1:${port}`));
+
+        const stopped = await serve.stop('SIGTERM');
+        assert.equal(stopped.code, 0);
+        const exits = serve.events.filter((e) => e.event === 'exit');
+        assert.equal(exits.length, 2);
+        for (const exit of exits) {
+          assert.equal(exit.reason, 'stopped');
+          const tally = doc.perWorker.find((w) => w.pid === exit.pid);
+          assert.equal(exit.accepted, tally?.count ?? 0, `worker ${exit.pid}: final counter equals the client's tally`);
+        }
+        assert.equal(serve.events.find((e) => e.event === 'stopped')?.total, 3000);
+        assert.deepEqual(await waitGone(pids), []);
+      });
+    }
   }
 }
 
@@ -395,60 +403,54 @@ test('asking for the native load engine without the helper is one usage error', 
   );
 });
 
-test('both load engines: ECONNREFUSED against a closed port', { timeout: 30_000 }, async (t) => {
-  if (!needEngines(t)) return;
-  const port = await closedPort();
-  for (const engine of ENGINES) {
-    const { code, doc } = await cliLoad(engine, ['--port', String(port), '--connections', '10', '--concurrency', '4']);
-    assert.equal(code, 1, engine);
-    assert.deepEqual(
-      accounting(doc),
-      {
-        attempted: 10,
-        notStarted: 0,
-        attributed: 0,
-        unrecognized: 0,
-        silent: 0,
-        failed: 10,
-        failures: [{ code: 'ECONNREFUSED', count: 10 }],
-        inFlight: 0,
-        stoppedEarly: null,
-        hints: [`nothing listens on 127.0.0.1:${port} (ECONNREFUSED): start \`reuseport serve\` first`],
-      },
-      engine,
-    );
-  }
-});
+for (const protocol of ['tcp', 'udp'] as const) {
+  test(`both load engines, ${protocol}: ECONNREFUSED against a closed port, the same accounting`, {
+    timeout: 30_000,
+  }, async (t) => {
+    if (!needEngines(t)) return;
+    const port = protocol === 'tcp' ? await closedPort() : await closedUdpPort();
+    const args = ['--protocol', protocol, '--port', String(port), '--connections', '10', '--concurrency', '4'];
+    assert.deepEqual(await bothEnginesAccount(args, 1), {
+      attempted: 10,
+      notStarted: 0,
+      attributed: 0,
+      unrecognized: 0,
+      silent: 0,
+      failed: 10,
+      failures: [{ code: 'ECONNREFUSED', count: 10 }],
+      inFlight: 0,
+      stoppedEarly: null,
+      hints: [`nothing listens on 127.0.0.1:${port} (ECONNREFUSED): start \`reuseport serve\` first`],
+    });
+  });
+}
 
-test('both load engines: a server that accepts and keeps quiet leaves its connections silent, exit 1', {
-  timeout: 30_000,
-}, async (t) => {
-  if (!needEngines(t)) return;
-  const defer = cleanups(t);
-  const { port } = await tcpServer(defer, () => {});
-  for (const engine of ENGINES) {
-    const { code, doc } = await cliLoad(engine, ['--port', String(port), '--connections', '3', '--timeout', '200']);
-    assert.equal(code, 1, engine);
-    assert.deepEqual(
-      accounting(doc),
-      {
-        attempted: 3,
-        notStarted: 0,
-        attributed: 0,
-        unrecognized: 0,
-        silent: 3,
-        failed: 0,
-        failures: [],
-        inFlight: 0,
-        stoppedEarly: null,
-        hints: [
-          '3 connected but got no greeting within 200 ms: a worker may be frozen (SIGSTOP) or too busy to accept; raise --timeout to wait longer',
-        ],
-      },
-      engine,
-    );
-  }
-});
+for (const protocol of ['tcp', 'udp'] as const) {
+  test(`both load engines, ${protocol}: a server that takes them and keeps quiet leaves them silent, exit 1`, {
+    timeout: 30_000,
+  }, async (t) => {
+    if (!needEngines(t)) return;
+    const defer = cleanups(t);
+    const { port } = protocol === 'tcp' ? await tcpServer(defer, () => {}) : await udpServer(defer, () => null);
+    const args = ['--protocol', protocol, '--port', String(port), '--connections', '3', '--timeout', '200'];
+    assert.deepEqual(await bothEnginesAccount(args, 1), {
+      attempted: 3,
+      notStarted: 0,
+      attributed: 0,
+      unrecognized: 0,
+      silent: 3,
+      failed: 0,
+      failures: [],
+      inFlight: 0,
+      stoppedEarly: null,
+      hints: [
+        protocol === 'tcp'
+          ? '3 connected but got no greeting within 200 ms: a worker may be frozen (SIGSTOP) or too busy to accept; raise --timeout to wait longer'
+          : '3 datagrams got no reply within 200 ms (lost, or a worker is frozen); raise --timeout to wait longer',
+      ],
+    });
+  });
+}
 
 test('both load engines: a server that closes without a word is unrecognized', { timeout: 30_000 }, async (t) => {
   if (!needEngines(t)) return;
@@ -530,42 +532,45 @@ test('both load engines: an abort signal stops the run promptly', { timeout: 30_
   }
 });
 
-test('both load engines: the deadline stops the run and leaves the rest unattempted', {
-  timeout: 30_000,
-}, async (t) => {
-  if (!needEngines(t)) return;
-  const defer = cleanups(t);
-  const { port } = await tcpServer(defer, () => {});
-  const results: Record<string, unknown> = {};
-  for (const engine of ENGINES) {
-    const result = await runLoad(
-      {
-        host: '127.0.0.1',
-        port,
-        protocol: 'tcp',
-        connections: 100,
-        concurrency: 5,
-        replyTimeoutMs: 20_000,
-        deadlineMs: 200,
-      },
-      { engine },
-    );
-    results[engine] = accounting(result);
-  }
-  assert.deepEqual(results.native, results.builtin);
-  assert.deepEqual(results.native, {
-    attempted: 5,
-    notStarted: 95,
-    attributed: 0,
-    unrecognized: 0,
-    silent: 0,
-    failed: 0,
-    failures: [],
-    inFlight: 5,
-    stoppedEarly: 'deadline',
-    hints: [],
+for (const protocol of ['tcp', 'udp'] as const) {
+  test(`both load engines, ${protocol}: the deadline cuts off what is in flight and leaves the rest unattempted`, {
+    timeout: 30_000,
+  }, async (t) => {
+    if (!needEngines(t)) return;
+    const defer = cleanups(t);
+    // Accepts (receives) and never says a word.
+    const { port } = protocol === 'tcp' ? await tcpServer(defer, () => {}) : await udpServer(defer, () => null);
+    const results: Record<string, unknown> = {};
+    for (const engine of ENGINES) {
+      const result = await runLoad(
+        {
+          host: '127.0.0.1',
+          port,
+          protocol,
+          connections: 100,
+          concurrency: 5,
+          replyTimeoutMs: 20_000,
+          deadlineMs: 200,
+        },
+        { engine },
+      );
+      results[engine] = accounting(result);
+    }
+    assert.deepEqual(results.native, results.builtin);
+    assert.deepEqual(results.native, {
+      attempted: 5,
+      notStarted: 95,
+      attributed: 0,
+      unrecognized: 0,
+      silent: 0,
+      failed: 0,
+      failures: [],
+      inFlight: 5,
+      stoppedEarly: 'deadline',
+      hints: [],
+    });
   });
-});
+}
 
 test('the native load engine reports progress and validates its arguments', { timeout: 30_000 }, async (t) => {
   const native = needEngines(t);
@@ -607,138 +612,6 @@ test('the native load engine reports progress and validates its arguments', { ti
   assert.throws(() => run(undefined, progress), TypeError);
 });
 
-for (const serveEngine of ENGINES) {
-  test(`UDP, serve engine ${serveEngine} x both load engines: 2000 datagrams, every one attributed and counted`, {
-    timeout: 60_000,
-  }, async (t) => {
-    if (!needEngines(t)) return;
-    for (const engine of ENGINES) {
-      const serve = serveWith(serveEngine, [
-        '--protocol',
-        'udp',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--workers',
-        '2',
-        '--binder',
-        'native',
-      ]);
-      t.after(() => serve.stop());
-      const { port, pids } = await serve.listening(2);
-      const { code, doc } = await cliLoad(engine, [
-        '--protocol',
-        'udp',
-        '--port',
-        String(port),
-        '--connections',
-        '2000',
-        '--concurrency',
-        '50',
-      ]);
-      assert.equal(code, 0, engine);
-      assert.deepEqual(
-        accounting(doc),
-        {
-          attempted: 2000,
-          notStarted: 0,
-          attributed: 2000,
-          unrecognized: 0,
-          silent: 0,
-          failed: 0,
-          failures: [],
-          inFlight: 0,
-          stoppedEarly: null,
-          hints: [],
-        },
-        engine,
-      );
-      assert.deepEqual(doc.perWorker.map((w) => w.pid).sort(), [...pids].sort(), `${engine}: both workers answered`);
-      for (const pid of pids) assert.equal(threadNames(pid).includes('rp-accept'), serveEngine === 'native');
-      await serve.stop('SIGTERM');
-      for (const exit of serve.events.filter((e) => e.event === 'exit')) {
-        const tally = doc.perWorker.find((w) => w.pid === exit.pid);
-        assert.equal(
-          exit.accepted,
-          tally?.count ?? 0,
-          `${engine}: worker ${exit.pid}'s count equals the client's tally`,
-        );
-      }
-      assert.equal(serve.events.find((e) => e.event === 'stopped')?.total, 2000, engine);
-    }
-  });
-}
-
-test('UDP, both load engines: ECONNREFUSED from a closed port, the same accounting', { timeout: 30_000 }, async (t) => {
-  if (!needEngines(t)) return;
-  const port = await closedUdpPort();
-  const results: Record<string, unknown> = {};
-  for (const engine of ENGINES) {
-    const { code, doc } = await cliLoad(engine, [
-      '--protocol',
-      'udp',
-      '--port',
-      String(port),
-      '--connections',
-      '10',
-      '--concurrency',
-      '4',
-    ]);
-    assert.equal(code, 1, engine);
-    results[engine] = accounting(doc);
-  }
-  assert.deepEqual(results.native, results.builtin);
-  assert.deepEqual(results.native, {
-    attempted: 10,
-    notStarted: 0,
-    attributed: 0,
-    unrecognized: 0,
-    silent: 0,
-    failed: 10,
-    failures: [{ code: 'ECONNREFUSED', count: 10 }],
-    inFlight: 0,
-    stoppedEarly: null,
-    hints: [`nothing listens on 127.0.0.1:${port} (ECONNREFUSED): start \`reuseport serve\` first`],
-  });
-});
-
-test('UDP, both load engines: datagrams nobody answers are silent, the same accounting', {
-  timeout: 30_000,
-}, async (t) => {
-  if (!needEngines(t)) return;
-  const defer = cleanups(t);
-  const { port } = await udpServer(defer, () => null);
-  const results: Record<string, unknown> = {};
-  for (const engine of ENGINES) {
-    const { code, doc } = await cliLoad(engine, [
-      '--protocol',
-      'udp',
-      '--port',
-      String(port),
-      '--connections',
-      '3',
-      '--timeout',
-      '200',
-    ]);
-    assert.equal(code, 1, engine);
-    results[engine] = accounting(doc);
-  }
-  assert.deepEqual(results.native, results.builtin);
-  assert.deepEqual(results.native, {
-    attempted: 3,
-    notStarted: 0,
-    attributed: 0,
-    unrecognized: 0,
-    silent: 3,
-    failed: 0,
-    failures: [],
-    inFlight: 0,
-    stoppedEarly: null,
-    hints: ['3 datagrams got no reply within 200 ms (lost, or a worker is frozen); raise --timeout to wait longer'],
-  });
-});
-
 test('UDP, both load engines: other replies and empty ones are unrecognized, a greeting is attributed', {
   timeout: 30_000,
 }, async (t) => {
@@ -765,43 +638,6 @@ test('UDP, both load engines: other replies and empty ones are unrecognized, a g
       `${engine}: the same ping, the same attribution`,
     );
   }
-});
-
-test('UDP, both load engines: the deadline leaves what is in flight cut off and the rest unattempted', {
-  timeout: 30_000,
-}, async (t) => {
-  if (!needEngines(t)) return;
-  const defer = cleanups(t);
-  const { port } = await udpServer(defer, () => null);
-  const results: Record<string, unknown> = {};
-  for (const engine of ENGINES) {
-    const result = await runLoad(
-      {
-        host: '127.0.0.1',
-        port,
-        protocol: 'udp',
-        connections: 100,
-        concurrency: 5,
-        replyTimeoutMs: 20_000,
-        deadlineMs: 200,
-      },
-      { engine },
-    );
-    results[engine] = accounting(result);
-  }
-  assert.deepEqual(results.native, results.builtin);
-  assert.deepEqual(results.native, {
-    attempted: 5,
-    notStarted: 95,
-    attributed: 0,
-    unrecognized: 0,
-    silent: 0,
-    failed: 0,
-    failures: [],
-    inFlight: 5,
-    stoppedEarly: 'deadline',
-    hints: [],
-  });
 });
 
 test('the native load engine takes protocol tcp or udp, nothing else', { timeout: 30_000 }, async (t) => {
