@@ -145,6 +145,32 @@ function timeWaitCount() {
   }
 }
 
+const CLOCK_TICKS_PER_SEC = 100; // USER_HZ: the unit of /proc/<pid>/stat times on every Linux Node runs on
+
+/** utime + stime of a live process (all its threads), in ms, or 0 once it is gone. */
+function cpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Runs `measureRun` and adds the CPU time `pids` spent meanwhile to `run.cpuMs`:
+ * how much a server works per connection does not depend on how busy the
+ * machine is nearly as much as its rate does.
+ */
+function withCpu(pids, measureRun) {
+  return async () => {
+    const before = pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+    const run = await measureRun();
+    return { ...run, cpuMs: pids.reduce((sum, pid) => sum + cpuMs(pid), 0) - before };
+  };
+}
+
 /** VmHWM (peak RSS) of a live process, in kB, or null. */
 function vmHwmKb(pid) {
   try {
@@ -610,9 +636,17 @@ async function runLoad(target, protocol, port, connections, concurrency, timeLim
 
 // ---------------------------------------------------------------- measurements
 
+/** CPU µs per connection (datagram) answered over all runs, when CPU was measured. */
+function cpuPerConnection(runs) {
+  const answered = runs.reduce((n, r) => n + (Number(r.ok) || 0), 0);
+  if (answered === 0 || runs.some((r) => r.cpuMs === undefined)) return null;
+  return (runs.reduce((ms, r) => ms + r.cpuMs, 0) * 1000) / answered;
+}
+
 function summarize(runs) {
   const rates = runs.map((r) => r.ratePerSec);
   return {
+    cpuUsPerConnection: cpuPerConnection(runs),
     best: Math.max(...rates),
     median: median(rates),
     min: Math.min(...rates),
@@ -668,8 +702,16 @@ async function measureServe(opts, exe, target, protocol, results) {
     serve = await startServe(target, protocol, rPort, workers);
     log(opts, `${target.label} ${protocol}: serve vs c-server, ${runs} alternating runs of ${connections}`);
     await runCClient(client, rPort, warm, concurrency, timeLimitMs);
-    const measure = (port) => () => runCClient(client, port, connections, concurrency, timeLimitMs);
-    const { reference, reuseport, ratio } = await alternate(runs, measure(cPort), measure(rPort));
+    const measure = (port, pids) =>
+      withCpu(pids, () => runCClient(client, port, connections, concurrency, timeLimitMs));
+    const { reference, reuseport, ratio } = await alternate(
+      runs,
+      measure(cPort, cServer.pids),
+      measure(
+        rPort,
+        serve.workers.map((w) => w.pid),
+      ),
+    );
     const hwm = serve.rssKb();
     const measured = {
       reference,
@@ -824,6 +866,7 @@ function buildRows(opts, res) {
   const fmt = {
     '/s': (x) => `${Math.round(x)}/s`,
     ms: (x) => `${Math.round(x)} ms`,
+    us: (x) => `${x.toFixed(1)} µs`,
     kB: (kb) => `${(kb / 1024).toFixed(1)} MB`,
   };
   const ok = (x) => typeof x === 'number' && Number.isFinite(x);
@@ -871,6 +914,20 @@ function buildRows(opts, res) {
       met: goalRatio !== null && ok(ratio) ? ratio >= goalRatio : null,
     });
   };
+  // CPU per connection: the ratio is c-server's over reuseport's, so above 1 means reuseport works less.
+  const cpuRow = (t, label, protocol) => {
+    const m = t[protocol].serve;
+    const [r, c] = [m?.reuseport.cpuUsPerConnection, m?.reference.cpuUsPerConnection];
+    row({
+      id: `${t.id}.${protocol}.serveCpuPerConnection`,
+      metric: `${label} ${protocol} serve: worker CPU per ${protocol === 'tcp' ? 'connection' : 'datagram'}`,
+      unit: 'us',
+      value: r,
+      reference: c,
+      referenceLabel: ' c-server',
+      ratio: ok(r) && ok(c) && r > 0 ? c / r : null,
+    });
+  };
   for (const t of res.targets) {
     const goals = t.jsOnly ? { serve: GOALS.fallbackServeRatio, load: null, rss: GOALS.fallbackRssMB } : GOALS;
     const label = `${t.label}${t.binder ? ` [${t.binder}]` : ''}`;
@@ -889,8 +946,10 @@ function buildRows(opts, res) {
       goal: `<= ${rssMB} MB`,
       met: kb.length ? Math.max(...kb) <= rssMB * 1024 : null,
     });
+    cpuRow(t, label, 'tcp');
     rateRow(`${t.id}.udp.serve`, `${label} udp serve`, t.udp.serve, null, ' c-server');
     rateRow(`${t.id}.udp.load`, `${label} udp load`, t.udp.load, null, ' c-udp-client');
+    cpuRow(t, label, 'udp');
   }
   const h = res.help;
   if (h) {
