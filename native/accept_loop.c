@@ -40,6 +40,14 @@
 #define EV_LISTEN 0u
 #define EV_STOP 1u
 #define ACCEPT_THREAD_NAME "rp-accept"
+/*
+ * A TCP loop blocks in accept4() itself, as a plain C server does: no
+ * epoll_wait() and no accept4() that ends in EAGAIN per wakeup (two of the
+ * five syscalls a connection costs when they come one at a time). The
+ * listener's SO_RCVTIMEO makes that accept4() return every so often to look
+ * for a stop request: the most a stop waits.
+ */
+#define ACCEPT_WAKE_MS 50
 
 /* Another process reads the shared counter: it must be a plain lock-free 8-byte word. */
 _Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && sizeof(unsigned long) == 8, "the shared counter needs lock-free 64-bit atomics");
@@ -58,6 +66,10 @@ typedef struct {
   uint8_t *greeting;
   size_t greeting_len;
   int datagram; /* a SOCK_DGRAM socket: answer datagrams instead of accepting */
+  atomic_int stop; /* set before the eventfd is written: the blocking accept loop looks at this */
+  int restored; /* 0 while the listener is in the blocking loop's state */
+  int restore_flags; /* the listener's file flags and SO_RCVTIMEO before the loop changed them */
+  struct timeval restore_timeout;
   napi_env env;
 } accept_loop;
 
@@ -82,47 +94,6 @@ static int accept_backoff(accept_loop *l) {
   struct pollfd p = {l->event_fd, POLLIN, 0};
   int n = poll(&p, 1, ACCEPT_BACKOFF_MS);
   return n > 0 && (p.revents & POLLIN) != 0;
-}
-
-/* Accepts until EAGAIN (or a batch). Returns 1 if a stop was seen while backing off. */
-static int accept_drain(accept_loop *l) {
-  for (int i = 0; i < ACCEPT_BATCH; i++) {
-    int fd = accept4(l->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      switch (errno) {
-      case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-      case EWOULDBLOCK:
-#endif
-        return 0;
-      case EINTR:
-        continue;
-      /* The connection went away or the network failed for this one peer: next. */
-      case ECONNABORTED:
-      case EPROTO:
-      case EPERM:
-      case ENETDOWN:
-      case ENOPROTOOPT:
-      case EHOSTDOWN:
-      case ENONET:
-      case EHOSTUNREACH:
-      case ENETUNREACH:
-        atomic_fetch_add(&l->errors, 1);
-        continue;
-      default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM, or a broken listening fd */
-        atomic_fetch_add(&l->errors, 1);
-        return accept_backoff(l);
-      }
-    }
-    /* Counted once accepted, before the greeting: a client that has read it is always counted. */
-    atomic_fetch_add(l->accepted, 1);
-    if (l->greeting_len > 0) {
-      ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-      (void)w; /* best effort: a peer that left is not an error */
-    }
-    close(fd);
-  }
-  return 0;
 }
 
 /* Waits up to ACCEPT_BACKOFF_MS for room to send (or a stop request); returns 1 if a stop came. */
@@ -193,7 +164,52 @@ static int datagram_drain(accept_loop *l) {
   return 0;
 }
 
-static void *accept_thread(void *arg) {
+/* One connection: counted once accepted, before the greeting, so a client that has read it is always counted. */
+static void accept_serve_one(accept_loop *l, int fd) {
+  atomic_fetch_add(l->accepted, 1);
+  if (l->greeting_len > 0) {
+    ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w; /* best effort: a peer that left is not an error */
+  }
+  close(fd);
+}
+
+static void *accept_blocking_thread(void *arg) {
+  accept_loop *l = arg;
+  while (!atomic_load(&l->stop)) {
+    int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      accept_serve_one(l, fd);
+      continue;
+    }
+    switch (errno) {
+    case EAGAIN: /* SO_RCVTIMEO passed: look at the stop flag */
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+      continue;
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+      atomic_fetch_add(&l->errors, 1);
+      continue;
+    default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM, or a broken listening fd */
+      atomic_fetch_add(&l->errors, 1);
+      if (accept_backoff(l)) return NULL;
+    }
+  }
+  return NULL;
+}
+
+/* A datagram loop waits in epoll for datagrams or the stop eventfd. */
+static void *datagram_thread(void *arg) {
   accept_loop *l = arg;
   struct epoll_event events[2];
   for (;;) {
@@ -209,12 +225,21 @@ static void *accept_thread(void *arg) {
       if (events[i].data.u32 == EV_STOP) return NULL;
       listen_ready = 1;
     }
-    if (listen_ready && (l->datagram ? datagram_drain(l) : accept_drain(l))) return NULL;
+    if (listen_ready && datagram_drain(l)) return NULL;
   }
+}
+
+/* Hands the listener back with the flags and SO_RCVTIMEO the blocking loop changed. Idempotent. */
+static void accept_restore_listener(accept_loop *l) {
+  if (l->restored) return;
+  l->restored = 1;
+  (void)fcntl(l->listen_fd, F_SETFL, l->restore_flags);
+  (void)setsockopt(l->listen_fd, SOL_SOCKET, SO_RCVTIMEO, &l->restore_timeout, sizeof(l->restore_timeout));
 }
 
 static void accept_loop_free(accept_loop *l) {
   if (l == NULL) return;
+  accept_restore_listener(l);
   if (l->epoll_fd >= 0) close(l->epoll_fd);
   if (l->event_fd >= 0) close(l->event_fd);
   if (l->mapped != NULL) munmap(l->mapped, sizeof(shared_count));
@@ -227,6 +252,7 @@ static void accept_slot_halt(accept_slot *slot) {
   accept_loop *l = slot->loop;
   uint64_t one = 1;
   ssize_t w;
+  atomic_store(&l->stop, 1);
   do {
     w = write(l->event_fd, &one, sizeof(one));
   } while (w < 0 && errno == EINTR);
@@ -340,6 +366,8 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   atomic_init(&l->own_accepted, 0);
   l->accepted = &l->own_accepted;
   atomic_init(&l->errors, 0);
+  atomic_init(&l->stop, 0);
+  l->restored = 1; /* nothing to put back until the blocking loop's state is set */
   l->greeting = malloc(len ? len : 1);
   if (l->greeting == NULL) return accept_fail(env, l, ENOMEM, "malloc", NULL);
   if (len) memcpy(l->greeting, bytes, len);
@@ -358,11 +386,25 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
       return accept_fail(env, l, errno, "getsockopt", "SO_ACCEPTCONN");
     if (!listening) return accept_fail(env, l, EINVAL, "accept4", NULL);
   }
-  /* accept4() / recvmmsg() until EAGAIN needs a non-blocking fd. */
   flags = fcntl(l->listen_fd, F_GETFL);
   if (flags < 0) return accept_fail(env, l, errno, "fcntl", NULL);
-  if (!(flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags | O_NONBLOCK) != 0)
-    return accept_fail(env, l, errno, "fcntl", NULL);
+  if (l->datagram) {
+    /* recvmmsg() until EAGAIN needs a non-blocking fd. */
+    if (!(flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags | O_NONBLOCK) != 0)
+      return accept_fail(env, l, errno, "fcntl", NULL);
+  } else {
+    /* A blocking accept4() that wakes up every ACCEPT_WAKE_MS; put back at stop. */
+    struct timeval wake = {0, ACCEPT_WAKE_MS * 1000};
+    socklen_t tlen = sizeof(l->restore_timeout);
+    if (getsockopt(l->listen_fd, SOL_SOCKET, SO_RCVTIMEO, &l->restore_timeout, &tlen) != 0)
+      return accept_fail(env, l, errno, "getsockopt", "SO_RCVTIMEO");
+    if (setsockopt(l->listen_fd, SOL_SOCKET, SO_RCVTIMEO, &wake, sizeof(wake)) != 0)
+      return accept_fail(env, l, errno, "setsockopt", "SO_RCVTIMEO");
+    l->restore_flags = flags;
+    l->restored = 0; /* from here on, any failure or the stop puts both back */
+    if ((flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+      return accept_fail(env, l, errno, "fcntl", NULL);
+  }
 
   l->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (l->event_fd < 0) return accept_fail(env, l, errno, "eventfd", NULL);
@@ -392,7 +434,7 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   pthread_attr_setstacksize(&attr, ACCEPT_STACK_SIZE);
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = pthread_create(&l->thread, &attr, accept_thread, l);
+  rc = pthread_create(&l->thread, &attr, l->datagram ? datagram_thread : accept_blocking_thread, l);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   if (rc != 0) {
