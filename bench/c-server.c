@@ -6,8 +6,11 @@
  * greeting (recvfrom + sendto), counting datagrams. TCP (the default): forks WORKERS
  * processes; each one opens its own listening socket with SO_REUSEADDR and
  * SO_REUSEPORT on HOST:PORT (backlog 4096) and loops on a blocking accept4(),
- * writes "c-server pid=<pid>\n" and closes. The server closes first, so
- * TIME_WAIT lands on the server side.
+ * writes the greeting and closes. The server closes first, so TIME_WAIT
+ * lands on the server side. The greeting is the one `reuseport serve` sends,
+ * "reuseport worker=<n> pid=<pid> local=<host>:<port>\n", so `reuseport load`
+ * attributes every connection to c-server as it would to its own workers: the
+ * load comparison then does the same work on both sides.
  *
  * stdout: "listening pid=<pid>" once per worker when it is listening, and
  *         "accepted pid=<pid> count=<n>" per worker on SIGTERM/SIGINT.
@@ -107,7 +110,7 @@ static int open_listener(const struct addrinfo *ai) {
   return fd;
 }
 
-static void worker(const struct addrinfo *ai, pid_t parent) {
+static void worker(const struct addrinfo *ai, pid_t parent, long id) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = worker_on_signal;
@@ -136,8 +139,23 @@ static void worker(const struct addrinfo *ai, pid_t parent) {
   }
 
   pid_t me = getpid();
-  char greeting[64];
-  int glen = snprintf(greeting, sizeof greeting, "c-server pid=%ld\n", (long)me);
+  struct sockaddr_storage local;
+  socklen_t local_len = sizeof local;
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (getsockname(lfd, (struct sockaddr *)&local, &local_len) == 0) {
+    if (local.ss_family == AF_INET6) {
+      struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&local;
+      inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+      port = ntohs(v6->sin6_port);
+    } else {
+      struct sockaddr_in *v4 = (struct sockaddr_in *)&local;
+      inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+      port = ntohs(v4->sin_port);
+    }
+  }
+  char greeting[128];
+  int glen = snprintf(greeting, sizeof greeting, local.ss_family == AF_INET6 ? "reuseport worker=%ld pid=%ld local=[%s]:%d\n" : "reuseport worker=%ld pid=%ld local=%s:%d\n", id, (long)me, host, port);
   char ready[64];
   int rlen = snprintf(ready, sizeof ready, "listening pid=%ld\n", (long)me);
   write_all(STDOUT_FILENO, ready, (size_t)rlen);
@@ -226,7 +244,7 @@ int main(int argc, char **argv) {
       break;
     }
     if (pid == 0) {
-      worker(ai, parent); /* installs its own handlers, then unblocks */
+      worker(ai, parent, i + 1); /* installs its own handlers, then unblocks */
       _exit(0);
     }
     children[nchildren++] = pid;

@@ -2,6 +2,9 @@
  * Accept loop: one thread per listening fd that accepts, counts, sends a fixed
  * greeting and closes, with no JS per connection. JS functions
  * acceptLoopStart, acceptLoopCount, acceptLoopErrors and acceptLoopStop.
+ * Given a bound datagram socket instead, the thread receives, counts and
+ * answers each datagram with the greeting, in batches (recvmmsg + sendmmsg),
+ * as a dgram worker does one by one.
  *
  * The count can live in a file the caller hands over (a MAP_SHARED mapping of
  * its first 8 bytes): a parent holding the same file reads the exact count
@@ -32,9 +35,19 @@
 #define ACCEPT_BACKOFF_MS 5
 #define ACCEPT_STACK_SIZE (256 * 1024)
 #define GREETING_MAX 65536
+/* Datagrams per recvmmsg / sendmmsg. */
+#define DATAGRAM_BATCH 64
 #define EV_LISTEN 0u
 #define EV_STOP 1u
 #define ACCEPT_THREAD_NAME "rp-accept"
+/*
+ * A TCP loop blocks in accept4() itself, as a plain C server does: no
+ * epoll_wait() and no accept4() that ends in EAGAIN per wakeup (two of the
+ * five syscalls a connection costs when they come one at a time). The
+ * listener's SO_RCVTIMEO makes that accept4() return every so often to look
+ * for a stop request: the most a stop waits.
+ */
+#define ACCEPT_WAKE_MS 50
 
 /* Another process reads the shared counter: it must be a plain lock-free 8-byte word. */
 _Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && sizeof(unsigned long) == 8, "the shared counter needs lock-free 64-bit atomics");
@@ -52,8 +65,13 @@ typedef struct {
   atomic_uint_fast64_t errors;
   uint8_t *greeting;
   size_t greeting_len;
+  int datagram; /* a SOCK_DGRAM socket: answer datagrams instead of accepting */
   /* Send back, after the greeting, what the client had sent by accept time (scenario lifecycle workers). */
   int echo;
+  atomic_int stop; /* set before the eventfd is written: the blocking accept loop looks at this */
+  int restored; /* 0 while the listener is in the blocking loop's state */
+  int restore_flags; /* the listener's file flags and SO_RCVTIMEO before the loop changed them */
+  struct timeval restore_timeout;
   napi_env env;
 } accept_loop;
 
@@ -80,57 +98,132 @@ static int accept_backoff(accept_loop *l) {
   return n > 0 && (p.revents & POLLIN) != 0;
 }
 
-/* Accepts until EAGAIN (or a batch). Returns 1 if a stop was seen while backing off. */
-static int accept_drain(accept_loop *l) {
-  for (int i = 0; i < ACCEPT_BATCH; i++) {
-    int fd = accept4(l->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      switch (errno) {
-      case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-      case EWOULDBLOCK:
-#endif
-        return 0;
-      case EINTR:
+/* Waits up to ACCEPT_BACKOFF_MS for room to send (or a stop request); returns 1 if a stop came. */
+static int datagram_wait_writable(accept_loop *l) {
+  struct pollfd p[2] = {{l->listen_fd, POLLOUT, 0}, {l->event_fd, POLLIN, 0}};
+  int n = poll(p, 2, ACCEPT_BACKOFF_MS);
+  return n > 0 && (p[1].revents & POLLIN) != 0;
+}
+
+/*
+ * Receives what is queued (or a batch of batches), counts it, and answers
+ * every datagram with the greeting. Counted before the replies go out, as the
+ * dgram worker counts before it sends: whoever got a reply is counted.
+ * Returns 1 if a stop was seen while waiting.
+ */
+static int datagram_drain(accept_loop *l) {
+  struct mmsghdr in[DATAGRAM_BATCH], out[DATAGRAM_BATCH];
+  struct sockaddr_storage peers[DATAGRAM_BATCH];
+  struct iovec sink, reply;
+  uint8_t byte;
+  sink.iov_base = &byte; /* the request's content does not matter: it is truncated away */
+  sink.iov_len = sizeof(byte);
+  reply.iov_base = l->greeting;
+  reply.iov_len = l->greeting_len;
+  for (int round = 0; round < ACCEPT_BATCH / DATAGRAM_BATCH; round++) {
+    int n, sent = 0;
+    memset(in, 0, sizeof(in));
+    for (int i = 0; i < DATAGRAM_BATCH; i++) {
+      in[i].msg_hdr.msg_name = &peers[i];
+      in[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+      in[i].msg_hdr.msg_iov = &sink;
+      in[i].msg_hdr.msg_iovlen = 1;
+    }
+    n = recvmmsg(l->listen_fd, in, DATAGRAM_BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      if (errno == EINTR) continue;
+      atomic_fetch_add(&l->errors, 1);
+      /* A queued ICMP error is consumed by this call: try again at once. Anything else: back off. */
+      if (errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) continue;
+      return accept_backoff(l);
+    }
+    atomic_fetch_add(l->accepted, (unsigned long)n);
+    memset(out, 0, sizeof(out[0]) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+      out[i].msg_hdr.msg_name = &peers[i];
+      out[i].msg_hdr.msg_namelen = in[i].msg_hdr.msg_namelen;
+      out[i].msg_hdr.msg_iov = &reply;
+      out[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (sent < n) {
+      int w = sendmmsg(l->listen_fd, out + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+      if (w > 0) {
+        sent += w;
+      } else if (w < 0 && errno == EINTR) {
         continue;
-      /* The connection went away or the network failed for this one peer: next. */
-      case ECONNABORTED:
-      case EPROTO:
-      case EPERM:
-      case ENETDOWN:
-      case ENOPROTOOPT:
-      case EHOSTDOWN:
-      case ENONET:
-      case EHOSTUNREACH:
-      case ENETUNREACH:
+      } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+        /* The send buffer is full: wait for room, as dgram queues its sends. */
+        if (datagram_wait_writable(l)) return 1;
+      } else {
+        /* This peer cannot be answered (e.g. an unroutable source): skip it, as a failed dgram send is. */
         atomic_fetch_add(&l->errors, 1);
-        continue;
-      default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM, or a broken listening fd */
-        atomic_fetch_add(&l->errors, 1);
-        return accept_backoff(l);
+        sent++;
       }
     }
-    /* Counted once accepted, before the greeting: a client that has read it is always counted. */
-    atomic_fetch_add(l->accepted, 1);
-    {
-      /* Read before close: unread bytes would turn our FIN into a RST (tcp_close()). */
-      uint8_t echoed[4096];
-      ssize_t got = l->echo ? recv(fd, echoed, sizeof(echoed), MSG_DONTWAIT) : -1;
-      if (l->greeting_len > 0) {
-        ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w; /* best effort: a peer that left is not an error */
-      }
-      if (got > 0) {
-        ssize_t w = send(fd, echoed, (size_t)got, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w;
-      }
-    }
-    close(fd);
+    if (n < DATAGRAM_BATCH) return 0;
   }
   return 0;
 }
 
-static void *accept_thread(void *arg) {
+/* One connection: counted once accepted, before the greeting, so a client that has read it is always counted. */
+static void accept_serve_one(accept_loop *l, int fd) {
+  atomic_fetch_add(l->accepted, 1);
+  if (l->echo) {
+    /* Read before close: unread bytes would turn our FIN into a RST (tcp_close()). */
+    uint8_t echoed[4096];
+    ssize_t got = recv(fd, echoed, sizeof(echoed), MSG_DONTWAIT);
+    if (l->greeting_len > 0) {
+      ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)w; /* best effort: a peer that left is not an error */
+    }
+    if (got > 0) {
+      ssize_t w = send(fd, echoed, (size_t)got, MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)w;
+    }
+  } else if (l->greeting_len > 0) {
+    ssize_t w = send(fd, l->greeting, l->greeting_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w; /* best effort: a peer that left is not an error */
+  }
+  close(fd);
+}
+
+static void *accept_blocking_thread(void *arg) {
+  accept_loop *l = arg;
+  while (!atomic_load(&l->stop)) {
+    int fd = accept4(l->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      accept_serve_one(l, fd);
+      continue;
+    }
+    switch (errno) {
+    case EAGAIN: /* SO_RCVTIMEO passed: look at the stop flag */
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+      continue;
+    case ECONNABORTED:
+    case EPROTO:
+    case EPERM:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+      atomic_fetch_add(&l->errors, 1);
+      continue;
+    default: /* EMFILE, ENFILE, ENOBUFS, ENOMEM, or a broken listening fd */
+      atomic_fetch_add(&l->errors, 1);
+      if (accept_backoff(l)) return NULL;
+    }
+  }
+  return NULL;
+}
+
+/* A datagram loop waits in epoll for datagrams or the stop eventfd. */
+static void *datagram_thread(void *arg) {
   accept_loop *l = arg;
   struct epoll_event events[2];
   for (;;) {
@@ -146,12 +239,21 @@ static void *accept_thread(void *arg) {
       if (events[i].data.u32 == EV_STOP) return NULL;
       listen_ready = 1;
     }
-    if (listen_ready && accept_drain(l)) return NULL;
+    if (listen_ready && datagram_drain(l)) return NULL;
   }
+}
+
+/* Hands the listener back with the flags and SO_RCVTIMEO the blocking loop changed. Idempotent. */
+static void accept_restore_listener(accept_loop *l) {
+  if (l->restored) return;
+  l->restored = 1;
+  (void)fcntl(l->listen_fd, F_SETFL, l->restore_flags);
+  (void)setsockopt(l->listen_fd, SOL_SOCKET, SO_RCVTIMEO, &l->restore_timeout, sizeof(l->restore_timeout));
 }
 
 static void accept_loop_free(accept_loop *l) {
   if (l == NULL) return;
+  accept_restore_listener(l);
   if (l->epoll_fd >= 0) close(l->epoll_fd);
   if (l->event_fd >= 0) close(l->event_fd);
   if (l->mapped != NULL) munmap(l->mapped, sizeof(shared_count));
@@ -164,6 +266,7 @@ static void accept_slot_halt(accept_slot *slot) {
   accept_loop *l = slot->loop;
   uint64_t one = 1;
   ssize_t w;
+  atomic_store(&l->stop, 1);
   do {
     w = write(l->event_fd, &one, sizeof(one));
   } while (w < 0 && errno == EINTR);
@@ -242,8 +345,8 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   const char *map_syscall = NULL;
   const uint8_t *bytes = NULL;
   size_t len = 0;
-  int listening = 0, flags, rc, slot_index = -1;
-  socklen_t optlen = sizeof(listening);
+  int listening = 0, type = 0, flags, rc, slot_index = -1;
+  socklen_t optlen = sizeof(listening), typelen = sizeof(type);
   accept_loop *l;
   struct epoll_event ev;
   pthread_attr_t attr;
@@ -291,6 +394,8 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   atomic_init(&l->own_accepted, 0);
   l->accepted = &l->own_accepted;
   atomic_init(&l->errors, 0);
+  atomic_init(&l->stop, 0);
+  l->restored = 1; /* nothing to put back until the blocking loop's state is set */
   l->greeting = malloc(len ? len : 1);
   if (l->greeting == NULL) return accept_fail(env, l, ENOMEM, "malloc", NULL);
   if (len) memcpy(l->greeting, bytes, len);
@@ -301,15 +406,34 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
     if (rc != 0) return accept_fail(env, l, rc, map_syscall, NULL);
   }
 
-  /* Only a listening socket will do; anything else would never become readable as expected. */
-  if (getsockopt(l->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0)
-    return accept_fail(env, l, errno, "getsockopt", "SO_ACCEPTCONN");
-  if (!listening) return accept_fail(env, l, EINVAL, "accept4", NULL);
-  /* accept4() until EAGAIN needs a non-blocking listening fd. */
+  /* A listening stream socket, or a bound datagram socket; anything else would never become readable as expected. */
+  if (getsockopt(l->listen_fd, SOL_SOCKET, SO_TYPE, &type, &typelen) != 0)
+    return accept_fail(env, l, errno, "getsockopt", "SO_TYPE");
+  l->datagram = type == SOCK_DGRAM;
+  if (!l->datagram) {
+    if (getsockopt(l->listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0)
+      return accept_fail(env, l, errno, "getsockopt", "SO_ACCEPTCONN");
+    if (!listening) return accept_fail(env, l, EINVAL, "accept4", NULL);
+  }
   flags = fcntl(l->listen_fd, F_GETFL);
   if (flags < 0) return accept_fail(env, l, errno, "fcntl", NULL);
-  if (!(flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags | O_NONBLOCK) != 0)
-    return accept_fail(env, l, errno, "fcntl", NULL);
+  if (l->datagram) {
+    /* recvmmsg() until EAGAIN needs a non-blocking fd. */
+    if (!(flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags | O_NONBLOCK) != 0)
+      return accept_fail(env, l, errno, "fcntl", NULL);
+  } else {
+    /* A blocking accept4() that wakes up every ACCEPT_WAKE_MS; put back at stop. */
+    struct timeval wake = {0, ACCEPT_WAKE_MS * 1000};
+    socklen_t tlen = sizeof(l->restore_timeout);
+    if (getsockopt(l->listen_fd, SOL_SOCKET, SO_RCVTIMEO, &l->restore_timeout, &tlen) != 0)
+      return accept_fail(env, l, errno, "getsockopt", "SO_RCVTIMEO");
+    if (setsockopt(l->listen_fd, SOL_SOCKET, SO_RCVTIMEO, &wake, sizeof(wake)) != 0)
+      return accept_fail(env, l, errno, "setsockopt", "SO_RCVTIMEO");
+    l->restore_flags = flags;
+    l->restored = 0; /* from here on, any failure or the stop puts both back */
+    if ((flags & O_NONBLOCK) && fcntl(l->listen_fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+      return accept_fail(env, l, errno, "fcntl", NULL);
+  }
 
   l->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (l->event_fd < 0) return accept_fail(env, l, errno, "eventfd", NULL);
@@ -339,7 +463,7 @@ napi_value js_accept_loop_start(napi_env env, napi_callback_info info) {
   pthread_attr_setstacksize(&attr, ACCEPT_STACK_SIZE);
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = pthread_create(&l->thread, &attr, accept_thread, l);
+  rc = pthread_create(&l->thread, &attr, l->datagram ? datagram_thread : accept_blocking_thread, l);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   if (rc != 0) {

@@ -1,6 +1,12 @@
 /*
  * Load engine: an epoll connection generator run as napi async work, so
  * `load` needs no net.Socket per connection. JS function loadRun.
+ *
+ * UDP (options.protocol "udp") does what the JS engine's datagrams do: each
+ * from its own connected socket, so from its own source port (what the
+ * kernel's SO_REUSEPORT hash spreads), one ping and the first reply. A reply
+ * is one recv; an ICMP error (ECONNREFUSED) is a failure; none in time is
+ * "no reply" once sent (ETIMEDOUT if the send never went out).
  */
 #include "addon.h"
 
@@ -25,6 +31,8 @@
 #define LOAD_CUT_OFF (-1)
 /* One entry per client source port: which reply it got first. */
 #define LOAD_PORTS 65536
+/* What each UDP datagram says; the JS engine sends the same. */
+static const char LOAD_PING[] = "reuseport ping\n";
 
 enum { LOAD_RAN_TO_END = 0, LOAD_DEADLINE = 1, LOAD_ABORTED = 2 };
 
@@ -33,6 +41,7 @@ typedef struct {
   int len;       /* bytes kept in buf */
   int got;       /* any byte received */
   int port;      /* client source port, 0 when getsockname failed */
+  int sent;      /* UDP: the ping went out */
   int prev;      /* in-flight list, ordered by deadline */
   int next;
   int64_t deadline;
@@ -57,6 +66,7 @@ typedef struct {
 typedef struct {
   /* Inputs, parsed on the JS thread. */
   int family;
+  int udp;
   any_addr target;
   any_addr source;
   socklen_t addr_len;
@@ -305,8 +315,8 @@ static void load_launch(load_state *s) {
   load_conn *c;
   any_addr local;
   socklen_t local_len = sizeof(local);
-  int slot, err, port = 0;
-  int fd = socket(j->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int slot, err, port = 0, sent = 0;
+  int fd = socket(j->family, (j->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     load_record_failure(j, errno);
     s->done++;
@@ -314,7 +324,9 @@ static void load_launch(load_state *s) {
   }
   if (j->has_source) {
     int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 || bind(fd, &j->source.sa, j->addr_len) != 0) {
+    /* TCP reuses a port left in TIME_WAIT, as net.connect({ localPort }) does; dgram binds plainly. */
+    if ((!j->udp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) ||
+        bind(fd, &j->source.sa, j->addr_len) != 0) {
       err = errno;
       load_fail_fd(s, fd, err);
       return;
@@ -329,9 +341,19 @@ static void load_launch(load_state *s) {
   /* connect() has picked the source port by now, even while the handshake goes on. */
   if (getsockname(fd, &local.sa, &local_len) == 0)
     port = ntohs(local.sa.sa_family == AF_INET ? local.v4.sin_port : local.v6.sin6_port);
+  if (j->udp) {
+    if (send(fd, LOAD_PING, sizeof(LOAD_PING) - 1, 0) >= 0) {
+      sent = 1;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS && errno != EINTR) {
+      err = errno;
+      load_fail_fd(s, fd, err);
+      return;
+    }
+  }
   slot = s->free_slots[--s->nfree];
   memset(&ev, 0, sizeof(ev));
-  ev.events = EPOLLIN | EPOLLRDHUP; /* errors (refused, reset) are always reported */
+  /* Errors (refused, reset) are always reported; a ping that did not fit waits for room. */
+  ev.events = j->udp ? EPOLLIN | (sent ? 0 : EPOLLOUT) : EPOLLIN | EPOLLRDHUP;
   ev.data.u32 = (uint32_t)slot;
   if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
     err = errno;
@@ -344,14 +366,49 @@ static void load_launch(load_state *s) {
   c->len = 0;
   c->got = 0;
   c->port = port;
+  c->sent = sent;
   c->deadline = s->now + j->reply_timeout_ns;
   load_append(s, slot);
   s->inflight++;
 }
 
+/* A datagram's socket is readable (a reply or an ICMP error) or, before its ping went out, writable. */
+static void load_on_datagram(load_state *s, int slot) {
+  load_conn *c = &s->conns[slot];
+  ssize_t r;
+  if (!c->sent) {
+    if (send(c->fd, LOAD_PING, sizeof(LOAD_PING) - 1, 0) >= 0) {
+      struct epoll_event ev;
+      memset(&ev, 0, sizeof(ev));
+      ev.events = EPOLLIN;
+      ev.data.u32 = (uint32_t)slot;
+      c->sent = 1;
+      if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) load_settle(s, slot, errno);
+      return;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS && errno != EINTR) load_settle(s, slot, errno);
+    return;
+  }
+  do {
+    r = recv(c->fd, c->buf, LOAD_KEEP, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r >= 0) {
+    /* One datagram is the whole reply, even an empty one. */
+    c->len = (int)r;
+    c->got = 1;
+    load_settle(s, slot, 0);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    load_settle(s, slot, errno);
+  }
+}
+
 static void load_on_event(load_state *s, int slot) {
   load_conn *c = &s->conns[slot];
   int fresh = 0;
+  if (s->job->udp) {
+    load_on_datagram(s, slot);
+    return;
+  }
   for (;;) {
     int keep = c->len < LOAD_KEEP;
     ssize_t r = recv(c->fd, keep ? c->buf + c->len : s->scratch, keep ? (size_t)(LOAD_KEEP - c->len) : sizeof(s->scratch), 0);
@@ -385,6 +442,16 @@ static void load_expire(load_state *s, int slot) {
   socklen_t len = sizeof(err);
   any_addr peer;
   socklen_t peer_len = sizeof(peer);
+  if (s->job->udp) {
+    /* Sent and unanswered is silence, as in the JS engine; never sent, a failure. */
+    if (c->sent) {
+      s->job->no_reply++;
+      load_close(s, slot);
+    } else {
+      load_settle(s, slot, ETIMEDOUT);
+    }
+    return;
+  }
   if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   if (err == 0 && getpeername(c->fd, &peer.sa, &peer_len) != 0) err = ETIMEDOUT;
   if (err == 0 && !c->got) {
@@ -639,6 +706,18 @@ static int parse_load_opts(napi_env env, napi_value obj, load_job *j) {
   napi_value v;
   int present;
   if (!expect_type(env, obj, napi_object, "loadRun(options, progress): options must be an object")) return 0;
+  if (!get_prop(env, obj, "protocol", &v, &present)) return 0;
+  if (present) {
+    char protocol[4];
+    size_t len = 0;
+    const char *msg = "options.protocol must be \"tcp\" or \"udp\"";
+    if (!expect_type(env, v, napi_string, msg)) return 0;
+    NAPI_OK(env, napi_get_value_string_utf8(env, v, NULL, 0, &len));
+    if (len != 3) return throw_range(env, msg);
+    NAPI_OK(env, napi_get_value_string_utf8(env, v, protocol, sizeof(protocol), &len));
+    if (strcmp(protocol, "tcp") != 0 && strcmp(protocol, "udp") != 0) return throw_range(env, msg);
+    j->udp = protocol[0] == 'u';
+  }
   if (!read_int_prop(env, obj, "family", 4, 6, &n, "options.family must be 4 or 6")) return 0;
   if (n == 5) return throw_range(env, "options.family must be 4 or 6");
   j->family = n == 4 ? AF_INET : AF_INET6;

@@ -7,11 +7,11 @@
 // Traffic goes to 127.0.0.1 only; every load is bounded in count and time.
 // Every process started is stopped by pid (SIGTERM, then SIGKILL) on the way out.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { availableParallelism, homedir, tmpdir } from 'node:os';
+import { availableParallelism, homedir, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,18 +26,27 @@ const GOALS = {
   fallbackRssMB: 60,
   helpMs: 150,
   scenarioMs: 5000,
+  compareMs: 15000,
 };
+
+/** Set in the re-executed bench that already runs in its own network namespace. */
+const IN_NETNS_ENV = 'REUSEPORT_BENCH_IN_NETNS';
+/** The namespace's own ephemeral range: wider than the default, so fewer 4-tuples repeat between runs. */
+const NETNS_PORT_RANGE = '10000 65000';
 
 // ---------------------------------------------------------------- options
 
 const USAGE = `usage: node scripts/bench.mjs [options]
 
-  --connections N      connections per measurement (default 20000)
+  --connections N      connections (datagrams) per run (default 10000)
   --concurrency N      connections in flight (default 64)
   --workers N          server worker processes (default 2)
-  --runs N             measurements per side, best is kept (default 3)
+  --runs N             A/B rounds per measurement, the median is kept (default 9)
   --help-runs N        runs of \`reuseport --help\` (default 15)
   --scenario-runs N    runs of \`reuseport scenario all\` (default 3)
+  --compare-runs N     runs of the default \`reuseport compare\` (default 1)
+  --isolation KIND     auto: a fresh network namespace when one can be made (default);
+                       netns: insist on one; host: the host's loopback
   --time-limit MS      hard limit per load run (default 30000)
   --cli PATH           the reuseport entry point (default bin/reuseport.js)
   --json               print one JSON document instead of the table
@@ -49,12 +58,14 @@ function parseOptions(argv) {
     parsed = parseArgs({
       args: argv,
       options: {
-        connections: { type: 'string', default: '20000' },
+        connections: { type: 'string', default: '10000' },
         concurrency: { type: 'string', default: '64' },
         workers: { type: 'string', default: '2' },
-        runs: { type: 'string', default: '3' },
+        runs: { type: 'string', default: '9' },
         'help-runs': { type: 'string', default: '15' },
         'scenario-runs': { type: 'string', default: '3' },
+        'compare-runs': { type: 'string', default: '1' },
+        isolation: { type: 'string', default: 'auto' },
         'time-limit': { type: 'string', default: '30000' },
         cli: { type: 'string' },
         json: { type: 'boolean', default: false },
@@ -81,6 +92,10 @@ function parseOptions(argv) {
     return n;
   };
   if (v.cli !== undefined) BIN = resolve(v.cli);
+  if (!['auto', 'netns', 'host'].includes(v.isolation)) {
+    process.stderr.write('bench: --isolation must be auto, netns or host\n');
+    process.exit(2);
+  }
   return {
     connections: int('connections', 100, 1_000_000),
     concurrency: int('concurrency', 1, 4096),
@@ -88,6 +103,8 @@ function parseOptions(argv) {
     runs: int('runs', 1, 20),
     helpRuns: int('help-runs', 1, 100),
     scenarioRuns: int('scenario-runs', 0, 10),
+    compareRuns: int('compare-runs', 0, 10),
+    isolation: v.isolation,
     timeLimitMs: int('time-limit', 1000, 120_000),
     json: v.json,
   };
@@ -126,6 +143,32 @@ function timeWaitCount() {
   } catch {
     return null;
   }
+}
+
+const CLOCK_TICKS_PER_SEC = 100; // USER_HZ: the unit of /proc/<pid>/stat times on every Linux Node runs on
+
+/** utime + stime of a live process (all its threads), in ms, or 0 once it is gone. */
+function cpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Runs `measureRun` and adds the CPU time `pids` spent meanwhile to `run.cpuMs`:
+ * how much a server works per connection does not depend on how busy the
+ * machine is nearly as much as its rate does.
+ */
+function withCpu(pids, measureRun) {
+  return async () => {
+    const before = pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+    const run = await measureRun();
+    return { ...run, cpuMs: pids.reduce((sum, pid) => sum + cpuMs(pid), 0) - before };
+  };
 }
 
 /** VmHWM (peak RSS) of a live process, in kB, or null. */
@@ -593,17 +636,31 @@ async function runLoad(target, protocol, port, connections, concurrency, timeLim
 
 // ---------------------------------------------------------------- measurements
 
+/** CPU µs per connection (datagram) answered over all runs, when CPU was measured. */
+function cpuPerConnection(runs) {
+  const answered = runs.reduce((n, r) => n + (Number(r.ok) || 0), 0);
+  if (answered === 0 || runs.some((r) => r.cpuMs === undefined)) return null;
+  return (runs.reduce((ms, r) => ms + r.cpuMs, 0) * 1000) / answered;
+}
+
 function summarize(runs) {
   const rates = runs.map((r) => r.ratePerSec);
   return {
+    cpuUsPerConnection: cpuPerConnection(runs),
     best: Math.max(...rates),
     median: median(rates),
+    min: Math.min(...rates),
     failed: runs.reduce((n, r) => n + (Number(r.failed) || 0), 0),
     runs,
   };
 }
 
-/** Alternates A and B `runs` times (order flips every round); best of each side wins. */
+/**
+ * A (the reference) and B (reuseport) back to back, `runs` rounds, the order
+ * flipping every round (A B, B A, A B, ...). On a shared machine the load
+ * drifts between rounds but little within one, so each round's B/A is a fair
+ * ratio: the median of those is the result, their min..max the spread.
+ */
 async function alternate(runs, a, b) {
   const as = [];
   const bs = [];
@@ -616,7 +673,12 @@ async function alternate(runs, a, b) {
       as.push(await a());
     }
   }
-  return [summarize(as), summarize(bs)];
+  const ratios = as.map((x, i) => bs[i].ratePerSec / x.ratePerSec);
+  return { reference: summarize(as), reuseport: summarize(bs), ratio: ratioSummary(ratios) };
+}
+
+function ratioSummary(ratios) {
+  return { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios), rounds: ratios };
 }
 
 /** The C client for a protocol: c-client (TCP connections) or c-udp-client (datagrams). */
@@ -640,13 +702,21 @@ async function measureServe(opts, exe, target, protocol, results) {
     serve = await startServe(target, protocol, rPort, workers);
     log(opts, `${target.label} ${protocol}: serve vs c-server, ${runs} alternating runs of ${connections}`);
     await runCClient(client, rPort, warm, concurrency, timeLimitMs);
-    const measure = (port) => () => runCClient(client, port, connections, concurrency, timeLimitMs);
-    const [c, r] = await alternate(runs, measure(cPort), measure(rPort));
+    const measure = (port, pids) =>
+      withCpu(pids, () => runCClient(client, port, connections, concurrency, timeLimitMs));
+    const { reference, reuseport, ratio } = await alternate(
+      runs,
+      measure(cPort, cServer.pids),
+      measure(
+        rPort,
+        serve.workers.map((w) => w.pid),
+      ),
+    );
     const hwm = serve.rssKb();
     const measured = {
-      reference: c,
-      reuseport: r,
-      ratio: r.best / c.best,
+      reference,
+      reuseport,
+      ratio,
       binders: [...new Set(serve.workers.map((w) => w.binder))],
       workersKb: serve.workers.map((w, i) => ({ ...w, vmHwmKb: hwm[i] })),
       cServerKb: cServer.rssKb(),
@@ -677,8 +747,7 @@ async function measureLoad(opts, exe, target, protocol, results) {
     await cClient();
     await runLoad(target, protocol, port, warm, concurrency, timeLimitMs);
     log(opts, `${target.label} ${protocol}: load vs c-client, ${runs} alternating runs of ${connections}`);
-    const [c, r] = await alternate(runs, cClient, rLoad);
-    return { reference: c, reuseport: r, ratio: r.best / c.best };
+    return await alternate(runs, cClient, rLoad);
   } catch (err) {
     results.errors.push(`${target.label} ${protocol} load: ${err.message}`);
     log(opts, results.errors.at(-1));
@@ -764,6 +833,32 @@ async function measureScenario(opts, results) {
   };
 }
 
+/** The default `reuseport compare` (issue 10: done within 15 s on 2 cores), timed as a user runs it. */
+async function measureCompare(opts, results) {
+  if (opts.compareRuns === 0) {
+    results.compare = { skipped: true };
+    return;
+  }
+  const times = [];
+  for (let i = 0; i < opts.compareRuns; i++) {
+    const r = await run(process.execPath, cliArgs('compare', '--json'), {
+      name: 'reuseport compare',
+      timeoutMs: 120_000,
+    });
+    if ((r.code === 2 || r.code === 1) && /unknown command/i.test(`${r.stderr}\n${r.stdout}`)) {
+      results.compare = { available: false, reason: tail(r.stderr) || tail(r.stdout) };
+      return;
+    }
+    if (r.code !== 0) {
+      results.errors.push(describeFailure('reuseport compare', r));
+      results.compare = { available: true, medianMs: null };
+      return;
+    }
+    times.push(r.wallMs);
+  }
+  results.compare = { available: true, medianMs: median(times), runsMs: times };
+}
+
 // ---------------------------------------------------------------- report
 
 function buildRows(opts, res) {
@@ -771,6 +866,7 @@ function buildRows(opts, res) {
   const fmt = {
     '/s': (x) => `${Math.round(x)}/s`,
     ms: (x) => `${Math.round(x)} ms`,
+    us: (x) => `${x.toFixed(1)} µs`,
     kB: (kb) => `${(kb / 1024).toFixed(1)} MB`,
   };
   const ok = (x) => typeof x === 'number' && Number.isFinite(x);
@@ -784,16 +880,17 @@ function buildRows(opts, res) {
     referenceLabel = '',
     goal = '—',
     met = null,
-    isRatio = false,
+    ratio = null,
+    spread = null,
   }) => {
-    const ratio = isRatio && ok(value) && ok(reference) && reference !== 0 ? value / reference : null;
     rows.push({
       id,
       metric,
       unit,
       value: ok(value) ? value : null,
       reference: ok(reference) ? reference : null,
-      ratio,
+      ratio: ok(ratio) ? ratio : null,
+      spread,
       goal,
       met,
       valueText: ok(value) ? fmt[unit](value) : 'n/a',
@@ -801,18 +898,35 @@ function buildRows(opts, res) {
     });
     return ratio;
   };
+  // Rates are medians; the ratio is the median of the per-round ratios, the spread their range.
   const rateRow = (id, metric, m, goalRatio, referenceLabel) => {
-    const ratio = row({
+    const ratio = m?.ratio.median ?? null;
+    row({
       id,
       metric,
       unit: '/s',
-      value: m?.reuseport.best,
-      reference: m?.reference.best,
+      value: m?.reuseport.median,
+      reference: m?.reference.median,
       referenceLabel,
       goal: goalRatio === null ? '—' : `ratio >= ${goalRatio}`,
-      isRatio: true,
+      ratio,
+      spread: m ? { min: m.ratio.min, max: m.ratio.max } : null,
+      met: goalRatio !== null && ok(ratio) ? ratio >= goalRatio : null,
     });
-    if (goalRatio !== null && ratio !== null) rows.at(-1).met = ratio >= goalRatio;
+  };
+  // CPU per connection: the ratio is c-server's over reuseport's, so above 1 means reuseport works less.
+  const cpuRow = (t, label, protocol) => {
+    const m = t[protocol].serve;
+    const [r, c] = [m?.reuseport.cpuUsPerConnection, m?.reference.cpuUsPerConnection];
+    row({
+      id: `${t.id}.${protocol}.serveCpuPerConnection`,
+      metric: `${label} ${protocol} serve: worker CPU per ${protocol === 'tcp' ? 'connection' : 'datagram'}`,
+      unit: 'us',
+      value: r,
+      reference: c,
+      referenceLabel: ' c-server',
+      ratio: ok(r) && ok(c) && r > 0 ? c / r : null,
+    });
   };
   for (const t of res.targets) {
     const goals = t.jsOnly ? { serve: GOALS.fallbackServeRatio, load: null, rss: GOALS.fallbackRssMB } : GOALS;
@@ -832,8 +946,10 @@ function buildRows(opts, res) {
       goal: `<= ${rssMB} MB`,
       met: kb.length ? Math.max(...kb) <= rssMB * 1024 : null,
     });
+    cpuRow(t, label, 'tcp');
     rateRow(`${t.id}.udp.serve`, `${label} udp serve`, t.udp.serve, null, ' c-server');
     rateRow(`${t.id}.udp.load`, `${label} udp load`, t.udp.load, null, ' c-udp-client');
+    cpuRow(t, label, 'udp');
   }
   const h = res.help;
   if (h) {
@@ -869,24 +985,39 @@ function buildRows(opts, res) {
       });
     }
   }
+  const cmp = res.compare;
+  if (cmp?.available) {
+    row({
+      id: 'compare.wallTime',
+      metric: `reuseport compare (default run) wall time (median of ${cmp.runsMs?.length ?? 0})`,
+      unit: 'ms',
+      value: cmp.medianMs,
+      goal: `<= ${GOALS.compareMs / 1000} s`,
+      met: cmp.medianMs == null ? null : cmp.medianMs <= GOALS.compareMs,
+    });
+  }
   return rows;
 }
 
 function printTable(opts, res, rows) {
-  const header = ['metric', 'reuseport', 'reference', 'ratio', 'goal', 'result'];
+  const header = ['metric', 'reuseport', 'reference', 'ratio', 'spread', 'goal', 'result'];
   const cells = rows.map((r) => [
     r.metric,
     r.valueText,
     r.referenceText,
     r.ratio == null ? '—' : r.ratio.toFixed(2),
+    r.spread == null ? '' : `${r.spread.min.toFixed(2)}-${r.spread.max.toFixed(2)}`,
     r.goal,
     r.met == null ? 'n/a' : r.met ? 'met' : 'NOT MET',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ');
+  const load = (l) => (l ? l.map((x) => x.toFixed(2)).join(' ') : '?');
   const out = [
-    `reuseport bench: ${opts.connections} connections or datagrams x ${opts.runs} runs per side (best kept), concurrency ${opts.concurrency}, ${opts.workers} workers, ${res.machine.cpus} CPUs`,
+    `reuseport bench: ${opts.connections} connections or datagrams per run, ${opts.runs} alternating A/B rounds, concurrency ${opts.concurrency}, ${opts.workers} workers, ${res.machine.cpus} CPUs`,
+    `where: ${res.machine.isolation}; load average ${load(res.machine.loadAtStart)} at start, ${load(res.machine.loadAtEnd)} at end`,
     'serve rows: the C client against reuseport serve vs against c-server; load rows: reuseport load vs the C client, both against c-server',
+    'rates are medians; ratio = median of the per-round ratios (each round runs both sides back to back), spread = their min-max',
     '',
     line(header),
     widths.map((w) => '-'.repeat(w)).join('  '),
@@ -945,23 +1076,101 @@ function measurementTargets(notes) {
   return targets;
 }
 
+/** The project's own code (built into dist/), for what the bench shares with the CLI. */
+function distModule(path) {
+  return import(pathToFileURL(join(ROOT, 'dist', 'src', path)).href);
+}
+
+/**
+ * Runs this bench again inside a fresh network namespace, the way the
+ * scenario runner makes its own: a private loopback, port range and TIME_WAIT
+ * table, so neither other users' traffic on 127.0.0.1 nor an earlier run's
+ * TIME_WAIT sockets skew it, and everything vanishes with the namespace.
+ * Resolves the child's exit code, or null to run here (with why in `notes`).
+ */
+async function runInNamespace(opts, notes) {
+  let probe;
+  try {
+    probe = await (await distModule('net/doctor.js')).probeNamespace();
+  } catch (err) {
+    probe = { ok: false, reason: `cannot load dist/src/net/doctor.js (${err.message}); is the project built?` };
+  }
+  if (!probe.ok) {
+    if (opts.isolation === 'netns') {
+      process.stderr.write(`bench: no private network namespace can be made: ${probe.reason}\n`);
+      return 1;
+    }
+    notes.push(`ran on the host's loopback: no private network namespace (${probe.reason})`);
+    return null;
+  }
+  const child = spawn(
+    'unshare',
+    [...probe.args, '--', process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, [IN_NETNS_ENV]: probe.how },
+    },
+  );
+  const forward = (signal) => {
+    try {
+      process.kill(child.pid, signal);
+    } catch {}
+  };
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  return new Promise((resolve) => {
+    child.once('error', (err) => {
+      process.stderr.write(`bench: unshare: ${err.message}\n`);
+      resolve(1);
+    });
+    child.once('exit', (code, signal) => resolve(code ?? (signal === 'SIGINT' ? 130 : 143)));
+  });
+}
+
+/** Inside the namespace: lo up (as the scenario runner does it), and a wide private port range. */
+async function setUpNamespace(results) {
+  await (await distModule('net/loopback.js')).configureLoopback([]);
+  try {
+    writeFileSync('/proc/sys/net/ipv4/ip_local_port_range', NETNS_PORT_RANGE);
+    results.machine.portRange = NETNS_PORT_RANGE;
+  } catch (err) {
+    results.notes.push(`kept the default port range (${err.code ?? err.message})`);
+  }
+  results.machine.isolation = `a fresh network namespace (${process.env[IN_NETNS_ENV]}), 127.0.0.1, ports ${results.machine.portRange ?? 'default'}`;
+}
+
 async function main() {
   const opts = parseOptions(process.argv.slice(2));
+  const hostNotes = [];
+  if (process.env[IN_NETNS_ENV] === undefined && opts.isolation !== 'host') {
+    const code = await runInNamespace(opts, hostNotes);
+    if (code !== null) {
+      process.exitCode = code;
+      return;
+    }
+  }
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const t0 = Date.now();
   const results = {
     options: opts,
-    machine: { cpus: availableParallelism(), node: process.versions.node },
+    machine: {
+      cpus: availableParallelism(),
+      node: process.versions.node,
+      isolation: "the host's 127.0.0.1",
+      loadAtStart: loadavg(),
+    },
     targets: [],
     help: null,
     scenario: null,
-    notes: [],
+    compare: null,
+    notes: hostNotes,
     warnings: [],
     errors: [],
   };
   let fatal = null;
   try {
+    if (process.env[IN_NETNS_ENV] !== undefined) await setUpNamespace(results);
     results.machine.timeWaitAtStart = timeWaitCount();
     if (results.machine.timeWaitAtStart > 50_000) {
       results.warnings.push(
@@ -985,6 +1194,8 @@ async function main() {
     await measureHelp(opts, results);
     log(opts, `scenario all: ${opts.scenarioRuns} run(s)`);
     await measureScenario(opts, results);
+    log(opts, `compare (default run): ${opts.compareRuns} run(s)`);
+    await measureCompare(opts, results);
   } catch (err) {
     fatal = err;
   } finally {
@@ -992,6 +1203,7 @@ async function main() {
   }
   if (interruptedBy !== null) return;
   results.durationMs = Date.now() - t0;
+  results.machine.loadAtEnd = loadavg();
   results.machine.timeWaitAtEnd = timeWaitCount();
   if (fatal !== null) {
     process.stderr.write(`bench: could not run: ${fatal.message}\n`);

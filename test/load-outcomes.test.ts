@@ -273,11 +273,13 @@ test('decideEngine: one rule for serve and load, whether asked by flag or enviro
   );
   const auto = requestedEngine(undefined, {});
   assert.equal(decideEngine({ requested: auto, protocol: 'tcp', ...available }), 'native');
-  assert.equal(decideEngine({ requested: auto, protocol: 'udp', ...available }), 'builtin');
+  assert.equal(decideEngine({ requested: auto, protocol: 'udp', ...available }), 'native', 'load: UDP too');
+  assert.equal(decideEngine({ requested: auto, protocol: 'udp', binder: 'native', ...available }), 'native');
   assert.equal(decideEngine({ requested: auto, protocol: 'tcp', binder: 'builtin', ...available }), 'builtin');
   assert.equal(decideEngine({ requested: auto, protocol: 'tcp', helperAvailable: false }), 'builtin');
   for (const requested of [requestedEngine('native', {}), requestedEngine(undefined, env('native'))]) {
-    assert.throws(() => decideEngine({ requested, protocol: 'udp', ...available }), /runs TCP only/);
+    assert.equal(decideEngine({ requested, protocol: 'udp', ...available }), 'native');
+    assert.equal(decideEngine({ requested, protocol: 'udp', binder: 'native', ...available }), 'native');
     assert.throws(
       () => decideEngine({ requested, protocol: 'tcp', binder: 'builtin', ...available }),
       /add --binder native/,
@@ -286,26 +288,6 @@ test('decideEngine: one rule for serve and load, whether asked by flag or enviro
       () => decideEngine({ requested, protocol: 'tcp', helperAvailable: false, helperReason: 'not built' }),
       /needs the native helper, which is unavailable \(not built\)/,
     );
-  }
-});
-
-test('native for UDP is the same exit-2 error from --engine and from REUSEPORT_ENGINE, for serve and load', {
-  timeout: 60_000,
-}, async () => {
-  const port = await closedPort();
-  const runs = await Promise.all([
-    runCli(['serve', '--protocol', 'udp', '--port', '0', '--engine', 'native'], { env: { [ENGINE_ENV]: '' } }),
-    runCli(['serve', '--protocol', 'udp', '--port', '0'], { env: { [ENGINE_ENV]: 'native' } }),
-    runCli(['load', '--protocol', 'udp', '--port', String(port), '--engine', 'native'], { env: { [ENGINE_ENV]: '' } }),
-    runCli(['load', '--protocol', 'udp', '--port', String(port)], { env: { [ENGINE_ENV]: 'native' } }),
-  ]);
-  for (const run of runs) {
-    assert.equal(run.code, 2, run.stderr);
-    assert.match(
-      run.stderr,
-      /^reuseport: (--engine native|REUSEPORT_ENGINE=native) runs TCP only; for --protocol udp use the builtin engine/,
-    );
-    assert.equal(run.stdout, '');
   }
 });
 

@@ -119,7 +119,7 @@ export function buildProgram(context: RunContext): Command {
     )
     .option(
       '--engine <auto|builtin|native>',
-      `who accepts TCP: the C helper's accept thread (native, needs --binder native), Node's net.Server (builtin), or native where it applies (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
+      `who serves: the C helper's thread, accepting TCP or answering UDP in batches (native, needs --binder native), Node's net.Server or dgram (builtin), or native where it applies (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
       (v) => parseEngineFlag(v),
     )
     .option('--json', 'print NDJSON events (listening, stats, error, exit, stopped) instead of text')
@@ -191,7 +191,7 @@ export function buildProgram(context: RunContext): Command {
     )
     .option(
       '--engine <auto|builtin|native>',
-      `TCP client: the C helper's epoll loop (native), a net.Socket per connection (builtin), or native where available (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
+      `TCP and UDP client: the C helper's epoll loop (native), a Node socket per connection (builtin), or native where available (auto: the default, unless $${ENGINE_ENV} says otherwise)`,
       (v) => parseEngineFlag(v),
     )
     .option('--json', 'print one JSON document instead of text')

@@ -128,22 +128,18 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
       }
       return bound;
     }
-    const type = familyOf(request.address) === 6 ? 'udp6' : 'udp4';
-    const socket =
-      fd !== undefined
-        ? dgram.createSocket({ type })
-        : dgram.createSocket({
-            type,
-            reuseAddr: request.reuseAddr ?? false,
-            ipv6Only: request.ipv6Only ?? false,
-            reusePort: request.reusePort,
-          } as dgram.SocketOptions);
-    await bindDgram(
-      socket,
-      fd !== undefined ? { fd, exclusive: true } : { ...toBindAddress(request), exclusive: true },
-    );
-    // libuv's uv_udp_open turns SO_REUSEADDR on for an adopted fd: put back what was asked for.
-    if (fd !== undefined) applySocketFlag(fd, 'reuseAddr', request.reuseAddr ?? false);
+    if (fd !== undefined) {
+      const adopted = await adoptUdpSocket(fd, request);
+      if (request.connect) await connectDgram(adopted, request.connect);
+      return { protocol: 'udp', socket: adopted };
+    }
+    const socket = dgram.createSocket({
+      type: familyOf(request.address) === 6 ? 'udp6' : 'udp4',
+      reuseAddr: request.reuseAddr ?? false,
+      ipv6Only: request.ipv6Only ?? false,
+      reusePort: request.reusePort,
+    } as dgram.SocketOptions);
+    await bindDgram(socket, { ...toBindAddress(request), exclusive: true });
     if (request.connect) await connectDgram(socket, request.connect);
     return { protocol: 'udp', socket };
   } catch (err) {
@@ -172,6 +168,15 @@ export function openNativeSocket(request: BindRequest): number {
 
 function toBindAddress(request: BindRequest): { address: string; port: number } {
   return { address: request.address, port: request.port };
+}
+
+/** A dgram socket on a bound fd opened elsewhere (the native binder's); `request` is what it was opened with. */
+export async function adoptUdpSocket(fd: number, request: BindRequest): Promise<dgram.Socket> {
+  const socket = dgram.createSocket({ type: familyOf(request.address) === 6 ? 'udp6' : 'udp4' });
+  await bindDgram(socket, { fd, exclusive: true });
+  // libuv's uv_udp_open turns SO_REUSEADDR on for an adopted fd: put back what was asked for.
+  applySocketFlag(fd, 'reuseAddr', request.reuseAddr ?? false);
+  return socket;
 }
 
 /**

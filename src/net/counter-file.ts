@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,10 +46,15 @@ export class CounterFile {
   }
 }
 
+// One scratch word for every write: a worker counts each connection, and
+// writeSync is synchronous, so nothing else can touch it in between.
+const scratchWord = new BigUint64Array(1);
+const scratchBytes = new Uint8Array(scratchWord.buffer);
+
 /** The count as the native accept loop keeps it: a u64 in host byte order at offset 0. */
 export function writeCount(fd: number, count: number): void {
-  const word = new BigUint64Array([BigInt(count)]);
-  writeSync(fd, new Uint8Array(word.buffer), 0, COUNTER_BYTES, 0);
+  scratchWord[0] = BigInt(count);
+  writeSync(fd, scratchBytes, 0, COUNTER_BYTES, 0);
 }
 
 export function readCount(fd: number): number {
@@ -67,7 +71,10 @@ function openUnnamed(directory: string): number {
   } catch (err) {
     if (!NO_TMPFILE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
   }
-  const path = join(directory, `reuseport-counter-${process.pid}-${randomBytes(6).toString('hex')}`);
+  // Web Crypto, not node:crypto: a worker imports this module too, and loading
+  // OpenSSL up front would cost it about 2 MB of RSS for a name it never makes.
+  const suffix = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(6))).toString('hex');
+  const path = join(directory, `reuseport-counter-${process.pid}-${suffix}`);
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
   unlinkSync(path);
   return fd;

@@ -5,8 +5,9 @@ import { UsageError } from '../errors.js';
 import type { Protocol } from './address.js';
 
 /**
- * `builtin`: Node's own net/dgram (a net.Server per worker, a net.Socket per
- * load connection); `native`: the C helper (its accept thread, its epoll client).
+ * `builtin`: Node's own net/dgram (a net.Server or dgram socket per worker, a
+ * socket per load connection); `native`: the C helper (its serve thread, which
+ * accepts TCP connections or answers UDP datagrams; its epoll load client).
  * The names match the binders'.
  */
 export type EngineName = 'builtin' | 'native';
@@ -51,6 +52,7 @@ export function requestedEngine(flag?: EngineRequest, env: NodeJS.ProcessEnv = p
 
 export interface EngineContext {
   requested: EngineSource;
+  /** Both engines serve and load TCP and UDP alike; kept so every caller states it. */
   protocol: Protocol;
   /** The binder `serve` resolved; absent for `load`, which binds nothing. */
   binder?: 'builtin' | 'native';
@@ -61,21 +63,15 @@ export interface EngineContext {
 
 /**
  * The engine to run, or a UsageError saying why the one asked for cannot run
- * and what to do instead. The native engines are TCP only, and a `serve`
- * worker's accept thread needs a socket the helper opened (the native binder).
+ * and what to do instead. Both native engines run TCP and UDP; a `serve`
+ * worker's thread needs a socket the helper opened (the native binder).
  */
 export function decideEngine(context: EngineContext): EngineName {
-  const { requested, protocol, binder, helperAvailable } = context;
+  const { requested, binder, helperAvailable } = context;
   if (requested.engine === 'builtin') return 'builtin';
-  const applies = protocol === 'tcp' && binder !== 'builtin' && helperAvailable;
+  const applies = binder !== 'builtin' && helperAvailable;
   if (requested.engine === 'auto') return applies ? 'native' : 'builtin';
   const asked = requested.from === ENGINE_ENV ? `${ENGINE_ENV}=native` : '--engine native';
-  if (protocol !== 'tcp') {
-    throw new UsageError(
-      `${asked} runs TCP only; for --protocol ${protocol} use the builtin engine (${ENGINE_ENV}=builtin or --engine builtin)`,
-      'ENOENGINE',
-    );
-  }
   if (binder === 'builtin') {
     throw new UsageError(
       `${asked} accepts on a socket the native helper opened: add --binder native, or use --engine builtin`,

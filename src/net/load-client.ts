@@ -259,7 +259,7 @@ function loadEngine(options: LoadOptions, hooks: LoadHooks): NativeEngines | nul
     hooks.engine ?? decideEngine({ requested: requestedEngine(), protocol: options.protocol, ...engineAvailability() });
   if (engine === 'builtin') return null;
   const engines = loadNativeHelper().helper?.engines;
-  if (!engines || options.protocol !== 'tcp') {
+  if (!engines) {
     throw new ReuseportError(`the native load engine was chosen, but it cannot run this ${options.protocol} load`, {
       code: 'ENOENGINE',
     });
@@ -343,6 +343,7 @@ async function runNativeLoad(engines: NativeEngines, options: LoadOptions, hooks
   try {
     result = await engines.loadRun(
       {
+        protocol: options.protocol,
         family: familyOf(options.host),
         host: options.host,
         port: options.port,

@@ -109,6 +109,8 @@ export interface SocketName {
 
 /** What `loadRun` is told. `host` is an IP literal of `family`. */
 export interface NativeLoadOptions {
+  /** Default tcp. udp: one datagram per connected socket, answered or not. */
+  protocol?: 'tcp' | 'udp';
   family: 4 | 6;
   host: string;
   port: number;
@@ -162,9 +164,12 @@ export interface NativeEngines {
   /** The local address of a socket. Throws KernelError. */
   getsockname(fd: number): SocketName;
   /**
-   * Starts a thread that accepts on the listening `fd` (made non-blocking),
-   * counts each connection, sends `greeting` (copied) and closes it. The fd
-   * stays the caller's: close it after acceptLoopStop. With `counterFd` (a
+   * Starts a thread that accepts on the listening `fd`, counts each
+   * connection, sends `greeting` (copied) and closes it; on a bound UDP `fd`
+   * (made non-blocking) it receives, counts and answers each datagram with
+   * `greeting`. A TCP listener is blocking with a 50 ms SO_RCVTIMEO while the
+   * thread runs, and gets its flags back at stop. The fd stays the caller's:
+   * close it after acceptLoopStop. With `counterFd` (a
    * regular file at least 8 bytes long) the count lives in a MAP_SHARED
    * mapping of its first 8 bytes, host byte order, added to what is there:
    * another process holding the file reads it even after this one died.
@@ -174,14 +179,14 @@ export interface NativeEngines {
    * that a migrated connection kept its bytes.
    */
   acceptLoopStart(fd: number, greeting: Uint8Array, counterFd?: number, echo?: boolean): number;
-  /** Connections accepted so far (an atomic read; the counter file's value when there is one). */
+  /** Connections accepted (datagrams received) so far (an atomic read; the counter file's value when there is one). */
   acceptLoopCount(handle: number): number;
   /** accept4() failures so far (EMFILE, ECONNABORTED, ...). */
   acceptLoopErrors(handle: number): number;
   /** Stops and joins the thread; returns the final count. Stopping again returns the same count. */
   acceptLoopStop(handle: number): number;
   /**
-   * Runs a TCP load off the event loop. `progress` is an Int32Array (best on a
+   * Runs a TCP or UDP load off the event loop. `progress` is an Int32Array (best on a
    * SharedArrayBuffer) of length >= 2: [LOAD_PROGRESS_DONE] counts finished
    * connections, storing 1 at [LOAD_PROGRESS_ABORT] stops the run. Bad options
    * throw a TypeError / RangeError; the promise rejects with a KernelError only

@@ -3,10 +3,10 @@
  * article's test-server terminals. It reports to its parent over IPC only;
  * the parent does all the printing.
  *
- * TCP connections are accepted one of two ways, as the parent decided
- * (engine.ts). Engine `native`: a C thread accepts, counts, greets and closes,
- * so no JavaScript runs per connection. Engine `builtin`: Node's net.Server /
- * dgram do it.
+ * Connections (datagrams) are served one of two ways, as the parent decided
+ * (engine.ts). Engine `native`: a C thread accepts, counts, greets and closes
+ * (receives, counts and answers, in batches), so no JavaScript runs per
+ * connection. Engine `builtin`: Node's net.Server / dgram do it.
  */
 
 import type { Socket } from 'node:net';
@@ -14,6 +14,7 @@ import { KernelError } from '../errors.js';
 import { hardenProcess } from '../process-hardening.js';
 import {
   adoptTcpListener,
+  adoptUdpSocket,
   type BoundSocket,
   bindSocket,
   descriptorOf,
@@ -153,7 +154,10 @@ async function main(): Promise<void> {
     } catch (err) {
       // No thread to be had (e.g. pthread_create EAGAIN): the socket is bound, so serve it from Node.
       process.stderr.write(`worker ${config.workerId}: accept loop unavailable (${String(err)}); using Node\n`);
-      bound = { protocol: 'tcp', server: await adoptTcpListener(fd, config.backlog) };
+      bound =
+        config.protocol === 'tcp'
+          ? { protocol: 'tcp', server: await adoptTcpListener(fd, config.backlog) }
+          : { protocol: 'udp', socket: await adoptUdpSocket(fd, config) };
     }
   }
   if (bound?.protocol === 'tcp') {
@@ -163,7 +167,12 @@ async function main(): Promise<void> {
     bound.server.on('connection', (socket) => {
       countOne();
       socket.on('error', ignore);
-      socket.end(report ? acceptedCpuGreeting(report, socket) : greeting, () => socket.destroy());
+      socket.write(report ? acceptedCpuGreeting(report, socket) : greeting);
+      // Almost always the kernel took it all at once: close now, and it sends
+      // the greeting and then our FIN, with no shutdown() or 'finish' round.
+      // Otherwise end() waits until the rest is out before closing.
+      if (socket.writableLength === 0) socket.destroy();
+      else socket.end(() => socket.destroy());
     });
   } else if (bound?.protocol === 'udp') {
     const socket = bound.socket;

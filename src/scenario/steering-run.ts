@@ -117,7 +117,9 @@ export function steeredWorker(
   if (server.cbpf && server.cbpf.replica === replica) steering.cbpf = server.cbpf.program;
   return {
     ...(hasSteering(steering) ? { steering, binder: 'native' as const } : {}),
-    ...(cpu !== undefined && server.protocol === 'tcp' ? { engine: 'builtin' as const } : {}),
+    // Node's own socket where the worker must see each connection (its SO_INCOMING_CPU) or
+    // must connect() its UDP socket to one peer: the native serve thread does neither.
+    ...((cpu !== undefined && server.protocol === 'tcp') || server.connect ? { engine: 'builtin' as const } : {}),
     ...(server.namespace !== undefined && namespaces ? { netns: namespaces.pathOf(server.namespace) } : {}),
   };
 }
