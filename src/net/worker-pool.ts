@@ -2,7 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errnoName, formatHostPort, KernelError } from '../errors.js';
-import { hardenedExecArgv } from '../process-hardening.js';
+import { hardenedExecArgv, nodeChildEnv } from '../process-hardening.js';
 import type { Protocol } from './address.js';
 import type { BinderName, EffectiveOptions } from './binder.js';
 import { CounterFile } from './counter-file.js';
@@ -121,6 +121,7 @@ export class WorkerProcess {
       // The counter rides along as fd COUNTER_FD (index 4 of stdio).
       this.child = fork(WORKER_MAIN, [JSON.stringify(config)], {
         execArgv: WORKER_EXEC_ARGV,
+        env: nodeChildEnv(),
         stdio: ['ignore', 'ignore', 'pipe', 'ipc', this.counter.fd],
         serialization: 'json',
       });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { probeNamespace } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
-import { hardenedExecArgv } from '../process-hardening.js';
+import { hardenedExecArgv, nodeChildEnv } from '../process-hardening.js';
 import { type ExpectationResult, evaluate } from './expect.js';
 import type { InnerEvent, Isolation, Observations, OuterMessage, Plan } from './observations.js';
 import {
@@ -197,7 +197,11 @@ function runInner(
       : [process.execPath, [...hardenedExecArgv(), INNER_MAIN]];
   return new Promise((resolve) => {
     // The IPC channel survives unshare's exec: it is fd 3 plus NODE_CHANNEL_FD.
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' });
+    const child = spawn(command, args, {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      serialization: 'json',
+      env: nodeChildEnv(),
+    });
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       if (stderr.length < 8192) stderr += chunk;
