@@ -312,6 +312,11 @@ otherwise, 2 for bad input.`,
           .default('auto'),
       )
       .addOption(new Option('--binder <kind>', 'force one binder for every server').choices(['builtin', 'native']))
+      .option(
+        '-j, --jobs <n>',
+        'scenarios run at once, each in its own namespace (default: 2 per CPU; 1 with --isolation host)',
+        (v) => parseCount(v, '--jobs', 64),
+      )
       .addHelpText(
         'after',
         `${helpFooter(examples, ['REUSEPORT_ENGINE', 'REUSEPORT_NATIVE_DISABLE', ...TERMINAL_ENV, 'GITHUB_STEP_SUMMARY'])}
@@ -329,6 +334,7 @@ scenario could not run, 2 a bad scenario file or usage, 130 interrupted.`,
       strict: options.strict === true,
       isolation: options.isolation as 'auto' | 'netns' | 'host',
       ...(typeof options.binder === 'string' ? { binder: options.binder as 'builtin' | 'native' } : {}),
+      ...(typeof options.jobs === 'number' ? { jobs: options.jobs } : {}),
     });
   };
   runFlags(scenario.command('run').description('run scenarios by name (see `scenario list`) or file path'), [

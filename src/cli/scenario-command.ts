@@ -22,6 +22,7 @@ export interface ScenarioRunFlags {
   binder?: 'builtin' | 'native';
   html?: string;
   markdown?: string;
+  jobs?: number;
 }
 
 export async function scenarioListCommand(options: { json: boolean }): Promise<number> {
@@ -65,7 +66,11 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
   try {
     report = await runScenarios(
       scenarios,
-      { isolation: flags.isolation, ...(flags.binder ? { binder: flags.binder } : {}) },
+      {
+        isolation: flags.isolation,
+        ...(flags.binder ? { binder: flags.binder } : {}),
+        ...(flags.jobs !== undefined ? { jobs: flags.jobs } : {}),
+      },
       {
         signal: interrupt.signal,
         onScenario: (scenario, isolation) => {

@@ -27,6 +27,16 @@ export interface RunOptions {
   isolation: IsolationChoice;
   /** Overrides every server's binder. */
   binder?: 'builtin' | 'native';
+  /** How many scenarios may run at once in private namespaces (default: defaultJobs()). */
+  jobs?: number;
+}
+
+/**
+ * Two scenarios per CPU: a scenario spends much of its time waiting (worker
+ * boots, connects, the runner's IPC), so two per CPU keep the CPUs busy.
+ */
+export function defaultJobs(): number {
+  return 2 * os.availableParallelism();
 }
 
 export type ScenarioStatus = 'passed' | 'failed' | 'skipped' | 'error';
@@ -68,15 +78,38 @@ export interface RunHooks {
   onStep?: (scenario: Scenario, event: Extract<InnerEvent, { type: 'step' }>) => void;
 }
 
-/** Runs each scenario in isolation, one after another, and judges it. */
+/**
+ * Runs each scenario in isolation and judges it. In private namespaces up to
+ * `options.jobs` run at once (they cannot see each other's sockets, ports,
+ * sysctls or counters); on the host they share the loopback and the kernel's
+ * counters, so they run one after another. Results and progress come out in
+ * the order given, as a sequential run would give them.
+ */
 export async function runScenarios(scenarios: Scenario[], options: RunOptions, hooks: RunHooks): Promise<RunReport> {
   const startedAt = Date.now();
   const namespace = options.isolation === 'host' ? null : await probeNamespace();
+  const jobs = namespace?.ok ? Math.max(1, Math.min(options.jobs ?? defaultJobs(), scenarios.length)) : 1;
+  const progress = new InOrderProgress(scenarios.length, hooks);
   const results: ScenarioResult[] = [];
-  for (const scenario of scenarios) {
-    if (hooks.signal.aborted) break;
-    results.push(await runOne(scenario, options, namespace, hooks));
-  }
+  let next = 0;
+  // The first error that is not a scenario's own outcome (runOne reports those) stops every lane, as it would a loop.
+  let failure: { reason: unknown } | undefined;
+  const lane = async () => {
+    while (next < scenarios.length && !failure && !hooks.signal.aborted) {
+      const index = next++;
+      try {
+        results[index] = await runOne(scenarios[index]!, options, namespace, progress.hooksFor(index));
+      } catch (reason) {
+        failure ??= { reason };
+      } finally {
+        progress.finished(index);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: jobs }, lane));
+  if (failure) throw failure.reason;
+  // Scenarios start in order, so those that ran are a prefix: an interrupt leaves no hole.
+  results.length = next;
   const count = (status: ScenarioStatus) => results.filter((r) => r.status === status).length;
   return {
     kernel: `Linux ${os.release()}`,
@@ -93,6 +126,47 @@ export async function runScenarios(scenarios: Scenario[], options: RunOptions, h
     durationMs: Date.now() - startedAt,
     interrupted: hooks.signal.aborted,
   };
+}
+
+/**
+ * Hands each scenario's progress to the caller in scenario order: the first
+ * unfinished scenario reports live, a later one's events wait until every
+ * scenario before it is done, and are then delivered as they happened.
+ */
+export class InOrderProgress {
+  private head = 0;
+  private readonly done: boolean[] = [];
+  private readonly held: (() => void)[][];
+
+  constructor(
+    count: number,
+    private readonly hooks: RunHooks,
+  ) {
+    this.held = Array.from({ length: count }, () => []);
+  }
+
+  hooksFor(index: number): RunHooks {
+    return {
+      signal: this.hooks.signal,
+      onScenario: (scenario, isolation) => this.deliver(index, () => this.hooks.onScenario?.(scenario, isolation)),
+      onStep: (scenario, event) => this.deliver(index, () => this.hooks.onStep?.(scenario, event)),
+    };
+  }
+
+  finished(index: number): void {
+    this.done[index] = true;
+    while (this.done[this.head]) {
+      this.head++;
+      const waiting = this.held[this.head] ?? [];
+      this.held[this.head] = [];
+      for (const call of waiting) call();
+    }
+  }
+
+  private deliver(index: number, call: () => void): void {
+    if (index === this.head) call();
+    else this.held[index]?.push(call);
+  }
 }
 
 async function runOne(
