@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { availableParallelism, homedir, tmpdir } from 'node:os';
+import { availableParallelism, homedir, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -710,6 +710,38 @@ async function measureHelp(opts, results) {
   };
 }
 
+/**
+ * CPU time (ms) of the children this process has reaped, their own reaped
+ * descendants included: around one `scenario all` run, that is the CLI, every
+ * scenario runner and every worker. /proc/self/stat fields 16 and 17 (cutime,
+ * cstime), in clock ticks.
+ */
+function reapedChildrenCpuMs() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  // Fields after "pid (comm) " start at field 3 (state); comm may hold spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / clockTicksPerSecond();
+}
+
+let clockTicks = null;
+function clockTicksPerSecond() {
+  clockTicks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+  return clockTicks;
+}
+
+/** The scenario-all rows besides wall time: CPU of the whole process tree, and how busy the machine was. */
+function scenarioCpuRow(sc, row) {
+  const cpu = sc.runs?.map((r) => r.cpuMs).filter((x) => typeof x === 'number') ?? [];
+  if (cpu.length === 0) return;
+  const load = sc.runs.map((r) => r.loadAverage.toFixed(1)).join(', ');
+  row({
+    id: 'scenario.cpuTime',
+    metric: `reuseport scenario all CPU, CLI + runners + workers (median of ${cpu.length}; 1-min load average ${load})`,
+    unit: 'ms',
+    value: median(cpu),
+  });
+}
+
 async function measureScenario(opts, results) {
   if (opts.scenarioRuns === 0) {
     results.scenario = { available: false, skipped: true };
@@ -733,11 +765,14 @@ async function measureScenario(opts, results) {
             }, 100);
           }
         : undefined;
+    const loadAverage = loadavg()[0];
+    const cpuBefore = reapedChildrenCpuMs();
     const r = await run(process.execPath, cliArgs('scenario', 'all', '--json'), {
       name: 'reuseport scenario all',
       timeoutMs: 120_000,
       onSpawn,
     });
+    const cpuMs = reapedChildrenCpuMs() - cpuBefore;
     if (sampler !== null) clearInterval(sampler);
     // The contract says exit 2 for an unknown command; commander's default is 1.
     if ((r.code === 2 || r.code === 1) && /unknown command/i.test(`${r.stderr}\n${r.stdout}`)) {
@@ -752,7 +787,7 @@ async function measureScenario(opts, results) {
       results.scenario = { available: true, medianMs: null };
       return;
     }
-    times.push({ wallMs: r.wallMs, exitCode: r.code });
+    times.push({ wallMs: r.wallMs, cpuMs, loadAverage, exitCode: r.code });
   }
   const peaks = [...peakKb.values()];
   results.scenario = {
@@ -858,6 +893,7 @@ function buildRows(opts, res) {
       goal: `<= ${GOALS.scenarioMs / 1000} s`,
       met: sc.medianMs == null ? null : sc.medianMs <= GOALS.scenarioMs,
     });
+    scenarioCpuRow(sc, row);
     if (sc.workerPeakRssKb != null) {
       row({
         id: 'scenario.workerPeakRss',
