@@ -29,6 +29,19 @@ export interface RunOptions {
   binder?: 'builtin' | 'native';
   /** How many scenarios may run at once in private namespaces (default: defaultJobs()). */
   jobs?: number;
+  /** The namespace probe, when the caller started it early (startNamespaceProbe); else it runs first. */
+  namespaceProbe?: Promise<NamespaceProbe | null>;
+}
+
+export type NamespaceProbe = Awaited<ReturnType<typeof probeNamespace>>;
+
+/**
+ * Asks whether private namespaces can be made here (null with --isolation
+ * host). It takes a process start under unshare, so a caller can start it
+ * before reading the scenario files and hand it over in RunOptions.
+ */
+export function startNamespaceProbe(isolation: IsolationChoice): Promise<NamespaceProbe | null> {
+  return isolation === 'host' ? Promise.resolve(null) : probeNamespace();
 }
 
 /**
@@ -87,7 +100,7 @@ export interface RunHooks {
  */
 export async function runScenarios(scenarios: Scenario[], options: RunOptions, hooks: RunHooks): Promise<RunReport> {
   const startedAt = Date.now();
-  const namespace = options.isolation === 'host' ? null : await probeNamespace();
+  const namespace = await (options.namespaceProbe ?? startNamespaceProbe(options.isolation));
   const jobs = namespace?.ok ? Math.max(1, Math.min(options.jobs ?? defaultJobs(), scenarios.length)) : 1;
   const progress = new InOrderProgress(scenarios.length, hooks);
   const results: ScenarioResult[] = [];
@@ -172,7 +185,7 @@ export class InOrderProgress {
 async function runOne(
   scenario: Scenario,
   options: RunOptions,
-  namespace: Awaited<ReturnType<typeof probeNamespace>> | null,
+  namespace: NamespaceProbe | null,
   hooks: RunHooks,
 ): Promise<ScenarioResult> {
   const startedAt = Date.now();
