@@ -6,7 +6,8 @@ import { describeSetup, type RunDocument } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { safeText } from '../report/untrusted-text.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
-import { type IsolationChoice, type RunReport, runScenarios, startNamespaceProbe } from '../scenario/runner.js';
+import { type NamespaceProbe, startNamespaceProbe } from '../scenario/namespace-probe.js';
+import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/scenario-file.js';
 import type { Scenario } from '../scenario/schema.js';
 import { appendReport, checkWritable, writeFileAtomic } from './report-files.js';
@@ -23,6 +24,8 @@ export interface ScenarioRunFlags {
   html?: string;
   markdown?: string;
   jobs?: number;
+  /** Started by the caller before this module loaded (startNamespaceProbe); else started here. */
+  namespaceProbe?: Promise<NamespaceProbe | null>;
 }
 
 export async function scenarioListCommand(options: { json: boolean }): Promise<number> {
@@ -52,7 +55,7 @@ export async function scenarioListCommand(options: { json: boolean }): Promise<n
 export async function scenarioRunCommand(names: string[] | 'all', flags: ScenarioRunFlags): Promise<number> {
   const terminal = await openTerminal(flags);
   // The namespace probe starts a process under unshare: it runs while the files are read and checked.
-  const namespaceProbe = startNamespaceProbe(flags.isolation);
+  const namespaceProbe = flags.namespaceProbe ?? startNamespaceProbe(flags.isolation);
   namespaceProbe.catch(() => {}); // a failure surfaces where the run awaits it
   let scenarios: Scenario[];
   try {

@@ -2,10 +2,10 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { probeNamespace } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
 import { hardenedExecArgv, nodeChildEnv } from '../process-hardening.js';
 import { type ExpectationResult, evaluate } from './expect.js';
+import { type NamespaceProbe, startNamespaceProbe } from './namespace-probe.js';
 import type { InnerEvent, Isolation, Observations, OuterMessage, Plan } from './observations.js';
 import {
   canonicalAddress,
@@ -31,17 +31,6 @@ export interface RunOptions {
   jobs?: number;
   /** The namespace probe, when the caller started it early (startNamespaceProbe); else it runs first. */
   namespaceProbe?: Promise<NamespaceProbe | null>;
-}
-
-export type NamespaceProbe = Awaited<ReturnType<typeof probeNamespace>>;
-
-/**
- * Asks whether private namespaces can be made here (null with --isolation
- * host). It takes a process start under unshare, so a caller can start it
- * before reading the scenario files and hand it over in RunOptions.
- */
-export function startNamespaceProbe(isolation: IsolationChoice): Promise<NamespaceProbe | null> {
-  return isolation === 'host' ? Promise.resolve(null) : probeNamespace();
 }
 
 /**
