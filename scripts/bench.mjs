@@ -779,6 +779,38 @@ async function measureHelp(opts, results) {
   };
 }
 
+/**
+ * CPU time (ms) of the children this process has reaped, their own reaped
+ * descendants included: around one `scenario all` run, that is the CLI, every
+ * scenario runner and every worker. /proc/self/stat fields 16 and 17 (cutime,
+ * cstime), in clock ticks.
+ */
+function reapedChildrenCpuMs() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  // Fields after "pid (comm) " start at field 3 (state); comm may hold spaces and parentheses.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / clockTicksPerSecond();
+}
+
+let clockTicks = null;
+function clockTicksPerSecond() {
+  clockTicks ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+  return clockTicks;
+}
+
+/** The scenario-all rows besides wall time: CPU of the whole process tree, and how busy the machine was. */
+function scenarioCpuRow(sc, row) {
+  const cpu = sc.runs?.map((r) => r.cpuMs).filter((x) => typeof x === 'number') ?? [];
+  if (cpu.length === 0) return;
+  const load = sc.runs.map((r) => r.loadAverage.toFixed(1)).join(', ');
+  row({
+    id: 'scenario.cpuTime',
+    metric: `reuseport scenario all CPU, CLI + runners + workers (median of ${cpu.length}; 1-min load average ${load})`,
+    unit: 'ms',
+    value: median(cpu),
+  });
+}
+
 async function measureScenario(opts, results) {
   if (opts.scenarioRuns === 0) {
     results.scenario = { available: false, skipped: true };
@@ -802,11 +834,14 @@ async function measureScenario(opts, results) {
             }, 100);
           }
         : undefined;
+    const loadAverage = loadavg()[0];
+    const cpuBefore = reapedChildrenCpuMs();
     const r = await run(process.execPath, cliArgs('scenario', 'all', '--json'), {
       name: 'reuseport scenario all',
       timeoutMs: 120_000,
       onSpawn,
     });
+    const cpuMs = reapedChildrenCpuMs() - cpuBefore;
     if (sampler !== null) clearInterval(sampler);
     // The contract says exit 2 for an unknown command; commander's default is 1.
     if ((r.code === 2 || r.code === 1) && /unknown command/i.test(`${r.stderr}\n${r.stdout}`)) {
@@ -821,7 +856,7 @@ async function measureScenario(opts, results) {
       results.scenario = { available: true, medianMs: null };
       return;
     }
-    times.push({ wallMs: r.wallMs, exitCode: r.code });
+    times.push({ wallMs: r.wallMs, cpuMs, loadAverage, exitCode: r.code });
   }
   const peaks = [...peakKb.values()];
   results.scenario = {
@@ -974,6 +1009,7 @@ function buildRows(opts, res) {
       goal: `<= ${GOALS.scenarioMs / 1000} s`,
       met: sc.medianMs == null ? null : sc.medianMs <= GOALS.scenarioMs,
     });
+    scenarioCpuRow(sc, row);
     if (sc.workerPeakRssKb != null) {
       row({
         id: 'scenario.workerPeakRss',

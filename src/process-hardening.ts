@@ -27,3 +27,16 @@ export function hardenedExecArgv(): string[] {
 }
 
 function ignoreSignal(): void {}
+
+/**
+ * The environment for the tool's own Node children (scenario runner, workers,
+ * namespace probe). Node 20 parses every certificate in NODE_EXTRA_CA_CERTS
+ * before a child's first line runs: with a 220 KB bundle that tripled the
+ * cost of a boot (64 ms of CPU instead of 21, measured). These children never
+ * speak TLS, so they start without it; Node 24 loads it lazily anyway.
+ */
+export function nodeChildEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS;
+  return env;
+}

@@ -311,6 +311,11 @@ export function buildProgram(context: RunContext): Command {
           .default('auto'),
       )
       .addOption(new Option('--binder <kind>', 'force one binder for every server').choices(['builtin', 'native']))
+      .option(
+        '-j, --jobs <n>',
+        'scenarios run at once, each in its own namespace (default: 2 per CPU; 1 with --isolation host)',
+        (v) => parseCount(v, '--jobs', 64),
+      )
       .addHelpText(
         'after',
         helpFooter(
@@ -321,16 +326,27 @@ export function buildProgram(context: RunContext): Command {
         ),
       );
   const runAction = async (names: string[] | 'all', options: Record<string, unknown>) => {
-    const { scenarioRunCommand } = await import('./scenario-command.js');
-    context.exitCode = await scenarioRunCommand(names, {
-      json: options.json === true,
-      ...(typeof options.junit === 'string' ? { junit: options.junit } : {}),
-      ...(typeof options.html === 'string' ? { html: options.html } : {}),
-      ...(typeof options.markdown === 'string' ? { markdown: options.markdown } : {}),
-      strict: options.strict === true,
-      isolation: options.isolation as 'auto' | 'netns' | 'host',
-      ...(typeof options.binder === 'string' ? { binder: options.binder as 'builtin' | 'native' } : {}),
-    });
+    // First, so that its process under unshare runs while the scenario modules load and the files are checked.
+    const { startNamespaceProbe } = await import('../scenario/namespace-probe.js');
+    const namespaceProbe = startNamespaceProbe(options.isolation as 'auto' | 'netns' | 'host');
+    namespaceProbe.catch(() => {}); // a failure surfaces where the run awaits it
+    try {
+      const { scenarioRunCommand } = await import('./scenario-command.js');
+      context.exitCode = await scenarioRunCommand(names, {
+        json: options.json === true,
+        ...(typeof options.junit === 'string' ? { junit: options.junit } : {}),
+        ...(typeof options.html === 'string' ? { html: options.html } : {}),
+        ...(typeof options.markdown === 'string' ? { markdown: options.markdown } : {}),
+        strict: options.strict === true,
+        isolation: options.isolation as 'auto' | 'netns' | 'host',
+        ...(typeof options.binder === 'string' ? { binder: options.binder as 'builtin' | 'native' } : {}),
+        ...(typeof options.jobs === 'number' ? { jobs: options.jobs } : {}),
+        namespaceProbe,
+      });
+    } finally {
+      // Nothing left behind, whatever ended the command: the probe's process is gone first.
+      await namespaceProbe.catch(() => null);
+    }
   };
   runFlags(scenario.command('run').description('run scenarios by name (see `scenario list`) or file path'), [
     ['reuseport scenario run priority', 'one shipped scenario'],

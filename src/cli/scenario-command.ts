@@ -7,6 +7,7 @@ import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { safeText } from '../report/untrusted-text.js';
 import { wrapLabelled } from '../report/wrap.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
+import { type NamespaceProbe, startNamespaceProbe } from '../scenario/namespace-probe.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/scenario-file.js';
 import type { Scenario } from '../scenario/schema.js';
@@ -23,6 +24,9 @@ export interface ScenarioRunFlags {
   binder?: 'builtin' | 'native';
   html?: string;
   markdown?: string;
+  jobs?: number;
+  /** Started by the caller before this module loaded (startNamespaceProbe); else started here. */
+  namespaceProbe?: Promise<NamespaceProbe | null>;
 }
 
 export async function scenarioListCommand(options: { json: boolean }): Promise<number> {
@@ -53,22 +57,37 @@ export async function scenarioListCommand(options: { json: boolean }): Promise<n
 
 export async function scenarioRunCommand(names: string[] | 'all', flags: ScenarioRunFlags): Promise<number> {
   const terminal = await openTerminal(flags);
-  const files =
-    names === 'all'
-      ? await listScenarioFiles(SCENARIOS_DIR)
-      : await Promise.all(names.map((name) => resolveScenario(name, SCENARIOS_DIR)));
-  const scenarios = await loadAll(files);
-  // Before the run: a path that cannot be written should not cost a whole run to find out.
-  if (flags.junit !== undefined) await checkWritable(flags.junit, '--junit');
-  if (flags.html !== undefined) await checkWritable(flags.html, '--html');
-  if (flags.markdown !== undefined) await checkWritable(flags.markdown, '--markdown');
+  // The namespace probe starts a process under unshare: it runs while the files are read and checked.
+  const namespaceProbe = flags.namespaceProbe ?? startNamespaceProbe(flags.isolation);
+  namespaceProbe.catch(() => {}); // a failure surfaces where the run awaits it
+  let scenarios: Scenario[];
+  try {
+    const files =
+      names === 'all'
+        ? await listScenarioFiles(SCENARIOS_DIR)
+        : await Promise.all(names.map((name) => resolveScenario(name, SCENARIOS_DIR)));
+    scenarios = await loadAll(files);
+    // Before the run: a path that cannot be written should not cost a whole run to find out.
+    if (flags.junit !== undefined) await checkWritable(flags.junit, '--junit');
+    if (flags.html !== undefined) await checkWritable(flags.html, '--html');
+    if (flags.markdown !== undefined) await checkWritable(flags.markdown, '--markdown');
+  } catch (err) {
+    // Nothing left behind: the probe's process ends before the error is reported.
+    await namespaceProbe.catch(() => null);
+    throw err;
+  }
   const interrupt = interruptSignal();
   const progress = flags.json ? null : await statusLine(terminal, 'starting');
   let report: RunReport;
   try {
     report = await runScenarios(
       scenarios,
-      { isolation: flags.isolation, ...(flags.binder ? { binder: flags.binder } : {}) },
+      {
+        isolation: flags.isolation,
+        ...(flags.binder ? { binder: flags.binder } : {}),
+        ...(flags.jobs !== undefined ? { jobs: flags.jobs } : {}),
+        namespaceProbe,
+      },
       {
         signal: interrupt.signal,
         onScenario: (scenario, isolation) => {

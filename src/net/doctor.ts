@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { nodeChildEnv } from '../process-hardening.js';
 import { probeBuiltin, probeNative } from './binder.js';
 import { loopbackTool } from './loopback.js';
 import { loadNativeHelper } from './native.js';
@@ -168,7 +169,12 @@ export async function probeNamespace(): Promise<
   let reason = 'unshare is not installed';
   for (const args of attempts) {
     try {
-      await execa('unshare', [...args, '--', ...setUp], { timeout: 10_000, stdin: 'ignore' });
+      await execa('unshare', [...args, '--', ...setUp], {
+        timeout: 10_000,
+        stdin: 'ignore',
+        env: nodeChildEnv(),
+        extendEnv: false,
+      });
       return { ok: true, how: `unshare ${args.join(' ')}, lo set up by the ${tool}`, args };
     } catch (err) {
       const e = err as { code?: string; stderr?: string; shortMessage?: string };

@@ -5,7 +5,7 @@
 // whether it is still waiting, was reset, or was served and by whom.
 import net from 'node:net';
 import { UsageError } from '../errors.js';
-import { isLoopback } from '../scenario/schema.js';
+import { isLoopback } from './address.js';
 
 /** At most this many held connections per client. */
 export const HOLD_MAX_CONNECTIONS = 4096;

@@ -2,8 +2,7 @@
 // fixed source ports, `repeat` times each, concurrently but never two at once
 // on one port, and keep which instance answered each attempt.
 import { errnoName, KernelError, ReuseportError, UsageError } from '../errors.js';
-import { isLoopback } from '../scenario/schema.js';
-import { familyOf, type Protocol } from './address.js';
+import { familyOf, isLoopback, type Protocol } from './address.js';
 import { isRawErrno, type RawErrno } from './native.js';
 import { nativeExports } from './socket-lifecycle.js';
 

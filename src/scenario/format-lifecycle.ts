@@ -13,8 +13,11 @@ import { isIP } from 'node:net';
 import * as z from 'zod';
 import type { HeldState } from '../net/holding-client.js';
 import { TCP_EXT_COUNTERS, type TcpExtCounter } from '../net/kernel-counters.js';
+import { parseTarget } from './plan-helpers.js';
 import { integer, mapping, matching, oneOf, oneOfValues, text } from './schema-blocks.js';
 import { formatPath, isPlainObject, type PathSegment, quoteName, suggest } from './schema-messages.js';
+
+export { parseTarget };
 
 const TARGET_RE = /^[A-Za-z][A-Za-z0-9_-]*(#[1-9][0-9]?)?$/;
 const SERVER_ID_RE = /^[A-Za-z][A-Za-z0-9_-]*$/;
@@ -226,19 +229,7 @@ export type LifecycleExpectation = z.output<(typeof lifecycleExpectationBranches
 type Report = (path: PathSegment[], target: 'key' | 'value', message: string) => void;
 type Obj = Record<string, unknown>;
 
-/** A target's server id and replica (undefined: every replica). */
-export function parseTarget(text: string): { server: string; replica?: number } {
-  const [server, replica] = text.split('#');
-  return replica === undefined ? { server: server! } : { server: server!, replica: Number(replica) };
-}
-
-/** Whether a scenario file uses anything that needs lifecycle workers. */
-export function usesLifecycle(data: { servers: readonly object[]; steps: readonly { kind: string }[] }): boolean {
-  return (
-    (data.servers as readonly Obj[]).some((s) => s.backlog !== undefined || s.fchown !== undefined || s.port === 0) ||
-    data.steps.some((s) => ['lifecycle', 'setsockopt', 'hold', 'settle'].includes(s.kind))
-  );
-}
+export { usesLifecycle } from './plan-helpers.js';
 
 /**
  * The rules of the lifecycle keys across the file, on the raw data (each item

@@ -5,7 +5,7 @@
  * several items are in checkSteering(), called from schema.ts's crossCheck.
  */
 import * as z from 'zod';
-import { isLoopback } from './schema.js';
+import { isLoopback } from '../net/address.js';
 import { integer, ipLiteral, mapping, matching, oneOf, port, text, trafficId } from './schema-blocks.js';
 import { formatPath, isPlainObject, type PathSegment, quoteName, suggest } from './schema-messages.js';
 
@@ -305,11 +305,7 @@ export const sameCpuExpectation = mapping({
     }),
 }).transform((e) => ({ kind: 'sameCpu' as const, traffic: e.traffic }));
 
-/** The CPU a replica's socket is given, or undefined. */
-export function incomingCpuFor(rule: IncomingCpu | undefined, replica: number, cpus: number): number | undefined {
-  if (rule === undefined) return undefined;
-  return rule === 'replica-modulo' ? (replica - 1) % cpus : rule;
-}
+export { incomingCpuFor } from './plan-helpers.js';
 
 /** Whether a scenario (raw data) names a second namespace anywhere: it then needs `netns`. */
 export function namesNamespace(servers: { namespace?: string }[], traffic: { namespace?: string }[]): boolean {

@@ -7,9 +7,10 @@
  * back intact.
  */
 import type { ExpectationResult } from './expect.js';
-import { type LifecycleExpectation, parseTarget, type Range } from './format-lifecycle.js';
+import type { LifecycleExpectation, Range } from './format-lifecycle.js';
 import type { HeldSummary } from './lifecycle-run.js';
 import type { Observations } from './observations.js';
+import { parseTarget } from './plan-helpers.js';
 import type { Expectation, Scenario, Step } from './schema.js';
 
 const KINDS: readonly string[] = ['step', 'fails', 'count', 'held'] satisfies LifecycleExpectation['kind'][];

@@ -13,8 +13,9 @@ import { counterDeltas, countTimeWait, readTcpExtCounters, type TcpExtCounter } 
 import { socketLifecycleUnavailable } from '../net/socket-lifecycle.js';
 import type { WorkerProcess } from '../net/worker-pool.js';
 import type { LifecycleAnswer, LifecycleRequest, WorkerLifecycleConfig } from '../net/worker-protocol.js';
-import { type LifecycleStep, parseTarget, usesLifecycle } from './format-lifecycle.js';
+import type { LifecycleStep } from './format-lifecycle.js';
 import type { InstanceObservation } from './observations.js';
+import { parseTarget, usesLifecycle } from './plan-helpers.js';
 import type { Scenario, ServerSpec, Step } from './schema.js';
 
 /** What a step on a server with no socket gets: what the kernel says for an fd that is not open. */

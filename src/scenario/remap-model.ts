@@ -19,9 +19,11 @@
  * member's successors shift down by one (an ordered list), is judged on the
  * same data and shown alongside.
  */
+
+import { canonicalAddress } from '../net/address.js';
 import type { ExpectationResult } from './expect.js';
 import type { Observations, TrafficObservation } from './observations.js';
-import { canonicalAddress, type Expectation, type Scenario } from './schema.js';
+import type { Expectation, Scenario } from './schema.js';
 import type { SweepObservation } from './steering-run.js';
 
 type SteeringExpectation = Extract<Expectation, { kind: 'sticky' | 'remap' }>;

@@ -2,11 +2,11 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { probeNamespace } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
-import { hardenedExecArgv } from '../process-hardening.js';
+import { hardenedExecArgv, nodeChildEnv } from '../process-hardening.js';
 import { type ExpectationResult, evaluate } from './expect.js';
 import { lifecycleSkipReason } from './lifecycle-run.js';
+import { type NamespaceProbe, startNamespaceProbe } from './namespace-probe.js';
 import type { InnerEvent, Isolation, Observations, OuterMessage, Plan } from './observations.js';
 import {
   canonicalAddress,
@@ -21,8 +21,6 @@ import { kernelTooOld } from './steering-run.js';
 
 const INNER_MAIN = fileURLToPath(new URL('./inner-main.js', import.meta.url));
 const SCENARIO_TIMEOUT_MS = 120_000;
-/** Scenarios run at once in their own namespaces: most of a run is booting Node processes, two cores' worth. */
-const SCENARIO_CONCURRENCY = 2;
 
 export type IsolationChoice = 'auto' | Isolation;
 
@@ -30,6 +28,18 @@ export interface RunOptions {
   isolation: IsolationChoice;
   /** Overrides every server's binder. */
   binder?: 'builtin' | 'native';
+  /** How many scenarios may run at once in private namespaces (default: defaultJobs()). */
+  jobs?: number;
+  /** The namespace probe, when the caller started it early (startNamespaceProbe); else it runs first. */
+  namespaceProbe?: Promise<NamespaceProbe | null>;
+}
+
+/**
+ * Two scenarios per CPU: a scenario spends much of its time waiting (worker
+ * boots, connects, the runner's IPC), so two per CPU keep the CPUs busy.
+ */
+export function defaultJobs(): number {
+  return 2 * os.availableParallelism();
 }
 
 export type ScenarioStatus = 'passed' | 'failed' | 'skipped' | 'error';
@@ -71,23 +81,38 @@ export interface RunHooks {
   onStep?: (scenario: Scenario, event: Extract<InnerEvent, { type: 'step' }>) => void;
 }
 
-/** Runs each scenario in isolation, one after another, and judges it. */
+/**
+ * Runs each scenario in isolation and judges it. In private namespaces up to
+ * `options.jobs` run at once (they cannot see each other's sockets, ports,
+ * sysctls or counters); on the host they share the loopback and the kernel's
+ * counters, so they run one after another. Results and progress come out in
+ * the order given, as a sequential run would give them.
+ */
 export async function runScenarios(scenarios: Scenario[], options: RunOptions, hooks: RunHooks): Promise<RunReport> {
   const startedAt = Date.now();
-  const namespace = options.isolation === 'host' ? null : await probeNamespace();
-  // Each scenario has a namespace of its own, so two can run at once; on the host they would share ports and
-  // kernel counters, so they run one by one there. Results keep the order of `scenarios`.
-  const parallel = namespace?.ok ? Math.min(SCENARIO_CONCURRENCY, os.availableParallelism()) : 1;
-  const slots: (ScenarioResult | undefined)[] = new Array(scenarios.length);
+  const namespace = await (options.namespaceProbe ?? startNamespaceProbe(options.isolation));
+  const jobs = namespace?.ok ? Math.max(1, Math.min(options.jobs ?? defaultJobs(), scenarios.length)) : 1;
+  const progress = new InOrderProgress(scenarios.length, hooks);
+  const results: ScenarioResult[] = [];
   let next = 0;
+  // The first error that is not a scenario's own outcome (runOne reports those) stops every lane, as it would a loop.
+  let failure: { reason: unknown } | undefined;
   const lane = async () => {
-    while (next < scenarios.length && !hooks.signal.aborted) {
+    while (next < scenarios.length && !failure && !hooks.signal.aborted) {
       const index = next++;
-      slots[index] = await runOne(scenarios[index]!, options, namespace, hooks);
+      try {
+        results[index] = await runOne(scenarios[index]!, options, namespace, progress.hooksFor(index));
+      } catch (reason) {
+        failure ??= { reason };
+      } finally {
+        progress.finished(index);
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, parallel) }, lane));
-  const results = slots.filter((r): r is ScenarioResult => r !== undefined);
+  await Promise.all(Array.from({ length: jobs }, lane));
+  if (failure) throw failure.reason;
+  // Scenarios start in order, so those that ran are a prefix: an interrupt leaves no hole.
+  results.length = next;
   const count = (status: ScenarioStatus) => results.filter((r) => r.status === status).length;
   return {
     kernel: `Linux ${os.release()}`,
@@ -106,10 +131,51 @@ export async function runScenarios(scenarios: Scenario[], options: RunOptions, h
   };
 }
 
+/**
+ * Hands each scenario's progress to the caller in scenario order: the first
+ * unfinished scenario reports live, a later one's events wait until every
+ * scenario before it is done, and are then delivered as they happened.
+ */
+export class InOrderProgress {
+  private head = 0;
+  private readonly done: boolean[] = [];
+  private readonly held: (() => void)[][];
+
+  constructor(
+    count: number,
+    private readonly hooks: RunHooks,
+  ) {
+    this.held = Array.from({ length: count }, () => []);
+  }
+
+  hooksFor(index: number): RunHooks {
+    return {
+      signal: this.hooks.signal,
+      onScenario: (scenario, isolation) => this.deliver(index, () => this.hooks.onScenario?.(scenario, isolation)),
+      onStep: (scenario, event) => this.deliver(index, () => this.hooks.onStep?.(scenario, event)),
+    };
+  }
+
+  finished(index: number): void {
+    this.done[index] = true;
+    while (this.done[this.head]) {
+      this.head++;
+      const waiting = this.held[this.head] ?? [];
+      this.held[this.head] = [];
+      for (const call of waiting) call();
+    }
+  }
+
+  private deliver(index: number, call: () => void): void {
+    if (index === this.head) call();
+    else this.held[index]?.push(call);
+  }
+}
+
 async function runOne(
   scenario: Scenario,
   options: RunOptions,
-  namespace: Awaited<ReturnType<typeof probeNamespace>> | null,
+  namespace: NamespaceProbe | null,
   hooks: RunHooks,
 ): Promise<ScenarioResult> {
   const startedAt = Date.now();
@@ -210,7 +276,11 @@ function runInner(
       : [process.execPath, [...hardenedExecArgv(), INNER_MAIN]];
   return new Promise((resolve) => {
     // The IPC channel survives unshare's exec: it is fd 3 plus NODE_CHANNEL_FD.
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], serialization: 'json' });
+    const child = spawn(command, args, {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      serialization: 'json',
+      env: nodeChildEnv(),
+    });
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       if (stderr.length < 8192) stderr += chunk;

@@ -18,7 +18,7 @@
  */
 import { isIP } from 'node:net';
 import * as z from 'zod';
-import type { Protocol } from '../net/address.js';
+import { isLoopback, isWildcard, type Protocol, sameAddress } from '../net/address.js';
 import type { BinderChoice } from '../net/binder.js';
 import * as lifecycle from './format-lifecycle.js';
 import {
@@ -39,6 +39,7 @@ import {
   trafficCpuSchema,
   udpConnectSchema,
 } from './format-steering.js';
+import { trafficSpecs } from './plan-helpers.js';
 import {
   flag,
   fraction,
@@ -67,6 +68,7 @@ import {
 
 // One vocabulary with serve and load.
 export type { Protocol } from '../net/address.js';
+export { canonicalAddress, ipFamily, isLoopback, isWildcard, sameAddress } from '../net/address.js';
 export { describe, formatPath, type PathSegment, quoteName, suggest } from './schema-messages.js';
 
 /** 'root': real root in the initial user namespace. 'netns': cannot run with `--isolation host`. */
@@ -874,58 +876,9 @@ function crossCheck(
   }
 }
 
-/** The traffic steps' specs, in order. */
-export function trafficSpecs(steps: Step[]): TrafficSpec[] {
-  return steps.flatMap((s) => (s.kind === 'traffic' ? [s.traffic] : []));
-}
-
 // ---------------------------------------------------------------------------
 // Address helpers (also used by the runner)
 // ---------------------------------------------------------------------------
-
-/** 4, 6, or 0 when not an IP literal (Node's net.isIP). */
-export function ipFamily(address: string): 0 | 4 | 6 {
-  return isIP(address) as 0 | 4 | 6;
-}
-
-/** Canonical text of an IP literal, for comparisons (IPv6 compressed and lowercased). */
-export function canonicalAddress(address: string): string {
-  if (isIP(address) !== 6) return address;
-  try {
-    const host = new URL(`http://[${address}]/`).hostname;
-    return host.slice(1, -1);
-  } catch {
-    return address.toLowerCase(); // e.g. a zone id, which URL does not accept
-  }
-}
-
-export function sameAddress(a: string, b: string): boolean {
-  return canonicalAddress(a) === canonicalAddress(b);
-}
-
-/** 0.0.0.0 or :: (any spelling). */
-export function isWildcard(address: string): boolean {
-  const c = canonicalAddress(address);
-  return c === '0.0.0.0' || c === '::';
-}
-
-/** 127.0.0.0/8, ::1, or an IPv4-mapped 127.0.0.0/8 address. */
-export function isLoopback(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return address.startsWith('127.');
-  if (family === 6) {
-    const c = canonicalAddress(address);
-    if (c === '::1') return true;
-    const mapped = /^::ffff:(.+)$/.exec(c);
-    if (mapped) {
-      const tail = mapped[1]!;
-      if (isIP(tail) === 4) return tail.startsWith('127.');
-      // URL prints a mapped address as ::ffff:7f00:1
-      return /^7f[0-9a-f]{2}:/.test(tail);
-    }
-  }
-  return false;
-}
 
 /**
  * The address to use on the host (`--isolation host`): the declared address's
@@ -935,3 +888,5 @@ export function hostAddress(network: NetworkSpec, address: string): string {
   const declared = network.addresses.find((a) => sameAddress(a.address, address));
   return declared?.hostStandIn ?? address;
 }
+
+export { trafficSpecs };

@@ -6,9 +6,9 @@
  */
 import os from 'node:os';
 import type { ExpectationResult } from './expect.js';
-import { incomingCpuFor } from './format-steering.js';
 import type { Observations } from './observations.js';
-import { type Expectation, type Scenario, trafficSpecs } from './schema.js';
+import { incomingCpuFor, trafficSpecs } from './plan-helpers.js';
+import type { Expectation, Scenario } from './schema.js';
 import type { SweepObservation } from './steering-run.js';
 
 type ProgramExpectation = Extract<Expectation, { kind: 'payloads' | 'sameCpu' }>;

@@ -12,9 +12,10 @@ import { parseGreeting, type WorkerIdentity, workerKey } from '../net/greeting.j
 import { type LoadResult, runLoad } from '../net/load-client.js';
 import { type SweepResult, sweepSourcePorts } from '../net/port-sweep.js';
 import { hasSteering, type SocketSteering } from '../net/steered-socket.js';
-import { incomingCpuFor, type KernelRequirement } from './format-steering.js';
+import type { KernelRequirement } from './format-steering.js';
 import { SecondNamespaces } from './namespaces.js';
-import { type Scenario, type ServerSpec, type TrafficSpec, trafficSpecs } from './schema.js';
+import { incomingCpuFor, trafficSpecs } from './plan-helpers.js';
+import type { Scenario, ServerSpec, TrafficSpec } from './schema.js';
 
 /** A traffic step whose port is known: a server id (`port: W`) resolved to the port W bound. */
 export type ResolvedTraffic = Omit<TrafficSpec, 'port'> & { port: number };
