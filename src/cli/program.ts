@@ -302,6 +302,7 @@ export function buildProgram(context: RunContext): Command {
       .option('--html <file>', 'also write a self-contained HTML report with charts to this file')
       .option('--markdown <file>', 'also write a Markdown summary table to this file')
       .option('--strict', 'skipped scenarios fail the run (exit 1)')
+      .option('--brief', 'one line per scenario that passed or was skipped; failures in full')
       .addOption(
         new Option(
           '--isolation <kind>',
@@ -338,6 +339,7 @@ export function buildProgram(context: RunContext): Command {
         ...(typeof options.html === 'string' ? { html: options.html } : {}),
         ...(typeof options.markdown === 'string' ? { markdown: options.markdown } : {}),
         strict: options.strict === true,
+        brief: options.brief === true,
         isolation: options.isolation as 'auto' | 'netns' | 'host',
         ...(typeof options.binder === 'string' ? { binder: options.binder as 'builtin' | 'native' } : {}),
         ...(typeof options.jobs === 'number' ? { jobs: options.jobs } : {}),

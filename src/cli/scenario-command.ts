@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { renderHtmlReport } from '../report/html-report.js';
-import { toJUnit } from '../report/junit.js';
+import { toJUnit, toJUnitFileErrors } from '../report/junit.js';
 import { renderMarkdownSummary } from '../report/markdown-report.js';
 import { describeSetup, type RunDocument } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
@@ -25,6 +25,8 @@ export interface ScenarioRunFlags {
   html?: string;
   markdown?: string;
   jobs?: number;
+  /** One line per scenario that passed or was skipped; the failures in full. */
+  brief?: boolean;
   /** Started by the caller before this module loaded (startNamespaceProbe); else started here. */
   namespaceProbe?: Promise<NamespaceProbe | null>;
 }
@@ -74,6 +76,8 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
   } catch (err) {
     // Nothing left behind: the probe's process ends before the error is reported.
     await namespaceProbe.catch(() => null);
+    // A pipeline still gets its documents, with the mistakes as structured items (then exit 2).
+    if (err instanceof ScenarioFileError) await reportFileErrors(err, flags, terminal);
     throw err;
   }
   const interrupt = interruptSignal();
@@ -107,7 +111,9 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
   }
   const document: RunDocument = toJsonDocument(report);
   terminal.out(
-    flags.json ? JSON.stringify(document, null, 2) : formatRunReport(report, terminal.style, terminal.columns),
+    flags.json
+      ? JSON.stringify(document, null, 2)
+      : formatRunReport(report, terminal.style, terminal.columns, flags.brief === true),
   );
   if (flags.junit !== undefined) await writeFileAtomic(flags.junit, toJUnit(report), '--junit');
   if (flags.html !== undefined) await writeFileAtomic(flags.html, renderHtmlReport(document), '--html');
@@ -119,6 +125,18 @@ export async function scenarioRunCommand(names: string[] | 'all', flags: Scenari
   const { failed, errors, skipped } = report.summary;
   if (failed > 0 || errors > 0) return 1;
   return flags.strict && skipped > 0 ? 1 : 0;
+}
+
+async function reportFileErrors(
+  err: ScenarioFileError,
+  flags: ScenarioRunFlags,
+  terminal: Awaited<ReturnType<typeof openTerminal>>,
+): Promise<void> {
+  if (flags.json) terminal.out(JSON.stringify({ version: 1, ok: false, errors: err.issues }, null, 2));
+  if (flags.junit !== undefined && flags.junit.trim() !== '') {
+    await checkWritable(flags.junit, '--junit');
+    await writeFileAtomic(flags.junit, toJUnitFileErrors(err.issues), '--junit');
+  }
 }
 
 /** Loads every file; reports the mistakes of all of them together. */

@@ -69,6 +69,38 @@ function countFailures(report: RunReport): number {
   return report.results.reduce((sum, r) => sum + r.expectations.filter((e) => !e.passed).length, 0);
 }
 
+/**
+ * A run that never started because its scenario files have mistakes: one
+ * testsuite per file, one errored testcase per mistake, so a pipeline's JUnit
+ * view shows them where it shows everything else.
+ */
+export function toJUnitFileErrors(
+  issues: readonly { file: string; line: number; column: number; message: string }[],
+): string {
+  const byFile = new Map<string, typeof issues>();
+  for (const issue of issues) byFile.set(issue.file, [...(byFile.get(issue.file) ?? []), issue]);
+  const out: string[] = ['<?xml version="1.0" encoding="UTF-8"?>'];
+  out.push(
+    `<testsuites name="reuseport scenarios" tests="${issues.length}" failures="0" errors="${issues.length}" skipped="0" time="0.000">`,
+  );
+  for (const [file, mistakes] of byFile) {
+    out.push(
+      `  <testsuite name="${xml(file)}" tests="${mistakes.length}" failures="0" errors="${mistakes.length}" skipped="0" time="0.000" file="${xml(file)}">`,
+    );
+    for (const m of mistakes) {
+      const where = `${file}:${m.line}:${m.column}`;
+      out.push(
+        `    <testcase name="${xml(`${where}: ${m.message}`)}" classname="scenario file" file="${xml(file)}" line="${m.line}">`,
+      );
+      out.push(`      <error message="${xml(m.message)}" type="scenario file">${xml(where)}</error>`);
+      out.push('    </testcase>');
+    }
+    out.push('  </testsuite>');
+  }
+  out.push('</testsuites>');
+  return `${out.join('\n')}\n`;
+}
+
 function seconds(ms: number): string {
   return (ms / 1000).toFixed(3);
 }

@@ -9,8 +9,16 @@ import { safeProse, safeText } from './untrusted-text.js';
 import { fitLines, paragraphs } from './wrap.js';
 
 /** `columns`: the width to fit (the terminal's; 80 when output is not a terminal). */
-export function formatRunReport(report: RunReport, style: Style, columns = 80): string {
-  const parts = report.results.map((result) => formatScenario(result, style, columns));
+/**
+ * The whole run. `brief`: one line per scenario that passed or was skipped,
+ * and the full report of each one that did not, where the detail is needed.
+ */
+export function formatRunReport(report: RunReport, style: Style, columns = 80, brief = false): string {
+  const parts = report.results.map((result) =>
+    brief && (result.status === 'passed' || result.status === 'skipped')
+      ? briefLine(result, style)
+      : formatScenario(result, style, columns),
+  );
   const { summary } = report;
   const counts = [
     style.green(`${summary.passed} passed`),
@@ -159,6 +167,12 @@ export function formatScenario(result: ScenarioResult, style: Style, columns = 8
 
 function countReplicas(traffic: { perInstance: { server: string }[] }, server: string): number {
   return traffic.perInstance.filter((p) => p.server === server).length;
+}
+
+function briefLine(result: ScenarioResult, style: Style): string {
+  const why = result.status === 'skipped' ? `: ${safeText(result.reason ?? '')}` : '';
+  const time = result.status === 'passed' ? ` (${(result.durationMs / 1000).toFixed(1)} s)` : '';
+  return `${colourStatus(result, style, STATUS_WORD[result.status])} ${safeText(result.name)}${time}${why}`;
 }
 
 function colourStatus(result: ScenarioResult, style: Style, text: string): string {
