@@ -196,7 +196,8 @@ test('a worker frozen mid-traffic is named, measured results are kept, and nothi
   assert.match(
     run.stdout.replace(/\n +/g, ' '),
     new RegExp(
-      `W#\\d \\(pid ${victim}\\) did not answer a ping within \\d+ s \\(process state: stopped by a signal\\) during step 2`,
+      // Step 2 when the stop lands while the first step runs; step 3 when a busy machine let that step end first.
+      `W#\\d \\(pid ${victim}\\) did not answer a ping within \\d+ s \\(process state: stopped by a signal\\) during step [23]`,
     ),
   );
   assert.match(run.stdout, /Traffic first: 300 connections/, 'the first step is still reported');

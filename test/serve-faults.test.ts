@@ -440,3 +440,15 @@ test('the counter file has no name: nothing is left in the temp folder, even aft
     [],
   );
 });
+
+test('a worker starts when TMPDIR cannot hold its counter file (not ours, or missing)', async (t) => {
+  const saved = process.env.TMPDIR;
+  // A TMPDIR this process cannot create in: the state after `runuser` or `sudo -u` keeps a root-only TMPDIR.
+  process.env.TMPDIR = '/nonexistent-reuseport-tmpdir';
+  t.after(() => {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  });
+  const { worker } = await startWorker(t);
+  assert.match(readlinkSync(`/proc/${worker.pid}/fd/4`), /^\/(dev\/shm|tmp)\/.*\(deleted\)$/);
+});

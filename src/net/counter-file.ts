@@ -19,9 +19,13 @@ export class CounterFile {
 
   private constructor(readonly fd: number) {}
 
-  /** Opens an unnamed 8-byte counter holding 0. Throws the fs error (EMFILE, ENOSPC, ...). */
-  static create(directory = tmpdir()): CounterFile {
-    const fd = openUnnamed(directory);
+  /**
+   * Opens an unnamed 8-byte counter holding 0, in the first of `directories`
+   * this user may write (a TMPDIR that is not ours, e.g. after `runuser`, must
+   * not stop a worker from starting). Throws the fs error (EMFILE, ENOSPC, ...).
+   */
+  static create(directories: readonly string[] = counterDirectories()): CounterFile {
+    const fd = openInFirstWritable(directories);
     try {
       // Written, not truncated: the page exists now, so neither a mapping nor a later write can fail for space.
       writeCount(fd, 0);
@@ -63,6 +67,27 @@ export function readCount(fd: number): number {
   const n = readSync(fd, bytes, 0, COUNTER_BYTES, 0);
   if (n !== COUNTER_BYTES) throw new Error(`counter file: read ${n} of ${COUNTER_BYTES} bytes`);
   return Number(word[0]);
+}
+
+/** Errors that say "not this folder", so the next one is tried. */
+const NOT_HERE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOENT', 'ENOTDIR']);
+
+/** TMPDIR first, as users expect; then the two folders every Linux has for this. */
+export function counterDirectories(): string[] {
+  return [...new Set([tmpdir(), '/dev/shm', '/tmp'])];
+}
+
+function openInFirstWritable(directories: readonly string[]): number {
+  let last: unknown = new Error('no folder for a counter file');
+  for (const directory of directories) {
+    try {
+      return openUnnamed(directory);
+    } catch (err) {
+      if (!NOT_HERE.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      last = err;
+    }
+  }
+  throw last;
 }
 
 function openUnnamed(directory: string): number {
