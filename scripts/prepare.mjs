@@ -33,9 +33,11 @@ function run(command, args) {
 if (!existsSync(join(root, 'tsconfig.json'))) process.exit(0);
 // pacote marks the npm it runs to prepare a git dependency with _PACOTE_NO_PREPARE_.
 if (process.env._PACOTE_NO_PREPARE_ !== undefined && process.env.npm_config_global === 'true') {
+  const npm = /\bnpm\/(\S+)/.exec(process.env.npm_config_user_agent ?? '')?.[1] ?? 'before 12';
   fail(
-    'this npm cannot install a git URL globally (npm/cli#8440); use npm >= 12 with `--allow-git=root`, ' +
-      'or a checkout: `git clone <url> reuseport && cd reuseport && npm ci && npm install -g "$(npm pack --silent)"`',
+    `npm ${npm} cannot install a git URL globally (https://github.com/npm/cli/issues/8440); ` +
+      'use npm >= 12 with `--allow-git=root`, or a checkout: ' +
+      '`git clone <url> reuseport && cd reuseport && npm ci && npm install -g "$(npm pack --silent)"`',
   );
 }
 if (!existsSync(tsc)) {
