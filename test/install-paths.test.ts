@@ -103,18 +103,26 @@ async function npmInstallTarball(name: string): Promise<string> {
   return dir;
 }
 
-async function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = {}) {
-  const bin = join(dir, 'node_modules', 'reuseport', 'bin', 'reuseport.js');
-  return execFileAsync(process.execPath, [bin, ...args], {
-    cwd: dir,
-    timeout: 120_000,
-    env: { ...process.env, NO_COLOR: '1', ...env },
-  }).then(
+type Outcome = { code: number; stdout: string; stderr: string };
+
+function settle(run: Promise<{ stdout: string; stderr: string }>): Promise<Outcome> {
+  return run.then(
     (r) => ({ code: 0, ...r }),
     (e: { code?: number; stdout?: string; stderr?: string }) => ({
-      code: e.code ?? 1,
+      code: typeof e.code === 'number' ? e.code : 1,
       stdout: e.stdout ?? '',
       stderr: e.stderr ?? '',
+    }),
+  );
+}
+
+function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
+  const bin = join(dir, 'node_modules', 'reuseport', 'bin', 'reuseport.js');
+  return settle(
+    execFileAsync(process.execPath, [bin, ...args], {
+      cwd: dir,
+      timeout: 120_000,
+      env: { ...process.env, NO_COLOR: '1', ...env },
     }),
   );
 }
@@ -207,19 +215,6 @@ test('with no prebuild that fits and no install script run, the remedy says `npm
   await execFileAsync('npm', ['rebuild', 'reuseport'], { ...NPM, cwd: dir });
   assert.equal((await nativeCheck(dir)).status, 'ok', 'the remedy built the helper');
 });
-
-type Outcome = { code: number; stdout: string; stderr: string };
-
-function settle(run: Promise<{ stdout: string; stderr: string }>): Promise<Outcome> {
-  return run.then(
-    (r) => ({ code: 0, ...r }),
-    (e: { code?: number; stdout?: string; stderr?: string }) => ({
-      code: typeof e.code === 'number' ? e.code : 1,
-      stdout: e.stdout ?? '',
-      stderr: e.stderr ?? '',
-    }),
-  );
-}
 
 /** `npm install -g --prefix <work>/<name> …`, as a user would type it, into a prefix of its own. */
 function npmInstallGlobal(name: string, args: string[]): Promise<Outcome & { prefix: string }> {
