@@ -298,6 +298,9 @@ const HIST = { left: 56, right: 16, top: 18, plot: 120, bottom: 30 } as const;
 /** One histogram per model, on one logarithmic latency axis and one share scale, so that shapes compare. */
 function histograms(heavy: readonly HeavyFigures[]): string[] {
   const filled = heavy.filter((h) => h.histogram.counts.length > 0);
+  const empty = (h: HeavyFigures) =>
+    figure('histogram', h.model, `${h.model}: no request was served`, '<p class="note">no latency to draw</p>', '');
+  if (filled.length === 0) return heavy.map(empty);
   const binsPerOctave = filled[0]?.histogram.binsPerOctave ?? 1;
   const lo = Math.min(...filled.map((h) => h.histogram.firstBin));
   const hi = Math.max(...filled.map((h) => h.histogram.firstBin + h.histogram.counts.length));
@@ -313,8 +316,8 @@ function histograms(heavy: readonly HeavyFigures[]): string[] {
   );
   return heavy.map((h) => {
     const n = total(h);
+    if (n === 0) return empty(h);
     const heading = `${h.model}: latency of ${n} requests`;
-    if (n === 0) return figure('histogram', h.model, heading, '<p class="note">no request was served</p>', '');
     const bars = h.histogram.counts.flatMap((count, i) => {
       if (count === 0) return [];
       const bin = h.histogram.firstBin + i;
