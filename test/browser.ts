@@ -5,7 +5,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BrowserContext } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.REUSEPORT_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -50,4 +50,21 @@ export async function launchChromium(): Promise<{ context: BrowserContext; close
     rmSync(profile, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** Opens a file's URL in a new page, recording every request and every console error, warning or page error. */
+export async function openPage(
+  context: BrowserContext,
+  url: string,
+): Promise<{ page: Page; problems: string[]; requests: string[] }> {
+  const requests: string[] = [];
+  context.on('request', (request) => requests.push(request.url()));
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
+  page.on('pageerror', (err) => problems.push(err.message));
+  await page.goto(url, { waitUntil: 'load' });
+  return { page, problems, requests };
 }

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { classifyOrder, type HeavyFigures, median } from '../src/compare/analyze.js';
+import { classifyOrder, type HeavyFigures, latencyHistogram, median } from '../src/compare/analyze.js';
 import { accountBudget, projectHeavy } from '../src/compare/budget.js';
 import type { CompareReport } from '../src/compare/compare.js';
 import { DEFAULT_PHASES, MODELS, NODE_MODELS } from '../src/compare/protocol.js';
@@ -184,6 +184,7 @@ function heavyOf(model: 'reuseport' | 'shared-fifo', stdevs: number[], ratio: nu
       machineBusyShare: 0.5,
       foreignCpuShare: 0,
     })),
+    histogram: latencyHistogram([]),
     median: latency(median(stdevs)),
     ratioToSharedFifo: { mean: 1, p50: 1, p99: ratio, max: ratio, stdev: ratio },
     stdevRatioByRound: stdevs.map(() => ratio),

@@ -69,16 +69,18 @@ words reuseport ''
 words reuseport scenario ''
 words reuseport --color never scenario run ''
 words reuseport serve --engine ''
-words reuseport scenario all --ht`;
+words reuseport scenario all --ht
+words reuseport compare --ht`;
   const out = spawnSync('bash', ['--norc', '-c', probe], { encoding: 'utf8', cwd: dir });
   assert.equal(out.status, 0, out.stderr);
-  const [registered, top, scenario, names, engines, html] = out.stdout.trimEnd().split('\n');
+  const [registered, top, scenario, names, engines, html, compareHtml] = out.stdout.trimEnd().split('\n');
   assert.equal(registered, 'complete -F _reuseport reuseport');
   assert.equal(top, 'serve load doctor scenario completion compare');
   assert.equal(scenario, 'list run all check init show');
   for (const name of SHIPPED) assert.ok(names?.split(' ').includes(name), `${name} in "${names}"`);
   assert.equal(engines, 'auto builtin native');
   assert.equal(html, '--html');
+  assert.equal(compareHtml, '--html');
 });
 
 const hasFish = spawnSync('fish', ['--version']).status === 0;

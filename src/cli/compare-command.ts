@@ -1,10 +1,16 @@
 import { type CompareOptions, runCompare } from '../compare/compare.js';
 import { scaleFromEnv } from '../compare/run.js';
+import { renderCompareHtml } from '../report/compare-html-report.js';
 import { formatCompareReport } from '../report/compare-report.js';
+import { checkWritable, writeFileAtomic } from './report-files.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 
-export async function compareCommand(options: Omit<CompareOptions, 'scale'> & { json: boolean }): Promise<number> {
+export async function compareCommand(
+  options: Omit<CompareOptions, 'scale'> & { json: boolean; html?: string },
+): Promise<number> {
   const scale = scaleFromEnv();
+  // Before the run: a path that cannot be written should not cost a whole run to find out.
+  if (options.html !== undefined) await checkWritable(options.html, '--html');
   const terminal = await openTerminal(options);
   const interrupt = interruptSignal();
   const progress = await statusLine(terminal, 'starting the models');
@@ -23,6 +29,7 @@ export async function compareCommand(options: Omit<CompareOptions, 'scale'> & { 
     terminal.out(
       options.json ? JSON.stringify(report, null, 2) : formatCompareReport(report, terminal.style, terminal.columns),
     );
+    if (options.html !== undefined) await writeFileAtomic(options.html, renderCompareHtml(report), '--html');
     if (report.interrupted) return 130;
     return report.failures.length > 0 ? 1 : 0;
   } finally {

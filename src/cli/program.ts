@@ -437,6 +437,7 @@ export function buildProgram(context: RunContext): Command {
         .default('auto'),
     )
     .option('--json', 'print one versioned JSON document with every figure instead of the report')
+    .option('--html <file>', 'also write a self-contained HTML page with latency histograms and per-worker bars')
     .addHelpText(
       'after',
       `\n${wrapProse(
@@ -457,6 +458,7 @@ export function buildProgram(context: RunContext): Command {
         isolation: options.isolation as 'auto' | 'netns' | 'host',
         withNode: options.withNode === true,
         json: options.json === true,
+        ...(typeof options.html === 'string' ? { html: options.html } : {}),
       });
     });
 

@@ -117,9 +117,45 @@ export interface HeavyRatios {
   stdev: number;
 }
 
+/** Bins per doubling of latency: fine enough to show a tail, coarse enough to keep a run's histograms small. */
+export const HISTOGRAM_BINS_PER_OCTAVE = 4;
+
+/**
+ * Counts of latencies in logarithmic bins: bin i holds latencies from
+ * 2^(i / binsPerOctave) µs up to the next bin's start (bin 0 also holds
+ * anything under 1 µs). Kept instead of every sample, which the document
+ * does not carry; every served request is counted exactly once.
+ */
+export interface LatencyHistogram {
+  binsPerOctave: number;
+  /** The bin of counts[0]; counts runs contiguously from the first non-empty bin to the last. */
+  firstBin: number;
+  counts: number[];
+}
+
+export function histogramBin(latencyUs: number): number {
+  return latencyUs < 1 ? 0 : Math.floor(Math.log2(latencyUs) * HISTOGRAM_BINS_PER_OCTAVE);
+}
+
+/** Where a bin starts, in µs. */
+export function histogramBinStartUs(bin: number, binsPerOctave = HISTOGRAM_BINS_PER_OCTAVE): number {
+  return 2 ** (bin / binsPerOctave);
+}
+
+export function latencyHistogram(latencies: readonly number[]): LatencyHistogram {
+  const bins = latencies.map(histogramBin);
+  if (bins.length === 0) return { binsPerOctave: HISTOGRAM_BINS_PER_OCTAVE, firstBin: 0, counts: [] };
+  const first = Math.min(...bins);
+  const counts = new Array<number>(Math.max(...bins) - first + 1).fill(0);
+  for (const bin of bins) counts[bin - first] = (counts[bin - first] ?? 0) + 1;
+  return { binsPerOctave: HISTOGRAM_BINS_PER_OCTAVE, firstBin: first, counts };
+}
+
 export interface HeavyFigures {
   model: ModelName;
   rounds: HeavyRound[];
+  /** Every served request of every round, pooled (the other figures are medians over rounds). */
+  histogram: LatencyHistogram;
   /** Medians over rounds. */
   median: LatencySummary;
   /** Median over rounds of this model's figure divided by shared-fifo's in the same round; null without shared-fifo. */
@@ -426,6 +462,7 @@ export function analyzeHeavy(runs: readonly RunLine[], cores: number): HeavyFigu
     return {
       model,
       rounds,
+      histogram: latencyHistogram(runs.filter((r) => r.model === model).flatMap(okLatencies)),
       median: medianSummary(rounds.map((r) => r.latency)),
       ratioToSharedFifo:
         paired.length === 0

@@ -6,9 +6,9 @@ import type { Style } from './style.js';
 import { renderTable } from './table.js';
 import { fitLines } from './wrap.js';
 
-const ms = (us: number) => (us / 1000).toFixed(2);
-const pct = (value: number) => `${(value * 100).toFixed(0)}%`;
-const times = (value: number | undefined) =>
+export const ms = (us: number) => (us / 1000).toFixed(2);
+export const pct = (value: number) => `${(value * 100).toFixed(0)}%`;
+export const times = (value: number | undefined) =>
   value === undefined ? '-' : Number.isFinite(value) ? `${value.toFixed(1)}×` : '∞';
 
 function verdictLine(v: Verdict, style: Style): string {
@@ -27,34 +27,32 @@ function section(title: string, body: string, verdicts: Verdict[], style: Style)
   return [style.bold(title), body, ...verdicts.map((v) => verdictLine(v, style))].join('\n');
 }
 
-/** The choosing-a-model paragraph, from what this run showed. */
-function advice(report: CompareReport): string {
+export const ADVICE_HEADING = 'What this means for choosing a model';
+
+/** The choosing-a-model advice, one item per kind of workload, from what this run showed. */
+export function adviceItems(report: CompareReport): string[] {
   const said = (id: string) => report.verdicts.find((v) => v.id === id)?.status === 'reproduced';
-  const parts = [
-    'What this means for choosing a model:',
-    '- Short, even requests: reuseport, blocking shared accept and the dispatchers all spread connections evenly; reuseport spends the least server CPU per connection, a dispatcher the most.',
-  ];
-  parts.push(
+  return [
+    'Short, even requests: reuseport, blocking shared accept and the dispatchers all spread connections evenly; reuseport spends the least server CPU per connection, a dispatcher the most.',
     said('heavy.cloudflare')
-      ? '- Uneven or CPU-heavy requests: a shared queue (blocking accept) or a least-loaded dispatcher keeps tail latency low; reuseport queues behind busy workers.'
-      : '- Uneven or CPU-heavy requests: prefer a shared queue or a least-loaded dispatcher for tail latency (this run could not show the gap clearly; see the heavy verdict).',
-  );
-  parts.push(
+      ? 'Uneven or CPU-heavy requests: a shared queue (blocking accept) or a least-loaded dispatcher keeps tail latency low; reuseport queues behind busy workers.'
+      : 'Uneven or CPU-heavy requests: prefer a shared queue or a least-loaded dispatcher for tail latency (this run could not show the gap clearly; see the heavy verdict).',
     said('stall.reuseport')
-      ? '- Workers that can stall (GC, blocking I/O): reuseport keeps sending them 1/N of new connections; load-aware models do not.'
-      : '- Workers that can stall: load-aware models route around them; check the stall verdict for reuseport here.',
-  );
-  parts.push(
-    '- epoll with EPOLLEXCLUSIVE on a shared socket concentrates connections on one worker: good for cache warmth at low load, bad for balance.',
-  );
-  return parts.join('\n');
+      ? 'Workers that can stall (GC, blocking I/O): reuseport keeps sending them 1/N of new connections; load-aware models do not.'
+      : 'Workers that can stall: load-aware models route around them; check the stall verdict for reuseport here.',
+    'epoll with EPOLLEXCLUSIVE on a shared socket concentrates connections on one worker: good for cache warmth at low load, bad for balance.',
+  ];
 }
 
-const ratio2 = (value: number | undefined) => (value === undefined ? '-' : `${value.toFixed(2)}×`);
+function advice(report: CompareReport): string {
+  return [`${ADVICE_HEADING}:`, ...adviceItems(report).map((item) => `- ${item}`)].join('\n');
+}
+
+export const ratio2 = (value: number | undefined) => (value === undefined ? '-' : `${value.toFixed(2)}×`);
 const seconds = (value: number) => `${(value / 1000).toFixed(1)} s`;
 
 /** Where the time went, against the budget. */
-function budgetLine(budget: TimeBudget): string {
+export function budgetLine(budget: TimeBudget): string {
   const parts = Object.entries(budget.phases).map(([phase, t]) => `${phase} ${seconds(t.usedMs)}`);
   const rerun = budget.heavyRerun;
   if (rerun?.time) parts.push(`heavy rerun ${seconds(rerun.time.usedMs)}`);

@@ -26,18 +26,10 @@ const STATUS_WORD: Record<string, string> = {
 export function renderHtmlReport(document: RunDocument): string {
   const { summary } = document;
   const title = `reuseport: ${summary.passed} of ${summary.total} scenarios passed`;
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="reuseport (document version ${document.version})">
-<title>${text(title)}</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<header>
+  return htmlPage(
+    title,
+    `reuseport (document version ${document.version})`,
+    `<header>
 <h1>SO_REUSEPORT scenarios</h1>
 <p class="summary">${summaryLine(document)}</p>
 <p class="meta">${text(document.kernel)} · Node ${text(document.node)} · ${seconds(document.durationMs)}${document.interrupted ? ' · <strong>interrupted</strong>' : ''}</p>
@@ -46,7 +38,24 @@ ${fileErrors(document)}
 </header>
 <main>
 ${document.scenarios.map(scenarioSection).join('\n')}
-</main>
+</main>`,
+  );
+}
+
+/** The page around a report: the policy that forbids every fetch, and the shared style (plus `style`, a page's own). */
+export function htmlPage(title: string, generator: string, body: string, style = ''): string {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="${text(generator)}">
+<title>${text(title)}</title>
+<style>${STYLE}${style}</style>
+</head>
+<body>
+${body}
 </body>
 </html>
 `;
@@ -149,7 +158,7 @@ function uniqueText(values: string[]): string {
 }
 
 // Chart geometry, in SVG user units (the chart scales with the page).
-const CHART = { width: 720, label: 150, bar: 420, row: 26, top: 22, bottom: 26 } as const;
+export const CHART = { width: 720, label: 150, bar: 420, row: 26, top: 22, bottom: 26 } as const;
 
 /** One horizontal bar per instance, as a share of everything sent, with the 1/N line. */
 function trafficBlock(traffic: TrafficDocument, setup: SetupDocument | null): string {
@@ -157,30 +166,60 @@ function trafficBlock(traffic: TrafficDocument, setup: SetupDocument | null): st
   const winners = setup?.expectedWinners.filter((w) => w.traffic === traffic.id) ?? [];
   const expected = new Set(winners.flatMap((w) => w.servers));
   const multi = (server: string) => traffic.perServer.filter((p) => p.server === server).length > 1;
-  const rows = traffic.perServer.map((p) => ({
+  const rows: ShareBar[] = traffic.perServer.map((p) => ({
     label: `${p.server}${multi(p.server) ? `#${p.replica}` : ''} (pid ${p.pid})`,
     count: p.count,
+    of: traffic.attempted,
     kind: expected.has(p.server) ? 'expected' : 'other',
   }));
   if (traffic.failed > 0) {
     rows.push({
       label: `failed: ${traffic.failures.map((f) => `${f.code} ${f.count}`).join(', ')}`,
       count: traffic.failed,
+      of: traffic.attempted,
       kind: 'failed',
     });
   }
   const n = traffic.perServer.length;
   const total = traffic.attempted;
+  const heading = `Traffic ${traffic.id}: ${total} ${noun} to ${formatHostPort(traffic.target, traffic.port)}`;
+  const caption = [
+    `${traffic.attributed} answered${traffic.unanswered.map((u) => `, ${u.count} ${u.what}`).join('')}, in ${Math.round(traffic.elapsedMs)} ms.`,
+    winners.length > 0
+      ? `Expected: ${winners.map((w) => `${w.kind === 'balanced' ? 'balanced over' : w.kind === 'all' ? 'all to' : 'a share for'} ${w.servers.join(', ')}`).join('; ')} (★).`
+      : '',
+    n > 1 ? `The dashed line is an even share, 1/${n} of the ${noun}.` : '',
+  ]
+    .filter((s) => s !== '')
+    .join(' ');
+  return `<figure class="traffic">
+<figcaption><strong>${text(heading)}</strong></figcaption>
+${shareChart(heading, rows, n)}
+<p class="caption">${text(caption)}</p>
+</figure>`;
+}
+
+/** A bar of a share chart: `count` of `of`, drawn as that share of the full width. */
+export interface ShareBar {
+  label: string;
+  count: number;
+  of: number;
+  /** The bar's class: other, expected (marked ★ expected), failed, or one a page styles itself. */
+  kind: string;
+}
+
+/** One horizontal bar per row, each as a share of its own whole, with the 1/N line when n > 1. */
+export function shareChart(heading: string, rows: readonly ShareBar[], n: number): string {
   const height = CHART.top + rows.length * CHART.row + CHART.bottom;
   const x0 = CHART.label;
-  const scale = (count: number) => (total > 0 ? (count / total) * CHART.bar : 0);
+  const scale = (row: ShareBar) => (row.of > 0 ? (row.count / row.of) * CHART.bar : 0);
   const bars = rows.map((row, i) => {
     const y = CHART.top + i * CHART.row;
-    const w = scale(row.count);
+    const w = scale(row);
     return [
       `<text class="label" x="${x0 - 8}" y="${y + 17}" text-anchor="end">${text(truncate(row.label, 24))}</text>`,
-      `<rect class="bar ${row.kind}" x="${x0}" y="${y + 4}" width="${w.toFixed(1)}" height="${CHART.row - 8}"><title>${text(`${row.label}: ${row.count} of ${total}`)}</title></rect>`,
-      `<text class="value" x="${x0 + w + 6}" y="${y + 17}">${row.count} (${percent(row.count, total)})${row.kind === 'expected' ? ' ★ expected' : ''}</text>`,
+      `<rect class="bar ${row.kind}" x="${x0}" y="${y + 4}" width="${w.toFixed(1)}" height="${CHART.row - 8}"><title>${text(`${row.label}: ${row.count} of ${row.of}`)}</title></rect>`,
+      `<text class="value" x="${x0 + w + 6}" y="${y + 17}">${row.count} (${percent(row.count, row.of)})${row.kind === 'expected' ? ' ★ expected' : ''}</text>`,
     ].join('');
   });
   const axisY = CHART.top + rows.length * CHART.row;
@@ -197,21 +236,7 @@ function trafficBlock(traffic: TrafficDocument, setup: SetupDocument | null): st
       `<text class="fair-label" x="${x}" y="${CHART.top - 9}" text-anchor="middle">1/N = 1/${n}</text>`,
     );
   }
-  const heading = `Traffic ${traffic.id}: ${total} ${noun} to ${formatHostPort(traffic.target, traffic.port)}`;
-  const caption = [
-    `${traffic.attributed} answered${traffic.unanswered.map((u) => `, ${u.count} ${u.what}`).join('')}, in ${Math.round(traffic.elapsedMs)} ms.`,
-    winners.length > 0
-      ? `Expected: ${winners.map((w) => `${w.kind === 'balanced' ? 'balanced over' : w.kind === 'all' ? 'all to' : 'a share for'} ${w.servers.join(', ')}`).join('; ')} (★).`
-      : '',
-    n > 1 ? `The dashed line is an even share, 1/${n} of the ${noun}.` : '',
-  ]
-    .filter((s) => s !== '')
-    .join(' ');
-  return `<figure class="traffic">
-<figcaption><strong>${text(heading)}</strong></figcaption>
-<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 ${CHART.width} ${height}" role="img" aria-label="${text(heading)}"><title>${text(heading)}</title>${marks.join('')}${bars.join('')}</svg>
-<p class="caption">${text(caption)}</p>
-</figure>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 ${CHART.width} ${height}" role="img" aria-label="${text(heading)}"><title>${text(heading)}</title>${marks.join('')}${bars.join('')}</svg>`;
 }
 
 function expectationsBlock(expectations: ExpectationDocument[]): string {
@@ -242,7 +267,7 @@ function prose(value: string): string {
 }
 
 /** One line of untrusted text, for an element or an attribute. */
-function text(value: string): string {
+export function text(value: string): string {
   return escapeHtml(safeText(value));
 }
 
@@ -264,7 +289,7 @@ function truncate(value: string, max: number): string {
   return value.length > max ? `${value.slice(0, max - 1)}…` : value;
 }
 
-function seconds(ms: number): string {
+export function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
