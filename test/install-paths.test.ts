@@ -26,8 +26,10 @@ import { promisify } from 'node:util';
 import { isRoot, ROOT } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
+// Bounds against a hang, not a speed test: on a machine with a load average of
+// 40, one `npm pack` took over 3 minutes and a 180 s bound failed a sound install.
 const NPM = {
-  timeout: 180_000,
+  timeout: 600_000,
   maxBuffer: 16 * 1024 * 1024,
   env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
 };
@@ -66,23 +68,26 @@ function copyCheckout(to: string, { linkModules = true } = {}): void {
   if (linkModules) symlinkSync(join(ROOT, 'node_modules'), join(to, 'node_modules'));
 }
 
-before(async () => {
-  if (packError) return;
-  work = mkdtempSync(join(tmpdir(), 'reuseport-install-'));
-  const checkout = join(work, 'checkout');
-  mkdirSync(checkout);
-  copyCheckout(checkout);
-  try {
-    const { stdout } = await execFileAsync('npm', ['pack', '--json', '--pack-destination', work], {
-      ...NPM,
-      cwd: checkout,
-    });
-    const [packed] = JSON.parse(stdout) as { filename: string }[];
-    tarball = join(work, packed?.filename ?? '');
-  } catch (err) {
-    packError = `npm pack failed: ${(err as Error).message.split('\n')[0]}`;
-  }
-});
+before(
+  async () => {
+    if (packError) return;
+    work = mkdtempSync(join(tmpdir(), 'reuseport-install-'));
+    const checkout = join(work, 'checkout');
+    mkdirSync(checkout);
+    copyCheckout(checkout);
+    try {
+      const { stdout } = await execFileAsync('npm', ['pack', '--json', '--pack-destination', work], {
+        ...NPM,
+        cwd: checkout,
+      });
+      const [packed] = JSON.parse(stdout) as { filename: string }[];
+      tarball = join(work, packed?.filename ?? '');
+    } catch (err) {
+      packError = `npm pack failed: ${(err as Error).message.split('\n')[0]}`;
+    }
+  },
+  { timeout: 900_000 },
+);
 
 after(() => {
   if (work) rmSync(work, { recursive: true, force: true });
@@ -121,7 +126,7 @@ function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<
   return settle(
     execFileAsync(process.execPath, [bin, ...args], {
       cwd: dir,
-      timeout: 120_000,
+      timeout: 300_000,
       env: { ...process.env, NO_COLOR: '1', ...env },
     }),
   );
@@ -168,7 +173,7 @@ test('npm pack ships the LICENSE, the compiled CLI and a prebuilt linux-x64 glib
 });
 
 test('npm install --ignore-scripts of the tarball: the prebuilt helper loads and scenario all passes', {
-  timeout: 300_000,
+  timeout: 900_000,
 }, async (t) => {
   if (packError) return t.skip(packError);
   const dir = await npmInstallTarball('with-npm');
@@ -179,7 +184,7 @@ test('npm install --ignore-scripts of the tarball: the prebuilt helper loads and
 });
 
 test('pnpm 10 (build scripts not approved) installs the tarball: the prebuilt helper loads and scenario all passes', {
-  timeout: 300_000,
+  timeout: 900_000,
 }, async (t) => {
   if (packError) return t.skip(packError);
   const dir = project('with-pnpm');
@@ -200,7 +205,7 @@ test('pnpm 10 (build scripts not approved) installs the tarball: the prebuilt he
 });
 
 test('with no prebuild that fits and no install script run, the remedy says `npm rebuild reuseport`, and that works', {
-  timeout: 300_000,
+  timeout: 900_000,
 }, async (t) => {
   if (packError) return t.skip(packError);
   const dir = await npmInstallTarball('no-prebuild');
@@ -248,7 +253,7 @@ async function assertGlobalCliWorks(prefix: string): Promise<void> {
 }
 
 test('npm install -g of the packed tarball into a fresh prefix: `reuseport --version` and `doctor` work', {
-  timeout: 300_000,
+  timeout: 900_000,
 }, async (t) => {
   if (packError) return t.skip(packError);
   const { code, stderr, prefix } = await npmInstallGlobal('global-tarball', [tarball]);
@@ -257,7 +262,7 @@ test('npm install -g of the packed tarball into a fresh prefix: `reuseport --ver
 });
 
 test('npm install -g of a git+file URL: installs on npm >= 12; before, stops at once naming npm/cli#8440 and leaves no command', {
-  timeout: 300_000,
+  timeout: 900_000,
 }, async (t) => {
   if (!hasNpm) return t.skip('npm is not on PATH');
   if (!hasGit) return t.skip('git is not on PATH');
