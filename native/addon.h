@@ -76,6 +76,13 @@ int set_number(napi_env env, napi_value obj, const char *name, double value);
 int set_string(napi_env env, napi_value obj, const char *name, const char *value);
 /* { errno, syscall, option? }; option may be NULL. */
 napi_value errno_object(napi_env env, int err, const char *syscall, const char *option);
+/*
+ * The end of an async work's complete callback: resolves the promise with
+ * result, or, when result is NULL, rejects it with the pending exception (an
+ * Error saying `failure` if there is none); then deletes the work.
+ */
+void settle_async_work(napi_env env, napi_deferred deferred, napi_async_work work, napi_value result,
+                       const char *failure);
 
 /* ---- Helpers of one part that another part reuses. ---- */
 

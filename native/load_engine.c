@@ -638,7 +638,6 @@ static void load_job_free(load_job *j) {
 static void load_complete(napi_env env, napi_status status, void *data) {
   load_job *j = data;
   napi_value result = NULL;
-  int reject = 0;
   if (status != napi_ok) {
     napi_throw_error(env, NULL, "loadRun: the run was cancelled");
   } else if (j->setup_err != 0) {
@@ -648,23 +647,8 @@ static void load_complete(napi_env env, napi_status status, void *data) {
   } else {
     result = load_result(env, j);
   }
-  if (result == NULL) {
-    /* Whatever went wrong is the pending exception: hand it to the promise instead. */
-    bool pending = false;
-    reject = 1;
-    napi_is_exception_pending(env, &pending);
-    if (!pending || napi_get_and_clear_last_exception(env, &result) != napi_ok) {
-      napi_value message;
-      napi_create_string_utf8(env, "loadRun failed", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &result);
-    }
-  }
-  if (reject)
-    napi_reject_deferred(env, j->deferred, result);
-  else
-    napi_resolve_deferred(env, j->deferred, result);
+  settle_async_work(env, j->deferred, j->work, result, "loadRun failed");
   napi_delete_reference(env, j->progress_ref);
-  napi_delete_async_work(env, j->work);
   load_job_free(j);
 }
 

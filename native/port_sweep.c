@@ -331,28 +331,13 @@ fail:
 static void sweep_complete(napi_env env, napi_status status, void *data) {
   sweep_job *j = data;
   napi_value result = NULL;
-  int reject = 0;
   if (status != napi_ok)
     napi_throw_error(env, NULL, "portSweep: the run was cancelled");
   else if (j->setup_err != 0)
     result = errno_object(env, j->setup_err, j->setup_syscall, NULL);
   else
     result = sweep_result(env, j);
-  if (result == NULL) {
-    bool pending = false;
-    reject = 1;
-    napi_is_exception_pending(env, &pending);
-    if (!pending || napi_get_and_clear_last_exception(env, &result) != napi_ok) {
-      napi_value message;
-      napi_create_string_utf8(env, "portSweep failed", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &result);
-    }
-  }
-  if (reject)
-    napi_reject_deferred(env, j->deferred, result);
-  else
-    napi_resolve_deferred(env, j->deferred, result);
-  napi_delete_async_work(env, j->work);
+  settle_async_work(env, j->deferred, j->work, result, "portSweep failed");
   sweep_job_free(j);
 }
 
