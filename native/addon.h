@@ -101,8 +101,6 @@ napi_value js_close_fd(napi_env env, napi_callback_info info);
 napi_value js_get_open_file_limit(napi_env env, napi_callback_info info);
 napi_value js_raise_open_file_limit(napi_env env, napi_callback_info info);
 napi_value js_getsockname(napi_env env, napi_callback_info info);
-napi_value js_get_socket_flag(napi_env env, napi_callback_info info);
-napi_value js_set_socket_flag(napi_env env, napi_callback_info info);
 
 /* accept_loop.c */
 napi_value js_accept_loop_start(napi_env env, napi_callback_info info);
