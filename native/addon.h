@@ -79,10 +79,18 @@ napi_value errno_object(napi_env env, int err, const char *syscall, const char *
 /*
  * The end of an async work's complete callback: resolves the promise with
  * result, or, when result is NULL, rejects it with the pending exception (an
- * Error saying `failure` if there is none); then deletes the work.
+ * Error saying `failure` if there is none); then deletes the work, if any.
  */
 void settle_async_work(napi_env env, napi_deferred deferred, napi_async_work work, napi_value result,
                        const char *failure);
+/*
+ * Creates and queues the async work of an existing promise into *work (NULL
+ * beforehand). 0 when it could not: the promise is then rejected (an Error
+ * saying `failure` at worst), and the complete callback will never run.
+ */
+int queue_async_work(napi_env env, const char *resource, napi_async_execute_callback execute,
+                     napi_async_complete_callback complete, void *data, napi_deferred deferred, napi_async_work *work,
+                     const char *failure);
 
 /* ---- Helpers of one part that another part reuses. ---- */
 

@@ -141,5 +141,20 @@ void settle_async_work(napi_env env, napi_deferred deferred, napi_async_work wor
     napi_reject_deferred(env, deferred, result);
   else
     napi_resolve_deferred(env, deferred, result);
-  napi_delete_async_work(env, work);
+  if (work != NULL) napi_delete_async_work(env, work);
+}
+
+int queue_async_work(napi_env env, const char *resource, napi_async_execute_callback execute,
+                     napi_async_complete_callback complete, void *data, napi_deferred deferred, napi_async_work *work,
+                     const char *failure) {
+  napi_value name;
+  if (napi_create_string_utf8(env, resource, NAPI_AUTO_LENGTH, &name) == napi_ok &&
+      napi_create_async_work(env, NULL, name, execute, complete, data, work) == napi_ok &&
+      napi_queue_async_work(env, *work) == napi_ok)
+    return 1;
+  /* The promise exists: settle it rather than leave it pending forever. */
+  throw_last_error(env);
+  settle_async_work(env, deferred, *work, NULL, failure);
+  *work = NULL;
+  return 0;
 }
