@@ -76,6 +76,21 @@ int set_number(napi_env env, napi_value obj, const char *name, double value);
 int set_string(napi_env env, napi_value obj, const char *name, const char *value);
 /* { errno, syscall, option? }; option may be NULL. */
 napi_value errno_object(napi_env env, int err, const char *syscall, const char *option);
+/*
+ * The end of an async work's complete callback: resolves the promise with
+ * result, or, when result is NULL, rejects it with the pending exception (an
+ * Error saying `failure` if there is none); then deletes the work, if any.
+ */
+void settle_async_work(napi_env env, napi_deferred deferred, napi_async_work work, napi_value result,
+                       const char *failure);
+/*
+ * Creates and queues the async work of an existing promise into *work (NULL
+ * beforehand). 0 when it could not: the promise is then rejected (an Error
+ * saying `failure` at worst), and the complete callback will never run.
+ */
+int queue_async_work(napi_env env, const char *resource, napi_async_execute_callback execute,
+                     napi_async_complete_callback complete, void *data, napi_deferred deferred, napi_async_work *work,
+                     const char *failure);
 
 /* ---- Helpers of one part that another part reuses. ---- */
 
@@ -94,8 +109,6 @@ napi_value js_close_fd(napi_env env, napi_callback_info info);
 napi_value js_get_open_file_limit(napi_env env, napi_callback_info info);
 napi_value js_raise_open_file_limit(napi_env env, napi_callback_info info);
 napi_value js_getsockname(napi_env env, napi_callback_info info);
-napi_value js_get_socket_flag(napi_env env, napi_callback_info info);
-napi_value js_set_socket_flag(napi_env env, napi_callback_info info);
 
 /* accept_loop.c */
 napi_value js_accept_loop_start(napi_env env, napi_callback_info info);

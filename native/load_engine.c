@@ -638,7 +638,6 @@ static void load_job_free(load_job *j) {
 static void load_complete(napi_env env, napi_status status, void *data) {
   load_job *j = data;
   napi_value result = NULL;
-  int reject = 0;
   if (status != napi_ok) {
     napi_throw_error(env, NULL, "loadRun: the run was cancelled");
   } else if (j->setup_err != 0) {
@@ -648,23 +647,8 @@ static void load_complete(napi_env env, napi_status status, void *data) {
   } else {
     result = load_result(env, j);
   }
-  if (result == NULL) {
-    /* Whatever went wrong is the pending exception: hand it to the promise instead. */
-    bool pending = false;
-    reject = 1;
-    napi_is_exception_pending(env, &pending);
-    if (!pending || napi_get_and_clear_last_exception(env, &result) != napi_ok) {
-      napi_value message;
-      napi_create_string_utf8(env, "loadRun failed", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &result);
-    }
-  }
-  if (reject)
-    napi_reject_deferred(env, j->deferred, result);
-  else
-    napi_resolve_deferred(env, j->deferred, result);
+  settle_async_work(env, j->deferred, j->work, result, "loadRun failed");
   napi_delete_reference(env, j->progress_ref);
-  napi_delete_async_work(env, j->work);
   load_job_free(j);
 }
 
@@ -754,7 +738,7 @@ static int parse_load_opts(napi_env env, napi_value obj, load_job *j) {
 /* loadRun(options, progress: Int32Array) -> Promise<result | { errno, syscall }> */
 napi_value js_load_run(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  napi_value promise, name;
+  napi_value promise;
   bool is_typed = false;
   napi_typedarray_type type;
   size_t length = 0;
@@ -783,21 +767,10 @@ napi_value js_load_run(napi_env env, napi_callback_info info) {
   /* Keeps the array (and so its memory) alive while the worker thread writes to it. */
   if (napi_create_reference(env, argv[1], 1, &j->progress_ref) != napi_ok) goto napi_fail;
   if (napi_create_promise(env, &j->deferred, &promise) != napi_ok) goto napi_fail;
-  if (napi_create_string_utf8(env, "reuseport:loadRun", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, load_execute, load_complete, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    /* The promise exists: settle it rather than leave it pending forever. */
-    napi_value err = NULL, message;
-    throw_last_error(env);
-    if (napi_get_and_clear_last_exception(env, &err) != napi_ok || err == NULL) {
-      napi_create_string_utf8(env, "loadRun: cannot queue the work", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &err);
-    }
-    napi_reject_deferred(env, j->deferred, err);
-    if (j->work != NULL) napi_delete_async_work(env, j->work);
+  if (!queue_async_work(env, "reuseport:loadRun", load_execute, load_complete, j, j->deferred, &j->work,
+                        "loadRun: cannot queue the work")) {
     napi_delete_reference(env, j->progress_ref);
     load_job_free(j);
-    return promise;
   }
   return promise;
 

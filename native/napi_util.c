@@ -1,6 +1,7 @@
 /*
  * N-API helpers shared by every part of the addon: throwing, argument
- * reading, result objects and { errno, syscall } objects. Declared in addon.h.
+ * reading, result objects, { errno, syscall } objects and settling the
+ * promise of an async work. Declared in addon.h.
  */
 #include "addon.h"
 
@@ -121,4 +122,39 @@ int read_bytes(napi_env env, napi_value v, const uint8_t **data, size_t *len, co
   if (type != napi_uint8_array && type != napi_uint8_clamped_array) return throw_type(env, message);
   *data = raw;
   return 1;
+}
+
+void settle_async_work(napi_env env, napi_deferred deferred, napi_async_work work, napi_value result,
+                       const char *failure) {
+  int reject = result == NULL;
+  if (reject) {
+    /* Whatever went wrong is the pending exception: hand it to the promise instead. */
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending || napi_get_and_clear_last_exception(env, &result) != napi_ok) {
+      napi_value message;
+      napi_create_string_utf8(env, failure, NAPI_AUTO_LENGTH, &message);
+      napi_create_error(env, NULL, message, &result);
+    }
+  }
+  if (reject)
+    napi_reject_deferred(env, deferred, result);
+  else
+    napi_resolve_deferred(env, deferred, result);
+  if (work != NULL) napi_delete_async_work(env, work);
+}
+
+int queue_async_work(napi_env env, const char *resource, napi_async_execute_callback execute,
+                     napi_async_complete_callback complete, void *data, napi_deferred deferred, napi_async_work *work,
+                     const char *failure) {
+  napi_value name;
+  if (napi_create_string_utf8(env, resource, NAPI_AUTO_LENGTH, &name) == napi_ok &&
+      napi_create_async_work(env, NULL, name, execute, complete, data, work) == napi_ok &&
+      napi_queue_async_work(env, *work) == napi_ok)
+    return 1;
+  /* The promise exists: settle it rather than leave it pending forever. */
+  throw_last_error(env);
+  settle_async_work(env, deferred, *work, NULL, failure);
+  *work = NULL;
+  return 0;
 }

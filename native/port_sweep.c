@@ -331,28 +331,13 @@ fail:
 static void sweep_complete(napi_env env, napi_status status, void *data) {
   sweep_job *j = data;
   napi_value result = NULL;
-  int reject = 0;
   if (status != napi_ok)
     napi_throw_error(env, NULL, "portSweep: the run was cancelled");
   else if (j->setup_err != 0)
     result = errno_object(env, j->setup_err, j->setup_syscall, NULL);
   else
     result = sweep_result(env, j);
-  if (result == NULL) {
-    bool pending = false;
-    reject = 1;
-    napi_is_exception_pending(env, &pending);
-    if (!pending || napi_get_and_clear_last_exception(env, &result) != napi_ok) {
-      napi_value message;
-      napi_create_string_utf8(env, "portSweep failed", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &result);
-    }
-  }
-  if (reject)
-    napi_reject_deferred(env, j->deferred, result);
-  else
-    napi_resolve_deferred(env, j->deferred, result);
-  napi_delete_async_work(env, j->work);
+  settle_async_work(env, j->deferred, j->work, result, "portSweep failed");
   sweep_job_free(j);
 }
 
@@ -421,7 +406,7 @@ static int parse_sweep_opts(napi_env env, napi_value obj, sweep_job *j) {
 
 /* portSweep(options) -> Promise<{ errnos: Int32Array, replies: string[], elapsedNs, deadlineHit } | errno object> */
 napi_value js_port_sweep(napi_env env, napi_callback_info info) {
-  napi_value argv[1], promise, name;
+  napi_value argv[1], promise;
   sweep_job *j;
   size_t total;
   if (!get_args(env, info, 1, argv)) return NULL;
@@ -450,18 +435,8 @@ napi_value js_port_sweep(napi_env env, napi_callback_info info) {
     throw_last_error(env);
     return NULL;
   }
-  if (napi_create_string_utf8(env, "reuseport:portSweep", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-      napi_create_async_work(env, NULL, name, sweep_execute, sweep_complete, j, &j->work) != napi_ok ||
-      napi_queue_async_work(env, j->work) != napi_ok) {
-    napi_value err = NULL, message;
-    throw_last_error(env);
-    if (napi_get_and_clear_last_exception(env, &err) != napi_ok || err == NULL) {
-      napi_create_string_utf8(env, "portSweep: cannot queue the work", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &err);
-    }
-    napi_reject_deferred(env, j->deferred, err);
-    if (j->work != NULL) napi_delete_async_work(env, j->work);
+  if (!queue_async_work(env, "reuseport:portSweep", sweep_execute, sweep_complete, j, j->deferred, &j->work,
+                        "portSweep: cannot queue the work"))
     sweep_job_free(j);
-  }
   return promise;
 }

@@ -19,8 +19,7 @@
  * Layout (shared declarations in addon.h):
  *   napi_util.c        N-API helpers: throwing, argument reading, result objects
  *   sockets.c          open options, sockopt plan, open_bound_socket; openSocket,
- *                      closeFd, getsockname, getOpenFileLimit, raiseOpenFileLimit,
- *                      getSocketFlag, setSocketFlag
+ *                      closeFd, getsockname, getOpenFileLimit, raiseOpenFileLimit
  *   accept_loop.c      the accept loop thread; acceptLoopStart/Count/Errors/Stop
  *   load_engine.c      the load engine (napi async work); loadRun
  *   socket_lifecycle.c one syscall per call for scenario lifecycle steps: lcSocket,
@@ -40,8 +39,6 @@ NAPI_MODULE_INIT() {
       {"raiseOpenFileLimit", NULL, js_raise_open_file_limit, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getOpenFileLimit", NULL, js_get_open_file_limit, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getsockname", NULL, js_getsockname, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"getSocketFlag", NULL, js_get_socket_flag, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"setSocketFlag", NULL, js_set_socket_flag, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptLoopStart", NULL, js_accept_loop_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptLoopCount", NULL, js_accept_loop_count, NULL, NULL, NULL, napi_enumerable, NULL},
       {"acceptLoopErrors", NULL, js_accept_loop_errors, NULL, NULL, NULL, napi_enumerable, NULL},

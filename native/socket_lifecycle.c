@@ -33,7 +33,10 @@ typedef struct {
   int optname;
 } lc_option;
 
-/* The options a step may set or read at any time; the JS names are the kernel's. */
+/*
+ * The options a step may set or read at any time; the JS names are the
+ * kernel's. native.ts's socketFlags use the same two calls on sockets Node owns.
+ */
 static const lc_option lc_options[] = {
     {"SO_REUSEPORT", SOL_SOCKET, SO_REUSEPORT},
     {"SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR},

@@ -270,6 +270,39 @@ test('closeFd of an fd that is not open throws EBADF', needsHelper, () => {
   assert.throws(() => native().closeFd(2 ** 31 - 1), { name: 'KernelError', code: 'EBADF', syscall: 'close' });
 });
 
+function socketFlags(): NonNullable<NativeHelper['socketFlags']> {
+  const flags = native().socketFlags;
+  assert.ok(flags, 'this build of the addon has lcGetOption / lcSetOption');
+  return flags;
+}
+
+test('socketFlags set a boolean option and read it back', needsHelper, (t) => {
+  const fd = native().openSocket({ ...TCP4, reuseAddr: false });
+  t.after(() => native().closeFd(fd));
+  assert.equal(socketFlags().get(fd, 'reuseAddr'), false);
+  assert.equal(socketFlags().get(fd, 'reusePort'), true);
+  socketFlags().set(fd, 'reuseAddr', true);
+  socketFlags().set(fd, 'reusePort', false);
+  assert.equal(socketFlags().get(fd, 'reuseAddr'), true);
+  assert.equal(socketFlags().get(fd, 'reusePort'), false);
+});
+
+test('socketFlags on an fd that is not open throw KernelError EBADF with errno and syscall', needsHelper, () => {
+  const closed = 2 ** 31 - 1;
+  assert.throws(() => socketFlags().get(closed, 'reusePort'), {
+    name: 'KernelError',
+    code: 'EBADF',
+    errno: -9,
+    syscall: 'getsockopt',
+  });
+  assert.throws(() => socketFlags().set(closed, 'reuseAddr', true), {
+    name: 'KernelError',
+    code: 'EBADF',
+    errno: -9,
+    syscall: 'setsockopt',
+  });
+});
+
 test('argument errors throw TypeError or RangeError', needsHelper, () => {
   const openSocket = native().openSocket as (options: unknown) => number;
   assert.throws(() => openSocket(undefined), TypeError);

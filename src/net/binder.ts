@@ -2,7 +2,8 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { KernelError, ReuseportError, UsageError } from '../errors.js';
 import { familyOf, type Protocol } from './address.js';
-import { loadNativeHelper, type SocketFlag } from './native.js';
+import { loadNativeHelper, type NativeSocketOptions, type SocketFlag } from './native.js';
+import { DEFAULT_LISTEN_BACKLOG } from './socket-lifecycle.js';
 import { hasSteering, openSteeredSocket, type SocketSteering } from './steered-socket.js';
 
 export type BinderName = 'builtin' | 'native';
@@ -25,8 +26,6 @@ export interface BindRequest {
 }
 
 export type BoundSocket = { protocol: 'tcp'; server: net.Server } | { protocol: 'udp'; socket: dgram.Socket };
-
-const DEFAULT_BACKLOG = 511;
 
 /**
  * Node's own `reusePort` (Node >= 22.12 / 23.1). Older versions ignore the
@@ -117,7 +116,7 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
         port: request.port,
         reusePort: request.reusePort,
         ipv6Only: request.ipv6Only ?? false,
-        backlog: request.backlog ?? DEFAULT_BACKLOG,
+        backlog: request.backlog ?? DEFAULT_LISTEN_BACKLOG,
         exclusive: true,
       });
       const bound: BoundSocket = { protocol: 'tcp', server };
@@ -153,8 +152,13 @@ export async function bindSocket(binder: BinderName, request: BindRequest): Prom
 export function openNativeSocket(request: BindRequest): number {
   const helper = loadNativeHelper().helper;
   if (!helper) throw noBinder('the native helper is not available');
-  if (hasSteering(request.steering)) return openSteeredSocket({ ...request, steering: request.steering });
-  return helper.openSocket({
+  const options = nativeSocketOptions(request);
+  return hasSteering(request.steering) ? openSteeredSocket(options, request.steering) : helper.openSocket(options);
+}
+
+/** The options a helper-opened socket gets, defaults filled in: one description for both openers. */
+function nativeSocketOptions(request: BindRequest): NativeSocketOptions {
+  return {
     family: familyOf(request.address),
     type: request.protocol,
     address: request.address,
@@ -162,8 +166,8 @@ export function openNativeSocket(request: BindRequest): number {
     reusePort: request.reusePort,
     reuseAddr: request.reuseAddr ?? request.protocol === 'tcp',
     ...(request.ipv6Only !== undefined ? { ipv6Only: request.ipv6Only } : {}),
-    backlog: request.backlog ?? DEFAULT_BACKLOG,
-  });
+    backlog: request.backlog ?? DEFAULT_LISTEN_BACKLOG,
+  };
 }
 
 function toBindAddress(request: BindRequest): { address: string; port: number } {
@@ -184,7 +188,7 @@ export async function adoptUdpSocket(fd: number, request: BindRequest): Promise<
  * workers only write. Node calls listen() again on an adopted fd, so the
  * backlog is passed on, or it would become 511.
  */
-export async function adoptTcpListener(fd: number, backlog = DEFAULT_BACKLOG): Promise<net.Server> {
+export async function adoptTcpListener(fd: number, backlog = DEFAULT_LISTEN_BACKLOG): Promise<net.Server> {
   const server = net.createServer({ pauseOnConnect: true });
   await listen(server, { fd, backlog });
   return server;

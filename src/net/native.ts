@@ -74,15 +74,22 @@ export interface NativeHelper {
   readonly engines: NativeEngines | null;
   /** The addon's raw exports, for modules that type and wrap further parts of it (socket-lifecycle.ts). */
   readonly exports: object;
-  /** getsockopt/setsockopt of boolean options, or null when this build of the addon predates them. */
+  /** getsockopt/setsockopt of boolean options (lcGetOption/lcSetOption), or null when this build of the addon predates them. */
   readonly socketFlags: SocketFlags | null;
   /** Interface set-up without iproute2, or null when this build of the addon predates it. */
   readonly netns: NativeNetns | null;
 }
 
+/** The options native/socket_lifecycle.c sets and reads on any socket, by their kernel names. */
+export type LifecycleOption = 'SO_REUSEPORT' | 'SO_REUSEADDR' | 'SO_INCOMING_CPU' | 'IPV6_V6ONLY';
+
 /** The boolean socket options a scenario asks for. */
 export type SocketFlag = 'reuseAddr' | 'reusePort' | 'ipv6Only';
-const SOCKET_FLAG_INDEX: Record<SocketFlag, number> = { reuseAddr: 0, reusePort: 1, ipv6Only: 2 };
+const SOCKET_FLAG_OPTION: Record<SocketFlag, LifecycleOption> = {
+  reuseAddr: 'SO_REUSEADDR',
+  reusePort: 'SO_REUSEPORT',
+  ipv6Only: 'IPV6_V6ONLY',
+};
 
 export interface SocketFlags {
   /** getsockopt(SO_REUSEADDR / SO_REUSEPORT / IPV6_V6ONLY). Throws KernelError. */
@@ -207,9 +214,10 @@ interface RawBinding {
   getOpenFileLimit(): RawLimitResult;
 }
 
-interface RawSocketFlags {
-  getSocketFlag(fd: number, which: number): number | RawErrno;
-  setSocketFlag(fd: number, which: number, on: boolean): number;
+/** setsockopt / getsockopt of one int option (native/socket_lifecycle.c); socket-lifecycle.ts wraps them too. */
+export interface RawSocketOptions {
+  lcSetOption(fd: number, option: LifecycleOption, value: number): 0 | RawErrno;
+  lcGetOption(fd: number, option: LifecycleOption): { value: number } | RawErrno;
 }
 
 interface RawEngines {
@@ -274,21 +282,21 @@ function hasRawEngines(value: RawBinding): value is RawBinding & RawEngines {
   return ENGINE_FUNCTIONS.every((k) => typeof v[k] === 'function');
 }
 
-function hasRawSocketFlags(value: RawBinding): value is RawBinding & RawSocketFlags {
+function hasRawSocketOptions(value: RawBinding): value is RawBinding & RawSocketOptions {
   const v = value as unknown as Record<string, unknown>;
-  return typeof v.getSocketFlag === 'function' && typeof v.setSocketFlag === 'function';
+  return typeof v.lcGetOption === 'function' && typeof v.lcSetOption === 'function';
 }
 
-function wrapSocketFlags(raw: RawSocketFlags): SocketFlags {
+function wrapSocketFlags(raw: RawSocketOptions): SocketFlags {
   return {
     get(fd, flag) {
-      const result = raw.getSocketFlag(fd, SOCKET_FLAG_INDEX[flag]);
-      if (typeof result !== 'number') throw KernelError.fromErrno(result.errno, result.syscall);
-      return result === 1;
+      const result = raw.lcGetOption(fd, SOCKET_FLAG_OPTION[flag]);
+      if (isRawErrno(result)) throw KernelError.fromErrno(result.errno, result.syscall);
+      return result.value !== 0;
     },
     set(fd, flag, on) {
-      const errno = raw.setSocketFlag(fd, SOCKET_FLAG_INDEX[flag], on);
-      if (errno !== 0) throw KernelError.fromErrno(errno, 'setsockopt');
+      const result = raw.lcSetOption(fd, SOCKET_FLAG_OPTION[flag], on ? 1 : 0);
+      if (result !== 0) throw KernelError.fromErrno(result.errno, result.syscall);
     },
   };
 }
@@ -359,7 +367,7 @@ function wrap(raw: RawBinding, path: string): NativeHelper {
     getOpenFileLimit: () => limits(raw.getOpenFileLimit()),
     engines: hasRawEngines(raw) ? wrapEngines(raw) : null,
     exports: raw,
-    socketFlags: hasRawSocketFlags(raw) ? wrapSocketFlags(raw) : null,
+    socketFlags: hasRawSocketOptions(raw) ? wrapSocketFlags(raw) : null,
     netns: hasRawNetns(raw) ? wrapNetns(raw) : null,
   };
 }

@@ -8,7 +8,14 @@
 // error: KernelError }`, never an exception. Only misuse (wrong argument
 // types) throws, and so does asking for a socket when the addon is missing.
 import { errnoName, KernelError, ReuseportError } from '../errors.js';
-import { type CbpfInstruction, isRawErrno, loadNativeHelper, type RawErrno } from './native.js';
+import {
+  type CbpfInstruction,
+  isRawErrno,
+  type LifecycleOption,
+  loadNativeHelper,
+  type RawErrno,
+  type RawSocketOptions,
+} from './native.js';
 
 /** Success, with what the call reports. */
 export type LifecycleOk<T extends object = object> = { ok: true; outcome: 'ok' } & T;
@@ -24,7 +31,7 @@ export type LifecycleResult<T extends object = object> = LifecycleOk<T> | Lifecy
 
 export type SocketType = 'tcp' | 'udp';
 /** The options a step may set, clear or read at any time (before bind, after bind, after listen). */
-export type LifecycleOption = 'SO_REUSEPORT' | 'SO_REUSEADDR' | 'SO_INCOMING_CPU' | 'IPV6_V6ONLY';
+export type { LifecycleOption };
 export const LIFECYCLE_OPTIONS: readonly LifecycleOption[] = [
   'SO_REUSEPORT',
   'SO_REUSEADDR',
@@ -103,10 +110,8 @@ type RawEndpoint = { host: string; port: number };
 type RawAccepted = Omit<AcceptedConnection, 'readError'> & { readErrno: number };
 
 /** What native/socket_lifecycle.c exports. */
-interface RawLifecycle {
+interface RawLifecycle extends RawSocketOptions {
   lcSocket(family: 4 | 6, type: SocketType): { fd: number } | RawErrno;
-  lcSetOption(fd: number, option: LifecycleOption, value: number): 0 | RawErrno;
-  lcGetOption(fd: number, option: LifecycleOption): { value: number } | RawErrno;
   lcBindToDevice(fd: number, device: string): 0 | RawErrno;
   lcBind(fd: number, endpoint: RawEndpoint): { address: string; port: number } | RawErrno;
   lcListen(fd: number, backlog: number): 0 | RawErrno;

@@ -13,10 +13,11 @@
  *   throws away when the socket joins the existing group at bind time.
  *   Attached after, it is the group's, whichever member attached it.
  *
- * The fd is handed to the worker exactly like one from openNativeSocket().
+ * The fd is handed to the worker exactly like one from the helper's openSocket(),
+ * and is opened from the same NativeSocketOptions (binder.ts fills them in).
  */
 import { KernelError } from '../errors.js';
-import { familyOf } from './address.js';
+import type { NativeSocketOptions } from './native.js';
 import { type CbpfProgramSpec, type LifecycleResult, LifecycleSocket } from './socket-lifecycle.js';
 
 /** The steering options a server socket may carry (all optional). */
@@ -29,17 +30,6 @@ export interface SocketSteering {
   cbpf?: CbpfProgramSpec;
 }
 
-export interface SteeredRequest {
-  protocol: 'tcp' | 'udp';
-  address: string;
-  port: number;
-  reusePort: boolean;
-  reuseAddr?: boolean;
-  ipv6Only?: boolean;
-  backlog?: number;
-  steering: SocketSteering;
-}
-
 /** Whether a request needs this opener rather than the helper's one-call openSocket. */
 export function hasSteering(steering: SocketSteering | undefined): steering is SocketSteering {
   return (
@@ -49,8 +39,8 @@ export function hasSteering(steering: SocketSteering | undefined): steering is S
 }
 
 /** Opens, configures, binds (and listens on) the socket; returns its fd. Throws KernelError naming the step. */
-export function openSteeredSocket(request: SteeredRequest): number {
-  const created = LifecycleSocket.create(familyOf(request.address), request.protocol);
+export function openSteeredSocket(options: NativeSocketOptions, steering: SocketSteering): number {
+  const created = LifecycleSocket.create(options.family, options.type);
   if (!created.ok) throw created.error;
   const socket = created.socket;
   const must = (result: LifecycleResult) => {
@@ -60,20 +50,17 @@ export function openSteeredSocket(request: SteeredRequest): number {
       code: result.outcome,
       errno: result.error.errno,
       syscall: result.error.syscall,
-      address: request.address,
-      port: request.port,
+      address: options.address,
+      port: options.port,
     });
   };
-  const { steering } = request;
-  must(socket.setOption('SO_REUSEADDR', request.reuseAddr ?? request.protocol === 'tcp'));
-  must(socket.setOption('SO_REUSEPORT', request.reusePort));
-  if (request.ipv6Only !== undefined && familyOf(request.address) === 6) {
-    must(socket.setOption('IPV6_V6ONLY', request.ipv6Only));
-  }
+  must(socket.setOption('SO_REUSEADDR', options.reuseAddr));
+  must(socket.setOption('SO_REUSEPORT', options.reusePort));
+  if (options.ipv6Only !== undefined && options.family === 6) must(socket.setOption('IPV6_V6ONLY', options.ipv6Only));
   if (steering.device !== undefined) must(socket.bindToDevice(steering.device));
   if (steering.incomingCpu !== undefined) must(socket.setOption('SO_INCOMING_CPU', steering.incomingCpu));
-  must(socket.bind(request.address, request.port));
-  if (request.protocol === 'tcp') must(socket.listen(request.backlog));
+  must(socket.bind(options.address, options.port));
+  if (options.type === 'tcp') must(socket.listen(options.backlog));
   if (steering.cbpf !== undefined) must(socket.attachCbpf(steering.cbpf));
   return socket.release();
 }
