@@ -16,7 +16,7 @@ import {
   type VerdictStatus,
 } from '../src/compare/verdicts.js';
 import { probeBuiltin } from '../src/net/binder.js';
-import { CLI, descendants, netNamespaces, ROOT, runCli, waitGone } from './helpers.js';
+import { CLI, descendants, ROOT, runCli, waitGone, waitNamespacesGone } from './helpers.js';
 
 const built = existsSync(join(ROOT, COMPARE_EXECUTABLE_RELATIVE_PATH));
 const skip = !built && `${COMPARE_EXECUTABLE_RELATIVE_PATH} is not built (no C toolchain)`;
@@ -231,7 +231,8 @@ test('every stopped worker was resumed, and no process or namespace is left', { 
   }
   assert.ok(report.pids.length >= MODELS.length * report.workers);
   assert.deepEqual(await waitGone(report.pids), []);
-  if (report.isolation.kind === 'netns') assert.ok(!netNamespaces().has(report.netns), 'the namespace is gone');
+  if (report.isolation.kind === 'netns')
+    assert.deepEqual(await waitNamespacesGone(new Set([report.netns]), 15_000), [], 'the namespace is gone');
 });
 
 function processStatus(pid: number): string {
