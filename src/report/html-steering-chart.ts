@@ -183,7 +183,7 @@ function remapFigure(
 ${matrix.join('')}
 <text class="muted" x="${REMAP_STRIP.x}" y="${y0 - 8}">each tuple (source port ${text(portsText)}), by listener before</text>
 ${strip.join('\n')}
-<text class="muted" x="${REMAP_STRIP.x}" y="${y0 + 3 * GEOMETRY.gap + 14}">${pairs.length < was.length ? `${was.length - pairs.length} tuples without one answer in each sweep are left blank` : 'every tuple had one answer in each sweep'}</text>
+<text class="muted" x="${REMAP_STRIP.x}" y="${y0 + 3 * GEOMETRY.gap + 14}">${blankNote(was.length - pairs.length)}</text>
 </svg>`;
 
   const legend = [
@@ -319,6 +319,11 @@ function listenerKey(pids: number[], colourOf: (pid: number) => string, labelOf:
   return unique(pids)
     .map((pid) => `<span class="swatch" style="background:${colourOf(pid)}"></span>${text(labelOf(pid))}`)
     .join(' ');
+}
+
+function blankNote(blank: number): string {
+  if (blank === 0) return 'every tuple had one answer in each sweep';
+  return `${blank} tuple${blank === 1 ? '' : 's'} without one answer in each sweep ${blank === 1 ? 'is' : 'are'} left blank`;
 }
 
 function portRange(row: Tuple[]): string {
