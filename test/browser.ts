@@ -5,7 +5,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { BrowserContext } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.REUSEPORT_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -50,4 +50,19 @@ export async function launchChromium(): Promise<{ context: BrowserContext; close
     rmSync(profile, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** A new page, with every request the browser makes and every console error or warning and page error recorded. */
+export async function watchedPage(
+  context: BrowserContext,
+): Promise<{ page: Page; requests: string[]; problems: string[] }> {
+  const requests: string[] = [];
+  context.on('request', (request) => requests.push(request.url()));
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
+  page.on('pageerror', (err) => problems.push(err.message));
+  return { page, requests, problems };
 }

@@ -8,7 +8,7 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { renderHtmlReport } from '../src/report/html-report.js';
 import { renderMarkdownSummary } from '../src/report/markdown-report.js';
 import type { RunDocument } from '../src/report/run-document.js';
-import { chromiumMissing, launchChromium } from './browser.js';
+import { chromiumMissing, launchChromium, watchedPage } from './browser.js';
 import { type CliResult, ROOT, runCli } from './helpers.js';
 
 interface ShippedRun {
@@ -53,14 +53,7 @@ test('--html: the page renders in headless Chromium with one chart per traffic s
   const browser = await launchChromium();
   try {
     const url = pathToFileURL(run.html).href;
-    const requests: string[] = [];
-    browser.context.on('request', (request) => requests.push(request.url()));
-    const page = await browser.context.newPage();
-    const problems: string[] = [];
-    page.on('console', (message) => {
-      if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
-    });
-    page.on('pageerror', (err) => problems.push(err.message));
+    const { page, requests, problems } = await watchedPage(browser.context);
     await page.goto(url, { waitUntil: 'load' });
     assert.equal(await page.locator('section.scenario').count(), run.document.scenarios.length);
     assert.equal(await page.locator('svg.chart').count(), steps, 'one chart per traffic step');

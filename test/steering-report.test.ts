@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { renderHtmlReport } from '../src/report/html-report.js';
 import type { RunDocument, ScenarioDocument, SweepOwners, TrafficDocument } from '../src/report/run-document.js';
 import type { RemapModelTally } from '../src/scenario/remap-model.js';
-import { chromiumMissing, launchChromium } from './browser.js';
+import { chromiumMissing, launchChromium, watchedPage } from './browser.js';
 import { isRoot, runCli } from './helpers.js';
 
 const canNamespace =
@@ -134,14 +134,7 @@ test('--html: Chromium draws a before/after chart per remap and a port strip for
   const browser = await launchChromium();
   try {
     const url = pathToFileURL(html).href;
-    const requests: string[] = [];
-    browser.context.on('request', (request) => requests.push(request.url()));
-    const page = await browser.context.newPage();
-    const problems: string[] = [];
-    page.on('console', (message) => {
-      if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
-    });
-    page.on('pageerror', (err) => problems.push(err.message));
+    const { page, requests, problems } = await watchedPage(browser.context);
     await page.goto(url, { waitUntil: 'load' });
     const charts = page.locator('svg.remap-chart');
     assert.equal(await charts.count(), remaps.length, 'one chart per remap');
