@@ -1,5 +1,5 @@
-// Remakes docs/report.png: the shipped scenarios' HTML report, as Chromium
-// draws it. Run after a build, as root (the cross-user scenario needs it):
+// Remakes docs/report.png (the shipped scenarios' HTML report, as Chromium
+// draws it) and docs/remap-chart.png (its first before/after chart of a remap). Run after a build, as root (the cross-user scenario needs it):
 //   npx tsc -p tsconfig.json && node scripts/report-screenshot.mjs
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,6 +25,12 @@ try {
     await page.setViewportSize({ width: 960, height: 1500 });
     await page.goto(pathToFileURL(html).href);
     await page.screenshot({ path: join(root, 'docs', 'report.png') });
+    await page
+      .locator('#scenario-group-change-remap figure.steering')
+      .first()
+      .screenshot({
+        path: join(root, 'docs', 'remap-chart.png'),
+      });
   } finally {
     await browser.close();
   }

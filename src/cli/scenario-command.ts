@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { renderHtmlReport } from '../report/html-report.js';
 import { toJUnit, toJUnitFileErrors } from '../report/junit.js';
 import { renderMarkdownSummary } from '../report/markdown-report.js';
-import { describeSetup, type RunDocument } from '../report/run-document.js';
+import { describeSetup, type RunDocument, sweepOwners } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
 import { safeText } from '../report/untrusted-text.js';
 import { wrapLabelled } from '../report/wrap.js';
@@ -207,7 +207,7 @@ function toJsonDocument(report: RunReport) {
           accounting: t.accounting,
           notCompared: t.unknown,
           elapsedMs: t.load.elapsedMs,
-          ...(t.sweep ? { sweep: t.sweep } : {}),
+          ...(t.sweep ? { sweep: t.sweep, owners: sweepOwners(t.sweep) } : {}),
         })) ?? [],
       // Lifecycle steps: each replica's outcome, kernel counter deltas and TIME_WAIT per step, held connections.
       lifecycle: r.observations?.lifecycle

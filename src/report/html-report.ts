@@ -5,6 +5,7 @@
  * offline, attached to a CI run, or years later.
  */
 import { formatHostPort } from '../errors.js';
+import { STEERING_CHART_STYLE, steeringCharts } from './html-steering-chart.js';
 import type {
   ExpectationDocument,
   RunDocument,
@@ -39,6 +40,7 @@ ${fileErrors(document)}
 <main>
 ${document.scenarios.map(scenarioSection).join('\n')}
 </main>`,
+    STEERING_CHART_STYLE,
   );
 }
 
@@ -92,6 +94,7 @@ function scenarioSection(scenario: ScenarioDocument): string {
   if (scenario.lookFor) parts.push(`<h3>What to look for</h3>${prose(scenario.lookFor)}`);
   if (scenario.setup || scenario.servers.length > 0) parts.push(setupBlock(scenario));
   for (const traffic of scenario.traffic) parts.push(trafficBlock(traffic, scenario.setup ?? null));
+  parts.push(...steeringCharts(scenario));
   if (scenario.expectations.length > 0) parts.push(expectationsBlock(scenario.expectations));
   if (scenario.explanation) parts.push(`<h3>Why</h3>${prose(scenario.explanation)}`);
   parts.push('</section>');
@@ -285,7 +288,7 @@ function anchor(name: string): string {
   return `scenario-${name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
 }
 
-function truncate(value: string, max: number): string {
+export function truncate(value: string, max: number): string {
   return value.length > max ? `${value.slice(0, max - 1)}…` : value;
 }
 

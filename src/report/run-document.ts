@@ -4,7 +4,9 @@
  * Fields added after version 1 are optional so that an older document (or a
  * scenario without article, lookFor or explanation) still renders.
  */
+import type { RemapTally, StickyTally } from '../scenario/remap-model.js';
 import type { Scenario } from '../scenario/schema.js';
+import type { SweepObservation } from '../scenario/steering-run.js';
 
 export interface RunDocument {
   version: number;
@@ -71,6 +73,46 @@ export interface TrafficDocument {
   unanswered: { what: string; count: number }[];
   perServer: { server: string; replica: number; pid: number; count: number }[];
   elapsedMs: number;
+  /** A source-port sweep, port by port (added in version 1; absent for other traffic). */
+  owners?: SweepOwners;
+}
+
+/** In `SweepOwners.owner`: no round of the port was answered by an instance of the scenario. */
+export const NO_OWNER = -1;
+/** In `SweepOwners.owner`: the rounds differ (several instances, or some unanswered); see `mixed`. */
+export const MIXED_OWNER = -2;
+
+/**
+ * A sweep's tuples in one number per source port: `owner[i]`, for port
+ * `from + i`, is the index in `instances` of the one instance that answered
+ * every round, or NO_OWNER, or MIXED_OWNER, whose ports' rounds are listed
+ * in `mixed` (the index per round, -1 for a round nobody answered).
+ */
+export interface SweepOwners {
+  from: number;
+  repeat: number;
+  instances: { label: string; pid: number }[];
+  owner: number[];
+  mixed: { sourcePort: number; answers: number[] }[];
+}
+
+/** The `owners` field of a sweep's traffic step. */
+export function sweepOwners(sweep: SweepObservation): SweepOwners {
+  const owner = new Array<number>(sweep.count).fill(NO_OWNER);
+  const mixed: SweepOwners['mixed'] = [];
+  for (const { sourcePort, answers } of sweep.ports) {
+    const distinct = new Set(answers);
+    const only = distinct.size === 1 ? answers[0]! : MIXED_OWNER;
+    owner[sourcePort - sweep.from] = only;
+    if (only === MIXED_OWNER) mixed.push({ sourcePort, answers });
+  }
+  return {
+    from: sweep.from,
+    repeat: sweep.repeat,
+    instances: sweep.instances.map(({ label, pid }) => ({ label, pid })),
+    owner,
+    mixed,
+  };
 }
 
 export interface ExpectationDocument {
@@ -80,6 +122,10 @@ export interface ExpectationDocument {
   passed: boolean;
   expected: string;
   observed: string;
+  /** `remap` only (added in version 1). */
+  remap?: RemapTally;
+  /** `sticky` only (added in version 1). */
+  sticky?: StickyTally;
 }
 
 /** What the scenario set up, after host stand-ins: the servers as declared and what the expectations name. */

@@ -11,7 +11,7 @@ import {
   type LifecycleExpectationItem,
 } from './lifecycle-expect.js';
 import type { InstanceObservation, Observations, TrafficObservation } from './observations.js';
-import { judgeSteering } from './remap-model.js';
+import { judgeSteering, type RemapTally, type StickyTally } from './remap-model.js';
 import type { Expectation, Scenario } from './schema.js';
 import { judgeProgram } from './steering-expect.js';
 
@@ -30,6 +30,10 @@ export interface ExpectationResult {
   passed: boolean;
   expected: string;
   observed: string;
+  /** `remap` only: the tuples that stayed and moved, judged by both models. */
+  remap?: RemapTally;
+  /** `sticky` only: the ports behind the verdict. */
+  sticky?: StickyTally;
 }
 
 /** Judges the observations against the scenario's expectations, plus the checks every run makes. */

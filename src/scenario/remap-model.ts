@@ -54,6 +54,7 @@ export function judgeSteering(
       passed: unstable === 0 && answered > 0,
       expected,
       observed: `${sweep.count} ports × ${sweep.repeat}: ${answered} of ${sweep.count} ports answered, ${unstable} unstable${examples.length ? ` (${examples.join('; ')})` : ''}; ports per instance ${portsPerInstance(sweep)}`,
+      sticky: { traffic: expectation.traffic, ports: sweep.count, answered, unstable },
     };
   }
   const before = observations.traffic.find((t) => t.id === expectation.before);
@@ -65,8 +66,14 @@ export function judgeSteering(
   }
   const swap = checkModel('swap-with-last', before, after, observations, scenario);
   const naive = checkModel('shift-down', before, after, observations, scenario);
+  const remap: RemapTally = {
+    before: expectation.before,
+    after: expectation.after,
+    kernel: tallyOf(swap),
+    naive: tallyOf(naive),
+  };
   if ('cannot' in swap)
-    return { ...base, description, passed: false, expected, observed: `cannot judge: ${swap.cannot}` };
+    return { ...base, description, passed: false, expected, observed: `cannot judge: ${swap.cannot}`, remap };
   const naiveText =
     'cannot' in naive
       ? `naive shift-down model: cannot judge (${naive.cannot})`
@@ -75,12 +82,14 @@ export function judgeSteering(
   if (swap.violations.length > 0)
     problems.push(`${swap.violations.length} violations: ${swap.violations.slice(0, 3).join('; ')}`);
   if (swap.unjudged > 0) problems.push(`${swap.unjudged} ports not judged (no single answer in one of the sweeps)`);
+  const moved = swap.allowedMoves + swap.forbiddenMoves;
   return {
     ...base,
     description,
     passed: problems.length === 0 && swap.judged > 0,
     expected,
-    observed: `group ${swap.groupBefore} → ${swap.groupAfter}; ${swap.judged} ports judged: moved ${swap.moved}, predicted ${swap.certainMoves} certain + ${swap.possibleMoves} near a slot boundary; ${problems.length ? problems.join('; ') : '0 violations'}; ${naiveText}`,
+    observed: `group ${groupText(swap.groupBefore)} → ${groupText(swap.groupAfter)}; ${swap.judged} ports judged: moved ${moved}, predicted ${swap.certainMoves} certain + ${swap.possibleMoves} near a slot boundary; ${problems.length ? problems.join('; ') : '0 violations'}; ${naiveText}`,
+    remap,
   };
 }
 
@@ -102,15 +111,57 @@ function soleAnswer(sweep: SweepObservation, answers: number[]): number | null {
   return only >= 0 ? sweep.instances[only]!.pid : null;
 }
 
-interface ModelCheck {
-  groupBefore: string;
-  groupAfter: string;
+/** A `sticky` expectation's counts, in --json: ports swept, ports answered at least once, ports answered by more than one instance. */
+export interface StickyTally {
+  traffic: string;
+  ports: number;
+  answered: number;
+  unstable: number;
+}
+
+/**
+ * What one model made of the tuples of a `remap`, in --json. Every judged
+ * tuple (one answer in each sweep) either stayed or moved:
+ * judged = stayed + allowedMoves + forbiddenMoves. A stay the model rules out
+ * (a certain move that did not happen) is one of `stayed` and also counted in
+ * `forbiddenStays`; `violatingPorts` lists the source ports of every
+ * forbidden move and stay.
+ */
+export interface RemapModelTally {
+  /** The group's socket array before and after the change, as this model has it. */
+  groupBefore: { label: string; pid: number }[];
+  groupAfter: { label: string; pid: number }[];
   judged: number;
   unjudged: number;
-  moved: number;
+  stayed: number;
+  allowedMoves: number;
+  forbiddenMoves: number;
+  forbiddenStays: number;
+  /** Moves the model predicts whatever u is, and tuples near a slot boundary that may or may not move. */
   certainMoves: number;
   possibleMoves: number;
-  violations: string[];
+  violatingPorts: number[];
+}
+
+/** A `remap` expectation's counts, under the kernel's swap-with-last and the naive shift-down model. */
+export interface RemapTally {
+  before: string;
+  after: string;
+  kernel: RemapModelTally | { cannot: string };
+  naive: RemapModelTally | { cannot: string };
+}
+
+type ModelCheck = RemapModelTally & { violations: string[] };
+
+function tallyOf(check: ModelCheck | { cannot: string }): RemapModelTally | { cannot: string } {
+  if ('cannot' in check) return { cannot: check.cannot };
+  const { violations: _, ...tally } = check;
+  return tally;
+}
+
+/** A group's socket array as reports print it: [A#1, D#1, C#1]. */
+export function groupText(group: { label: string }[]): string {
+  return `[${group.map((g) => g.label).join(', ')}]`;
 }
 
 function checkModel(
@@ -131,15 +182,19 @@ function checkModel(
   const order1 = groups(stepOf(observations, before)).get(key ?? '') ?? [];
   const order2 = groups(stepOf(observations, after)).get(key ?? '') ?? [];
   if (order1.length === 0 || order2.length === 0) return { cannot: 'the answering instance is in no known group' };
-  const names = (order: number[]) => `[${order.map((pid) => label.get(pid) ?? `pid ${pid}`).join(', ')}]`;
+  const labelled = (order: number[]) => order.map((pid) => ({ label: label.get(pid) ?? `pid ${pid}`, pid }));
   const result: ModelCheck = {
-    groupBefore: names(order1),
-    groupAfter: names(order2),
+    groupBefore: labelled(order1),
+    groupAfter: labelled(order2),
     judged: 0,
     unjudged: 0,
-    moved: 0,
+    stayed: 0,
+    allowedMoves: 0,
+    forbiddenMoves: 0,
+    forbiddenStays: 0,
     certainMoves: 0,
     possibleMoves: 0,
+    violatingPorts: [],
     violations: [],
   };
   const n = order1.length;
@@ -162,6 +217,7 @@ function checkModel(
       continue;
     }
     result.judged++;
+    if (now === was) result.stayed++;
     // u in [lo, hi), the intersection of [s/k, (s+1)/k) over the sweeps so far (as exact fractions).
     let lo: Fraction = [slot, n];
     let hi: Fraction = [slot + 1, n];
@@ -172,28 +228,36 @@ function checkModel(
       if (less(lo, [s, e.order.length])) lo = [s, e.order.length];
       if (less([s + 1, e.order.length], hi)) hi = [s + 1, e.order.length];
     }
+    const violation = (why: string) => {
+      result.violations.push(`port ${port.sourcePort}: ${why}`);
+      result.violatingPorts.push(port.sourcePort);
+      if (now === was) result.forbiddenStays++;
+      else result.forbiddenMoves++;
+    };
     if (!less(lo, hi)) {
-      result.violations.push(`port ${port.sourcePort}: its slots in the earlier sweeps contradict each other`);
+      violation('its slots in the earlier sweeps contradict each other');
       continue;
     }
-    // Slots k of m with [k/m, (k+1)/m) overlapping [lo, hi).
-    const low = Math.floor((lo[0] * m) / lo[1]);
-    const high = Math.ceil((hi[0] * m) / hi[1]) - 1;
+    const [low, high] = overlappingSlots(lo, hi, m);
     const predicted = order2.slice(low, high + 1);
-    if (now !== was) result.moved++;
     if (!predicted.includes(was)) result.certainMoves++;
     else if (predicted.length > 1) result.possibleMoves++;
     if (!predicted.includes(now)) {
-      result.violations.push(
-        `port ${port.sourcePort}: ${label.get(was)} (slot ${slot} of ${n}) → ${label.get(now) ?? `pid ${now}`}, predicted ${predicted.map((pid) => label.get(pid)).join(' or ')}`,
+      violation(
+        `${label.get(was)} (slot ${slot} of ${n}) → ${label.get(now) ?? `pid ${now}`}, predicted ${predicted.map((pid) => label.get(pid)).join(' or ')}`,
       );
-    }
+    } else if (now !== was) result.allowedMoves++;
   }
   return result;
 }
 
 /** A non-negative fraction as [numerator, denominator]; denominators are group sizes (<= 128), so products stay exact. */
-type Fraction = [number, number];
+export type Fraction = [number, number];
+
+/** The first and last slot k of m whose [k/m, (k+1)/m) overlaps [lo, hi): where a tuple with u in [lo, hi) lands. */
+export function overlappingSlots(lo: Fraction, hi: Fraction, m: number): [number, number] {
+  return [Math.floor((lo[0] * m) / lo[1]), Math.ceil((hi[0] * m) / hi[1]) - 1];
+}
 
 function less(x: Fraction, y: Fraction): boolean {
   return x[0] * y[1] < y[0] * x[1];
