@@ -398,3 +398,24 @@ export function scenarioFile(t: { after(fn: () => void): void }, name: string, b
 export function replicatedW(address: string, replicas: number, rest: string): string {
   return `servers:\n  - { id: W, address: ${address}, port: 6000, replicas: ${replicas}, reuseport: true }\nsteps:\n  - start: [W]\n${rest}`;
 }
+
+/**
+ * Runs shipped scenarios, which must pass. A balance check fails by design in
+ * 0.1 % of honest runs (p < 0.001 happens that often under a uniform spread),
+ * and the suite runs dozens of them, so a run whose only failures are such
+ * p-values is run once more: two in a row would happen once in a million.
+ */
+export async function runShipped(
+  args: string[],
+  // Nine scenarios and more, with other suites running beside: more than runCli's default minute on a busy machine.
+  run: (args: string[]) => Promise<Omit<CliResult, 'signal'>> = (a) => runCli(a, { timeoutMs: 180_000 }),
+): Promise<Omit<CliResult, 'signal'>> {
+  const first = await run(args);
+  if (first.code !== 1 || !args.includes('--json')) return first;
+  const doc = JSON.parse(first.stdout) as {
+    scenarios: { expectations: { kind: string; passed: boolean; observed: string }[] }[];
+  };
+  const failed = doc.scenarios.flatMap((s) => s.expectations.filter((e) => !e.passed));
+  const onlyChance = failed.length > 0 && failed.every((e) => e.kind === 'balanced' && /p \S+ < /.test(e.observed));
+  return onlyChance ? run(args) : first;
+}

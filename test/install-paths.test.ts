@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { isRoot, ROOT } from './helpers.js';
+import { isRoot, ROOT, runShipped } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 // Bounds against a hang, not a speed test: on a machine with a load average of
@@ -142,7 +142,7 @@ async function nativeCheck(dir: string): Promise<{ status: string; meaning: stri
 }
 
 async function assertScenarioAllPasses(dir: string): Promise<void> {
-  const result = await cli(dir, ['scenario', 'all', '--json']);
+  const result = await runShipped(['scenario', 'all', '--json'], (args) => cli(dir, args));
   const doc = JSON.parse(result.stdout) as {
     summary: { total: number; passed: number };
     scenarios: { isolation: string }[];

@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import {
   CliProcess,
-  type CliResult,
   descendants,
   EXPECTED_BINDER,
   isRoot,
   namespacesOf,
   runAsNobody,
   runCli,
+  runShipped,
   runtimeCopy,
   tempDir,
   waitGone,
@@ -58,25 +58,6 @@ const SHIPPED = [
 const canNamespace =
   spawnSync('unshare', isRoot ? ['--net', 'true'] : ['--net', '--map-root-user', 'true']).status === 0;
 const noNamespace = !canNamespace && 'cannot create a network namespace here';
-
-/**
- * Runs shipped scenarios, which must pass. A balance check fails by design in
- * 0.1 % of honest runs (p < 0.001 happens that often under a uniform spread),
- * so a run whose only failures are such p-values is run once more: two in a
- * row would happen once in a million.
- */
-async function runShipped(
-  args: string[],
-  // Nine scenarios, and other suites running beside: more than runCli's default minute on a loaded machine.
-  run: (args: string[]) => Promise<CliResult> = (a) => runCli(a, { timeoutMs: 180_000 }),
-): Promise<CliResult> {
-  const first = await run(args);
-  if (first.code !== 1 || !args.includes('--json')) return first;
-  const doc = JSON.parse(first.stdout) as RunDocument;
-  const failed = doc.scenarios.flatMap((s) => s.expectations.filter((e) => !e.passed));
-  const onlyChance = failed.length > 0 && failed.every((e) => e.kind === 'balanced' && /p \S+ < /.test(e.observed));
-  return onlyChance ? run(args) : first;
-}
 
 test('every shipped scenario passes in its own namespace, with well-formed JUnit', {
   skip: noNamespace || (!isRoot && 'cross-user needs root'),
