@@ -7,9 +7,8 @@
  */
 import os from 'node:os';
 import { ReuseportError } from '../errors.js';
-import { balanceVerdict } from '../net/balance.js';
-import { parseGreeting, type WorkerIdentity, workerKey } from '../net/greeting.js';
-import { type LoadResult, runLoad } from '../net/load-client.js';
+import { parseGreeting, workerKey } from '../net/greeting.js';
+import { type LoadResult, LoadTally, runLoad } from '../net/load-client.js';
 import { type SweepResult, sweepSourcePorts } from '../net/port-sweep.js';
 import { hasSteering, type SocketSteering } from '../net/steered-socket.js';
 import type { KernelRequirement } from './format-steering.js';
@@ -146,66 +145,35 @@ export async function runSweep(
   return { result, load: sweepAsLoad(spec, result) };
 }
 
-/** The sweep in the load client's terms: the same five-way split of what became of each attempt. */
+/**
+ * The sweep in the load client's terms, built as the load client builds its
+ * own. Its draws are its source ports, so the balance counts those; the load
+ * client's hints name `load` flags, so a sweep has none.
+ */
 function sweepAsLoad(spec: ResolvedTraffic, result: SweepResult): LoadResult {
-  const workers = new Map<string, WorkerIdentity & { count: number; ports: Set<number> }>();
-  const failures = new Map<string, number>();
-  let attributed = 0;
-  let unrecognized = 0;
-  let silent = 0;
-  let inFlight = 0;
+  const tally = new LoadTally();
   let notStarted = 0;
   for (const attempt of result.attempts) {
-    if (attempt.outcome === 'reply') {
-      const who = parseGreeting(attempt.reply);
-      if (!who) {
-        unrecognized++;
-        continue;
-      }
-      attributed++;
-      const key = workerKey(who);
-      const tally = workers.get(key) ?? { ...who, count: 0, ports: new Set<number>() };
-      tally.count++;
-      tally.ports.add(attempt.sourcePort);
-      workers.set(key, tally);
-    } else if (attempt.outcome === 'silent') silent++;
-    else if (attempt.outcome === 'cut-off') inFlight++;
-    else if (attempt.outcome === 'not-run') notStarted++;
-    else failures.set(attempt.outcome, (failures.get(attempt.outcome) ?? 0) + 1);
+    if (attempt.outcome === 'not-run') notStarted++;
+    else if (attempt.outcome === 'reply') tally.record(attempt.reply, 'clean', attempt.sourcePort);
+    else tally.record(null, attempt.outcome);
   }
-  const perWorker = [...workers.values()]
-    .sort((a, b) => a.workerId - b.workerId || a.pid - b.pid)
-    .map(({ ports, ...who }) => ({ ...who, distinctSourcePorts: ports.size }));
-  const failed = [...failures.values()].reduce((a, b) => a + b, 0);
-  const attempted = result.attempts.length - notStarted;
-  const settled = attempted - inFlight;
-  return {
-    protocol: spec.protocol,
-    target: { host: spec.target, port: spec.port },
-    connections: result.attempts.length,
-    concurrency: spec.concurrency,
-    attempted,
-    notStarted,
-    attributed,
-    unrecognized,
-    silent,
-    failed,
-    failures: [...failures].map(([code, count]) => ({ code, count })).sort((a, b) => b.count - a.count),
-    inFlight,
-    perWorker,
-    distinctSourcePorts: new Set(result.attempts.filter((a) => a.outcome === 'reply').map((a) => a.sourcePort)).size,
-    balance:
-      attributed === 0
-        ? null
-        : balanceVerdict(
-            perWorker.map((w) => w.distinctSourcePorts),
-            'distinctSourcePorts',
-          ),
-    elapsedMs: Math.round(result.elapsedMs * 10) / 10,
-    ratePerSec: result.elapsedMs > 0 ? Math.round((settled / result.elapsedMs) * 1000) : 0,
-    stoppedEarly: result.deadlineHit ? 'deadline' : null,
-    hints: [],
-  };
+  return tally.summarize(
+    {
+      host: spec.target,
+      port: spec.port,
+      protocol: spec.protocol,
+      connections: result.attempts.length,
+      concurrency: spec.concurrency,
+    },
+    {
+      attempted: result.attempts.length - notStarted,
+      elapsedMs: result.elapsedMs,
+      stoppedEarly: result.deadlineHit ? 'deadline' : null,
+      hints: [],
+      basis: 'distinctSourcePorts',
+    },
+  );
 }
 
 /** Per source port, who answered each round; the runner's instances give the labels. */
