@@ -2,6 +2,7 @@
 // SO_INCOMING_CPU, SO_BINDTODEVICE and second namespaces. Validation runs in
 // memory with line numbers; runs use real sockets, CPUs and namespaces.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { describe, it, test } from 'node:test';
 import { loadScenario } from '../src/scenario/scenario-file.js';
@@ -122,6 +123,25 @@ test('the four shipped scenarios pass on this kernel, with the numbers in --json
     "C#1 20; accepted sockets' SO_INCOMING_CPU: 0 ×20",
     "C#2 20; accepted sockets' SO_INCOMING_CPU: 1 ×20",
   ]);
+});
+
+const taskset = spawnSync('taskset', ['--version']).status === 0;
+
+test('under taskset -c 0, incoming-cpu is SKIPPED with the reason; exit 0, and 1 with --strict', {
+  skip: !taskset && 'needs taskset (util-linux) to narrow the CPU affinity mask',
+}, async () => {
+  const reason =
+    /^needs 2 usable CPUs \(its traffic is pinned to CPU 1\), but this process's CPU affinity mask allows 1: /;
+  const { code, stdout, stderr, doc } = await runScenariosJson(['incoming-cpu'], { via: ['taskset', '-c', '0'] });
+  assert.equal(code, 0, stdout + stderr);
+  assert.deepEqual(
+    doc.scenarios.map((s) => [s.name, s.status]),
+    [['incoming-cpu', 'skipped']],
+  );
+  assert.match(doc.scenarios[0]!.reason ?? '', reason);
+  const strict = await runCli(['scenario', 'run', '--strict', 'incoming-cpu'], { via: ['taskset', '-c', '0'] });
+  assert.equal(strict.code, 1, strict.stdout + strict.stderr);
+  assert.match(strict.stdout, /needs 2 usable CPUs/);
 });
 
 test('wrong program and CPU expectations fail with exit 1, naming what happened', {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it, test } from 'node:test';
 import { loadScenario } from '../src/scenario/scenario-file.js';
-import { kernelFit, kernelTooOld } from '../src/scenario/steering-run.js';
+import { kernelTooOld, runnableHere } from '../src/scenario/steering-run.js';
 import {
   assertIssue,
   privateNamespaceSkip,
@@ -205,12 +205,28 @@ test('the UDP and dual-stack scenarios pass on this kernel', {
   assert.match(result.stdout, /4 scenarios: 4 passed/);
 });
 
-test('doctor says which shipped scenarios this kernel runs, and kernelFit skips by kernel: on an old one', async () => {
+test('doctor says which shipped scenarios this kernel runs, and runnableHere skips by kernel: on an old one', async () => {
   const result = await runCli(['doctor', '--json']);
   const report = JSON.parse(result.stdout) as { checks: { id: string; value: string }[] };
   const check = report.checks.find((c) => c.id === 'scenarios.kernel');
-  assert.match(check?.value ?? '', /^\d+ of \d+ run on this kernel$/);
-  const old = await kernelFit(path.join(ROOT, 'scenarios'), '6.1.0');
+  assert.match(check?.value ?? '', /^\d+ of \d+ run on this kernel and CPUs$/);
+  const old = await runnableHere(path.join(ROOT, 'scenarios'), '6.1.0', 2);
   assert.ok(old.skipped.some((s) => s.name === 'udp-connected-member' && /needs Linux 6.13/.test(s.reason)));
   assert.ok(old.runnable.includes('sticky-4tuple'));
+});
+
+test('runnableHere skips incoming-cpu with one usable CPU, saying which CPU its traffic is pinned to', async () => {
+  const scenarios = path.join(ROOT, 'scenarios');
+  const one = await runnableHere(scenarios, '6.18.0', 1);
+  assert.deepEqual(
+    one.skipped.map((s) => s.name),
+    ['incoming-cpu'],
+  );
+  assert.match(
+    one.skipped[0]!.reason,
+    /^needs 2 usable CPUs \(its traffic is pinned to CPU 1\), but this process's CPU affinity mask allows 1: /,
+  );
+  const two = await runnableHere(scenarios, '6.18.0', 2);
+  assert.deepEqual(two.skipped, []);
+  assert.ok(two.runnable.includes('incoming-cpu'));
 });

@@ -248,13 +248,37 @@ export function kernelTooOld(need: KernelRequirement | undefined, release: strin
 }
 
 /**
- * For `doctor`: which shipped scenarios this kernel can run, and why the
- * others are skipped (their `kernel:` requirement). Unreadable files are
- * left to `scenario check`.
+ * Why this process's CPUs cannot run a scenario whose traffic is pinned to
+ * CPU N (`cpu: N`), or null when they can. `cpus` counts what the kernel lets
+ * this process and its children run on: os.availableParallelism() is
+ * sched_getaffinity's count, so `taskset -c 0` makes it 1.
  */
-export async function kernelFit(
+export function tooFewCpus(scenario: Scenario, cpus: number = os.availableParallelism()): string | null {
+  const pinned = trafficSpecs(scenario.steps).flatMap((t) => (t.cpu !== undefined ? [t.cpu] : []));
+  if (pinned.length === 0) return null;
+  const highest = Math.max(...pinned);
+  if (highest < cpus) return null;
+  return `needs ${highest + 1} usable CPUs (its traffic is pinned to CPU ${highest}), but this process's CPU affinity mask allows ${cpus}: run it with at least ${highest + 1} CPUs allowed (\`taskset -p $$\` shows the mask)`;
+}
+
+/** Why a scenario cannot run on this kernel and these CPUs, or null when it can. */
+export function cannotRunHere(
+  scenario: Scenario,
+  release: string = os.release(),
+  cpus: number = os.availableParallelism(),
+): string | null {
+  return kernelTooOld(scenario.kernel, release) ?? tooFewCpus(scenario, cpus);
+}
+
+/**
+ * For `doctor`: which shipped scenarios this kernel and these CPUs can run,
+ * and why the others are skipped (their `kernel:` requirement, or CPUs their
+ * traffic is pinned to). Unreadable files are left to `scenario check`.
+ */
+export async function runnableHere(
   dir: string,
   release: string = os.release(),
+  cpus: number = os.availableParallelism(),
 ): Promise<{ runnable: string[]; skipped: { name: string; reason: string }[] }> {
   const { listScenarioFiles, loadScenario } = await import('./scenario-file.js');
   const runnable: string[] = [];
@@ -262,7 +286,7 @@ export async function kernelFit(
   for (const file of await listScenarioFiles(dir)) {
     const scenario = await loadScenario(file).catch(() => null);
     if (!scenario) continue;
-    const reason = kernelTooOld(scenario.kernel, release);
+    const reason = cannotRunHere(scenario, release, cpus);
     if (reason) skipped.push({ name: scenario.name, reason });
     else runnable.push(scenario.name);
   }
