@@ -123,6 +123,13 @@ test('the four shipped scenarios pass on this kernel, with the numbers in --json
     "C#1 20; accepted sockets' SO_INCOMING_CPU: 0 ×20",
     "C#2 20; accepted sockets' SO_INCOMING_CPU: 1 ×20",
   ]);
+  // Only Node's accept hands the worker each socket to read SO_INCOMING_CPU from: chooseEngine says so.
+  const servers = doc.scenarios.find((s) => s.name === 'incoming-cpu')!.servers.filter((i) => i.server === 'C');
+  assert.deepEqual(
+    servers.map((i) => i.engine),
+    ['builtin', 'builtin'],
+  );
+  for (const i of servers) assert.match(i.engineReason ?? '', /reports each accepted socket's SO_INCOMING_CPU/);
 });
 
 const taskset = spawnSync('taskset', ['--version']).status === 0;

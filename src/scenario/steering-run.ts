@@ -101,15 +101,14 @@ export async function openNamespaces(scenario: Scenario): Promise<SecondNamespac
 
 /**
  * What a replica's worker gets beyond the plain bind request: its socket's
- * steering options (then the native helper opens it, whatever the binder),
- * Node's accept when it must report each accepted socket's SO_INCOMING_CPU,
- * and the namespace it runs in.
+ * steering options (then the native helper opens it, whatever the binder)
+ * and the namespace it runs in. Which engine serves it is chooseEngine's.
  */
 export function steeredWorker(
   server: ServerSpec,
   replica: number,
   namespaces: SecondNamespaces | null,
-): { steering?: SocketSteering; binder?: 'native'; engine?: 'builtin'; netns?: string } {
+): { steering?: SocketSteering; binder?: 'native'; netns?: string } {
   const steering: SocketSteering = {};
   if (server.device !== undefined) steering.device = server.device;
   const cpu = incomingCpuFor(server.incomingCpu, replica, os.availableParallelism());
@@ -117,9 +116,6 @@ export function steeredWorker(
   if (server.cbpf && server.cbpf.replica === replica) steering.cbpf = server.cbpf.program;
   return {
     ...(hasSteering(steering) ? { steering, binder: 'native' as const } : {}),
-    // Node's own socket where the worker must see each connection (its SO_INCOMING_CPU) or
-    // must connect() its UDP socket to one peer: the native serve thread does neither.
-    ...((cpu !== undefined && server.protocol === 'tcp') || server.connect ? { engine: 'builtin' as const } : {}),
     ...(server.namespace !== undefined && namespaces ? { netns: namespaces.pathOf(server.namespace) } : {}),
   };
 }
