@@ -1,8 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { RunDocument } from '../src/report/run-document.js';
 
 /** The package root: the compiled tests live in dist/test/. */
 export const ROOT = (() => {
@@ -418,4 +420,53 @@ export async function runShipped(
   const failed = doc.scenarios.flatMap((s) => s.expectations.filter((e) => !e.passed));
   const onlyChance = failed.length > 0 && failed.every((e) => e.kind === 'balanced' && /p \S+ < /.test(e.observed));
   return onlyChance ? run(args) : first;
+}
+
+let namespaceSkip: string | false | undefined;
+
+/**
+ * Why a test that runs scenarios in a private network namespace as root must
+ * skip here, or false when it can run: asked once, of `unshare --net` itself.
+ */
+export function privateNamespaceSkip(): string | false {
+  if (namespaceSkip === undefined) {
+    namespaceSkip = !isRoot
+      ? 'needs root for a private namespace'
+      : spawnSync('unshare', ['--net', 'true']).status !== 0 && 'unshare --net fails here, so no private namespace';
+  }
+  return namespaceSkip;
+}
+
+/**
+ * `scenario run --json` of `args` (names or files), with its document parsed;
+ * `Doc` names the fields a test reads beyond RunDocument's.
+ */
+export async function runScenariosJson<Doc = RunDocument>(
+  args: string[],
+  options: Parameters<typeof runCli>[1] = {},
+): Promise<CliResult & { doc: Doc }> {
+  const result = await runCli(['scenario', 'run', '--json', ...args], options);
+  assert.ok(result.stdout.startsWith('{'), `no JSON document (exit ${result.code}): ${result.stdout}${result.stderr}`);
+  return { ...result, doc: JSON.parse(result.stdout) as Doc };
+}
+
+/** The issues of a scenario file that must not load, as "line: message". */
+export async function scenarioIssues(file: string): Promise<string[]> {
+  // Loaded here, not at the top: most test files never read a scenario file.
+  const { loadScenario, ScenarioFileError } = await import('../src/scenario/scenario-file.js');
+  try {
+    await loadScenario(file);
+  } catch (err) {
+    if (err instanceof ScenarioFileError) return err.issues.map((i) => `${i.line}: ${i.message}`);
+    throw err;
+  }
+  assert.fail('the file loaded, but it should not');
+}
+
+/** Asserts that one of `issues` matches `pattern`, listing them all when none does. */
+export function assertIssue(issues: string[], pattern: RegExp): void {
+  assert.ok(
+    issues.some((i) => pattern.test(i)),
+    `${pattern}\n${issues.join('\n')}`,
+  );
 }

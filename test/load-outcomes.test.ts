@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import test, { type TestContext } from 'node:test';
 import { UsageError } from '../src/errors.js';
-import { decideEngine, ENGINE_ENV, type EngineName, requestedEngine } from '../src/net/engine.js';
+import { chooseEngine, decideEngine, ENGINE_ENV, type EngineName, requestedEngine } from '../src/net/engine.js';
 import { type LoadResult, runLoad } from '../src/net/load-client.js';
 import { loadNativeHelper } from '../src/net/native.js';
 import { reconcileWithWorkers } from '../src/net/reconcile.js';
@@ -289,6 +289,53 @@ test('decideEngine: one rule for serve and load, whether asked by flag or enviro
       /needs the native helper, which is unavailable \(not built\)/,
     );
   }
+});
+
+test("chooseEngine: a worker that needs Node's socket gets builtin under auto, with the reason; asked native, a UsageError", () => {
+  const available = { helperAvailable: true, binder: 'native' as const };
+  const auto = requestedEngine(undefined, {});
+  const cpu = chooseEngine({ requested: auto, protocol: 'tcp', incomingCpu: true, ...available });
+  assert.equal(cpu.engine, 'builtin');
+  assert.match(cpu.reason, /reports each accepted socket's SO_INCOMING_CPU/);
+  assert.deepEqual(
+    chooseEngine({ requested: auto, protocol: 'udp', incomingCpu: true, ...available }),
+    { engine: 'native', reason: 'auto: the native helper is available' },
+    'a UDP socket with SO_INCOMING_CPU reports nothing per datagram: native serves it',
+  );
+  const connected = chooseEngine({ requested: auto, protocol: 'udp', connectedUdp: true, ...available });
+  assert.equal(connected.engine, 'builtin');
+  assert.match(connected.reason, /connect\(\)s its UDP socket to one peer/);
+  assert.deepEqual(chooseEngine({ requested: auto, protocol: 'tcp', binder: 'builtin', helperAvailable: true }), {
+    engine: 'builtin',
+    reason: "auto: the socket is Node's (binder builtin)",
+  });
+  assert.deepEqual(chooseEngine({ requested: auto, protocol: 'tcp', helperAvailable: false, helperReason: 'gone' }), {
+    engine: 'builtin',
+    reason: 'auto: the native helper is unavailable (gone)',
+  });
+  assert.deepEqual(
+    chooseEngine({ requested: requestedEngine('builtin', {}), protocol: 'tcp', incomingCpu: true, ...available }),
+    { engine: 'builtin', reason: 'asked for by --engine' },
+  );
+  assert.throws(
+    () => chooseEngine({ requested: requestedEngine('native', {}), protocol: 'tcp', incomingCpu: true, ...available }),
+    (err: unknown) =>
+      err instanceof UsageError &&
+      err.exitCode === 2 &&
+      /^--engine native cannot serve this socket: .*SO_INCOMING_CPU.*; use --engine auto \(or builtin\)$/.test(
+        err.message,
+      ),
+  );
+  assert.throws(
+    () =>
+      chooseEngine({
+        requested: requestedEngine(undefined, { [ENGINE_ENV]: 'native' }),
+        protocol: 'udp',
+        connectedUdp: true,
+        ...available,
+      }),
+    /^UsageError: REUSEPORT_ENGINE=native cannot serve this socket: .*; set REUSEPORT_ENGINE=auto \(or builtin\)$/,
+  );
 });
 
 test('a bad REUSEPORT_ENGINE is one exit-2 line for every command; --engine node is builtin', {

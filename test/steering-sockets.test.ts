@@ -2,36 +2,23 @@
 // SO_INCOMING_CPU, SO_BINDTODEVICE and second namespaces. Validation runs in
 // memory with line numbers; runs use real sockets, CPUs and namespaces.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { describe, it, test } from 'node:test';
-import { loadScenario, ScenarioFileError } from '../src/scenario/scenario-file.js';
+import { loadScenario } from '../src/scenario/scenario-file.js';
 import {
+  assertIssue,
   CliProcess,
   descendants,
-  isRoot,
   namespacesOf,
+  privateNamespaceSkip,
   runCli,
+  runScenariosJson,
   scenarioFile,
+  scenarioIssues,
   waitGone,
   waitNamespacesGone,
 } from './helpers.js';
-
-async function issuesOf(file: string): Promise<string[]> {
-  try {
-    await loadScenario(file);
-  } catch (err) {
-    if (err instanceof ScenarioFileError) return err.issues.map((i) => `${i.line}: ${i.message}`);
-    throw err;
-  }
-  assert.fail('the file loaded, but it should not');
-}
-
-function hasIssue(issues: string[], re: RegExp): void {
-  assert.ok(
-    issues.some((i) => re.test(i)),
-    `${re}\n${issues.join('\n')}`,
-  );
-}
 
 // Lines 1-5 are name, title, article, lookFor, explanation (scenarioFile).
 describe('programs, CPUs, devices and namespaces: validation', () => {
@@ -87,41 +74,35 @@ describe('programs, CPUs, devices and namespaces: validation', () => {
         '  - { traffic: nope, sameCpu: true }\n' + // 19
         '  - { traffic: u, payloads: { modulo: 1, to: [Z#1] } }\n', // 20
     );
-    const issues = await issuesOf(file);
-    hasIssue(issues, /^7: .*cbpf\.replica is 3, but "A" has 2 replicas/);
-    hasIssue(issues, /^8: .*payloadModulo reads the payload, and a TCP SYN carries none/);
-    hasIssue(issues, /^9: .*a second namespace only has lo/);
-    hasIssue(issues, /^10: .*incomingCpu must be an integer from 0 to 1023, got -1/);
-    hasIssue(issues, /^10: .*an interface name like lo/);
-    hasIssue(issues, /^13: .*payload is for UDP sweeps/);
-    hasIssue(issues, /^14: .*cpu pins a sweep's thread: give the step sourcePorts/);
-    hasIssue(issues, /^17: traffic "u" \(line 15\) does not send its index/);
-    hasIssue(issues, /^17: .*needs one entry per residue: 3, got 2/);
-    hasIssue(issues, /^17: .*"A" has replicas 1 to 2, not 5/);
-    hasIssue(issues, /^18: traffic "u" \(line 15\) has no cpu/);
-    hasIssue(issues, /^19: unknown traffic id "nope"/);
-    hasIssue(issues, /^20: .*unknown server "Z"/);
+    const issues = await scenarioIssues(file);
+    assertIssue(issues, /^7: .*cbpf\.replica is 3, but "A" has 2 replicas/);
+    assertIssue(issues, /^8: .*payloadModulo reads the payload, and a TCP SYN carries none/);
+    assertIssue(issues, /^9: .*a second namespace only has lo/);
+    assertIssue(issues, /^10: .*incomingCpu must be an integer from 0 to 1023, got -1/);
+    assertIssue(issues, /^10: .*an interface name like lo/);
+    assertIssue(issues, /^13: .*payload is for UDP sweeps/);
+    assertIssue(issues, /^14: .*cpu pins a sweep's thread: give the step sourcePorts/);
+    assertIssue(issues, /^17: traffic "u" \(line 15\) does not send its index/);
+    assertIssue(issues, /^17: .*needs one entry per residue: 3, got 2/);
+    assertIssue(issues, /^17: .*"A" has replicas 1 to 2, not 5/);
+    assertIssue(issues, /^18: traffic "u" \(line 15\) has no cpu/);
+    assertIssue(issues, /^19: unknown traffic id "nope"/);
+    assertIssue(issues, /^20: .*unknown server "Z"/);
   });
 });
 
 const twoCpus = os.availableParallelism() >= 2;
 
 test('the four shipped scenarios pass on this kernel, with the numbers in --json', {
-  skip: (!isRoot && 'needs root (a private namespace, user nobody)') || (!twoCpus && 'incoming-cpu needs 2 CPUs'),
+  skip: privateNamespaceSkip() || (!twoCpus && 'incoming-cpu needs 2 CPUs'),
 }, async () => {
-  const result = await runCli([
-    'scenario',
-    'run',
-    '--json',
+  const { code, stdout, stderr, doc } = await runScenariosJson([
     'cbpf-steering',
     'incoming-cpu',
     'bindtodevice-order',
     'netns-isolation',
   ]);
-  assert.equal(result.code, 0, result.stdout + result.stderr);
-  const doc = JSON.parse(result.stdout) as {
-    scenarios: { name: string; status: string; expectations: { kind: string; observed: string }[] }[];
-  };
+  assert.equal(code, 0, stdout + stderr);
   assert.deepEqual(
     doc.scenarios.map((s) => [s.name, s.status]),
     [
@@ -142,10 +123,36 @@ test('the four shipped scenarios pass on this kernel, with the numbers in --json
     "C#1 20; accepted sockets' SO_INCOMING_CPU: 0 ×20",
     "C#2 20; accepted sockets' SO_INCOMING_CPU: 1 ×20",
   ]);
+  // Only Node's accept hands the worker each socket to read SO_INCOMING_CPU from: chooseEngine says so.
+  const servers = doc.scenarios.find((s) => s.name === 'incoming-cpu')!.servers.filter((i) => i.server === 'C');
+  assert.deepEqual(
+    servers.map((i) => i.engine),
+    ['builtin', 'builtin'],
+  );
+  for (const i of servers) assert.match(i.engineReason ?? '', /reports each accepted socket's SO_INCOMING_CPU/);
+});
+
+const taskset = spawnSync('taskset', ['--version']).status === 0;
+
+test('under taskset -c 0, incoming-cpu is SKIPPED with the reason; exit 0, and 1 with --strict', {
+  skip: !taskset && 'needs taskset (util-linux) to narrow the CPU affinity mask',
+}, async () => {
+  const reason =
+    /^needs 2 usable CPUs \(its traffic is pinned to CPU 1\), but this process's CPU affinity mask allows 1: /;
+  const { code, stdout, stderr, doc } = await runScenariosJson(['incoming-cpu'], { via: ['taskset', '-c', '0'] });
+  assert.equal(code, 0, stdout + stderr);
+  assert.deepEqual(
+    doc.scenarios.map((s) => [s.name, s.status]),
+    [['incoming-cpu', 'skipped']],
+  );
+  assert.match(doc.scenarios[0]!.reason ?? '', reason);
+  const strict = await runCli(['scenario', 'run', '--strict', 'incoming-cpu'], { via: ['taskset', '-c', '0'] });
+  assert.equal(strict.code, 1, strict.stdout + strict.stderr);
+  assert.match(strict.stdout, /needs 2 usable CPUs/);
 });
 
 test('wrong program and CPU expectations fail with exit 1, naming what happened', {
-  skip: (!isRoot && 'needs root for a private namespace') || (!twoCpus && 'needs 2 CPUs'),
+  skip: privateNamespaceSkip() || (!twoCpus && 'needs 2 CPUs'),
 }, async (t) => {
   const file = scenarioFile(
     t,
@@ -171,7 +178,7 @@ test('wrong program and CPU expectations fail with exit 1, naming what happened'
 });
 
 test('wrong device-order and namespace expectations fail with exit 1', {
-  skip: !isRoot && 'needs root for a private namespace',
+  skip: privateNamespaceSkip(),
 }, async (t) => {
   const file = scenarioFile(
     t,
@@ -198,7 +205,7 @@ test('wrong device-order and namespace expectations fail with exit 1', {
 });
 
 test('SIGKILL of the runner leaves no process and no namespace of a second namespace behind', {
-  skip: !isRoot && 'needs root for a private namespace',
+  skip: privateNamespaceSkip(),
 }, async (t) => {
   const file = scenarioFile(
     t,

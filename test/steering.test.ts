@@ -4,20 +4,17 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it, test } from 'node:test';
-import { loadScenario, ScenarioFileError } from '../src/scenario/scenario-file.js';
-import { kernelFit, kernelTooOld } from '../src/scenario/steering-run.js';
-import { ROOT, runCli, scenarioFile } from './helpers.js';
-
-/** The issues of a file that must not load, as "line: message". */
-async function issuesOf(file: string): Promise<string[]> {
-  try {
-    await loadScenario(file);
-  } catch (err) {
-    if (err instanceof ScenarioFileError) return err.issues.map((i) => `${i.line}: ${i.message}`);
-    throw err;
-  }
-  assert.fail('the file loaded, but it should not');
-}
+import { loadScenario } from '../src/scenario/scenario-file.js';
+import { kernelTooOld, runnableHere } from '../src/scenario/steering-run.js';
+import {
+  assertIssue,
+  privateNamespaceSkip,
+  ROOT,
+  runCli,
+  runScenariosJson,
+  scenarioFile,
+  scenarioIssues,
+} from './helpers.js';
 
 // Lines 1-5 are name, title, article, lookFor, explanation (scenarioFile).
 const SWEEP_SERVER = 'servers:\n  - { id: W, address: 127.0.0.1, port: 6000, replicas: 2 }\n'; // 6-7
@@ -49,23 +46,11 @@ describe('sourcePorts sweeps: validation', () => {
         '  - traffic: { id: d, target: 127.0.0.1, port: 6000 }\n' + // 13
         'expect:\n  - { traffic: a, all: W }\n',
     );
-    const issues = await issuesOf(file);
-    assert.ok(
-      issues.some((i) => /^10: .*give connections or sourcePorts, not both/.test(i)),
-      issues.join('\n'),
-    );
-    assert.ok(
-      issues.some((i) => /^11: .*ends at port 65599/.test(i)),
-      issues.join('\n'),
-    );
-    assert.ok(
-      issues.some((i) => /^12: missing required key "count" in steps\[3\]\.traffic\.sourcePorts/.test(i)),
-      issues.join('\n'),
-    );
-    assert.ok(
-      issues.some((i) => /^13: .*needs connections \(or a sourcePorts sweep\)/.test(i)),
-      issues.join('\n'),
-    );
+    const issues = await scenarioIssues(file);
+    assertIssue(issues, /^10: .*give connections or sourcePorts, not both/);
+    assertIssue(issues, /^11: .*ends at port 65599/);
+    assertIssue(issues, /^12: missing required key "count" in steps\[3\]\.traffic\.sourcePorts/);
+    assertIssue(issues, /^13: .*needs connections \(or a sourcePorts sweep\)/);
   });
 });
 
@@ -108,12 +93,8 @@ describe('sticky and remap: validation', () => {
         '  - remap: { before: s1, aftr: s2 }\n' + // 21
         '  - { traffic: s1, sticky: false }\n', // 22
     );
-    const issues = await issuesOf(file);
-    const has = (re: RegExp) =>
-      assert.ok(
-        issues.some((i) => re.test(i)),
-        `${re}\n${issues.join('\n')}`,
-      );
+    const issues = await scenarioIssues(file);
+    const has = (re: RegExp) => assertIssue(issues, re);
     has(/^17: traffic "plain" \(line 10\) is not a sweep/);
     has(/^18: .*must be a sweep sent after "s2"/);
     has(/^19: .*same source ports to the same target/);
@@ -123,18 +104,15 @@ describe('sticky and remap: validation', () => {
   });
 });
 
-const root = process.getuid?.() === 0;
-
 test('sticky-4tuple and group-change-remap pass, with per-port results in --json', async () => {
-  const result = await runCli(['scenario', 'run', '--json', 'sticky-4tuple', 'group-change-remap']);
-  assert.equal(result.code, 0, result.stdout + result.stderr);
-  const doc = JSON.parse(result.stdout) as {
+  const { code, stdout, stderr, doc } = await runScenariosJson<{
     scenarios: {
       name: string;
       traffic: { id: string; sweep?: { ports: { sourcePort: number; answers: number[] }[] } }[];
       expectations: { kind: string; observed: string; passed: boolean }[];
     }[];
-  };
+  }>(['sticky-4tuple', 'group-change-remap']);
+  assert.equal(code, 0, stdout + stderr);
   const sticky = doc.scenarios.find((r) => r.name === 'sticky-4tuple')!;
   const sweep = sticky.traffic[0]!.sweep!;
   assert.equal(sweep.ports.length, 400);
@@ -146,7 +124,7 @@ test('sticky-4tuple and group-change-remap pass, with per-port results in --json
 });
 
 test('a remap whose second sweep is refused fails with exit 1 and says why', {
-  skip: !root && 'needs root for a private namespace',
+  skip: privateNamespaceSkip(),
 }, async (t) => {
   const file = scenarioFile(
     t,
@@ -194,12 +172,8 @@ describe('connect and kernel: validation', () => {
         'steps:\n  - start: [T, U]\n  - traffic: { id: d, target: 127.0.0.1, port: 6000, connections: 1 }\n' +
         'expect:\n  - { traffic: d, all: T }\n',
     );
-    const issues = await issuesOf(file);
-    const has = (re: RegExp) =>
-      assert.ok(
-        issues.some((i) => re.test(i)),
-        `${re}\n${issues.join('\n')}`,
-      );
+    const issues = await scenarioIssues(file);
+    const has = (re: RegExp) => assertIssue(issues, re);
     has(/^6: .*a minimum version like ">=6.13"/);
     has(/^8: .*only a UDP socket can connect\(\)/);
     has(/^9: .*must be a loopback address/);
@@ -217,26 +191,40 @@ test('kernelTooOld skips an older kernel with the reason and what older kernels 
 });
 
 test('the UDP and dual-stack scenarios pass on this kernel', {
-  skip: !root && 'needs root for a private namespace',
+  skip: privateNamespaceSkip(),
 }, async () => {
-  const result = await runCli([
-    'scenario',
-    'run',
-    'udp-balance',
-    'udp-reuseaddr-only',
-    'udp-connected-member',
-    'dual-stack',
-  ]);
+  const result = await runCli(
+    ['scenario', 'run', 'udp-balance', 'udp-reuseaddr-only', 'udp-connected-member', 'dual-stack'],
+    { env: { COLUMNS: '200' } },
+  );
   assert.equal(result.code, 0, result.stdout + result.stderr);
   assert.match(result.stdout, /4 scenarios: 4 passed/);
+  // The connected member is served by Node's socket, and the report says why.
+  assert.match(result.stdout, /Engine: .*builtin for P \(its worker connect\(\)s its UDP socket to one peer/);
 });
 
-test('doctor says which shipped scenarios this kernel runs, and kernelFit skips by kernel: on an old one', async () => {
+test('doctor says which shipped scenarios this kernel runs, and runnableHere skips by kernel: on an old one', async () => {
   const result = await runCli(['doctor', '--json']);
   const report = JSON.parse(result.stdout) as { checks: { id: string; value: string }[] };
   const check = report.checks.find((c) => c.id === 'scenarios.kernel');
-  assert.match(check?.value ?? '', /^\d+ of \d+ run on this kernel$/);
-  const old = await kernelFit(path.join(ROOT, 'scenarios'), '6.1.0');
+  assert.match(check?.value ?? '', /^\d+ of \d+ run on this kernel and CPUs$/);
+  const old = await runnableHere(path.join(ROOT, 'scenarios'), '6.1.0', 2);
   assert.ok(old.skipped.some((s) => s.name === 'udp-connected-member' && /needs Linux 6.13/.test(s.reason)));
   assert.ok(old.runnable.includes('sticky-4tuple'));
+});
+
+test('runnableHere skips incoming-cpu with one usable CPU, saying which CPU its traffic is pinned to', async () => {
+  const scenarios = path.join(ROOT, 'scenarios');
+  const one = await runnableHere(scenarios, '6.18.0', 1);
+  assert.deepEqual(
+    one.skipped.map((s) => s.name),
+    ['incoming-cpu'],
+  );
+  assert.match(
+    one.skipped[0]!.reason,
+    /^needs 2 usable CPUs \(its traffic is pinned to CPU 1\), but this process's CPU affinity mask allows 1: /,
+  );
+  const two = await runnableHere(scenarios, '6.18.0', 2);
+  assert.deepEqual(two.skipped, []);
+  assert.ok(two.runnable.includes('incoming-cpu'));
 });

@@ -186,6 +186,8 @@ function toJsonDocument(report: RunReport) {
           bind: i.bind,
           port: i.port ?? null,
           binder: i.binder ?? null,
+          engine: i.engine ?? null,
+          engineReason: i.engineReason ?? null,
           message: i.bindMessage ?? null,
           options: i.options ?? null,
           fault: i.fault ? { ...i.fault, description: describeFault(i) } : null,

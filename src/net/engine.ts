@@ -52,26 +52,67 @@ export function requestedEngine(flag?: EngineRequest, env: NodeJS.ProcessEnv = p
 
 export interface EngineContext {
   requested: EngineSource;
-  /** Both engines serve and load TCP and UDP alike; kept so every caller states it. */
+  /** Both engines serve and load TCP and UDP alike; the worker's needs below depend on it. */
   protocol: Protocol;
-  /** The binder `serve` resolved; absent for `load`, which binds nothing. */
+  /** The binder the worker's socket is opened with; absent for `load`, which binds nothing. */
   binder?: 'builtin' | 'native';
   helperAvailable: boolean;
   /** Why the helper is unavailable, for the remedy. */
   helperReason?: string;
+  /**
+   * The serving socket has SO_INCOMING_CPU set and its worker reports each
+   * accepted socket's SO_INCOMING_CPU: only Node's accept hands the worker
+   * those sockets (the native serve thread greets and closes them itself).
+   */
+  incomingCpu?: boolean;
+  /** The worker connect()s its UDP socket to one peer: the native serve thread never does. */
+  connectedUdp?: boolean;
+}
+
+/** The engine to run, and why, in words a report can quote. */
+export interface EngineChoice {
+  engine: EngineName;
+  reason: string;
+}
+
+/** What the worker does that only the builtin engine can, or null when nothing. */
+function builtinOnly(context: EngineContext): string | null {
+  if (context.incomingCpu && context.protocol === 'tcp') {
+    return "its worker reports each accepted socket's SO_INCOMING_CPU, and only Node's accept hands it the sockets";
+  }
+  if (context.connectedUdp && context.protocol === 'udp') {
+    return 'its worker connect()s its UDP socket to one peer, which the native serve thread never does';
+  }
+  return null;
 }
 
 /**
- * The engine to run, or a UsageError saying why the one asked for cannot run
- * and what to do instead. Both native engines run TCP and UDP; a `serve`
- * worker's thread needs a socket the helper opened (the native binder).
+ * The engine to run and why, or a UsageError saying why the one asked for
+ * cannot run and what to do instead. Both native engines run TCP and UDP; a
+ * `serve` worker's thread needs a socket the helper opened (the native
+ * binder), and some workers need Node's own socket (builtinOnly).
  */
-export function decideEngine(context: EngineContext): EngineName {
+export function chooseEngine(context: EngineContext): EngineChoice {
   const { requested, binder, helperAvailable } = context;
-  if (requested.engine === 'builtin') return 'builtin';
-  const applies = binder !== 'builtin' && helperAvailable;
-  if (requested.engine === 'auto') return applies ? 'native' : 'builtin';
+  const from = requested.from ?? 'the default';
+  if (requested.engine === 'builtin') return { engine: 'builtin', reason: `asked for by ${from}` };
+  const needsBuiltin = builtinOnly(context);
+  if (requested.engine === 'auto') {
+    if (needsBuiltin) return { engine: 'builtin', reason: needsBuiltin };
+    if (binder === 'builtin') return { engine: 'builtin', reason: "auto: the socket is Node's (binder builtin)" };
+    if (!helperAvailable) {
+      return {
+        engine: 'builtin',
+        reason: `auto: the native helper is unavailable (${context.helperReason ?? 'not built'})`,
+      };
+    }
+    return { engine: 'native', reason: 'auto: the native helper is available' };
+  }
   const asked = requested.from === ENGINE_ENV ? `${ENGINE_ENV}=native` : '--engine native';
+  if (needsBuiltin) {
+    const instead = requested.from === ENGINE_ENV ? `set ${ENGINE_ENV}=auto` : 'use --engine auto';
+    throw new UsageError(`${asked} cannot serve this socket: ${needsBuiltin}; ${instead} (or builtin)`, 'ENOENGINE');
+  }
   if (binder === 'builtin') {
     throw new UsageError(
       `${asked} accepts on a socket the native helper opened: add --binder native, or use --engine builtin`,
@@ -84,5 +125,10 @@ export function decideEngine(context: EngineContext): EngineName {
       'ENOENGINE',
     );
   }
-  return 'native';
+  return { engine: 'native', reason: `asked for by ${from}` };
+}
+
+/** chooseEngine's engine, for callers that report no reason. */
+export function decideEngine(context: EngineContext): EngineName {
+  return chooseEngine(context).engine;
 }

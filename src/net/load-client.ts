@@ -103,9 +103,10 @@ const FD_HEADROOM = 64;
 /**
  * How a connection ended. `clean`: the peer closed (or went quiet after
  * some bytes); `silent`: connected, no byte in time; `cut-off`: the run
- * stopped first; anything else is the errno name that ended it.
+ * stopped first; anything else is the errno name that ended it. A port
+ * sweep's outcomes (port-sweep.ts) use the same words.
  */
-type Ending = 'clean' | 'silent' | 'cut-off' | string;
+export type Ending = 'clean' | 'silent' | 'cut-off' | string;
 
 type Outcome =
   | { kind: 'attributed'; who: WorkerIdentity }
@@ -125,9 +126,22 @@ function classify(reply: string | null, ending: Ending): Outcome {
   return { kind: 'failed', code: ending };
 }
 
-/** Running totals, shared by both engines; `summarize` turns them into a LoadResult. */
-class Tally {
-  readonly perWorker = new Map<string, WorkerIdentity & { count: number; ports: Set<number> }>();
+/** How a run went, beyond its tally, for `LoadTally.summarize`. */
+export interface LoadRun {
+  attempted: number;
+  elapsedMs: number;
+  stoppedEarly: LoadResult['stoppedEarly'];
+  hints: string[];
+  /** What the balance verdict counts; absent: distinct source ports when ports repeated, else connections. */
+  basis?: BalanceVerdict['basis'];
+}
+
+/**
+ * Running totals, and the one way they become a LoadResult: both load engines
+ * and the scenario port sweep (steering-run.ts) build theirs here.
+ */
+export class LoadTally {
+  private readonly perWorker = new Map<string, WorkerIdentity & { count: number; ports: Set<number> }>();
   readonly failures = new Map<string, number>();
   attributed = 0;
   unrecognized = 0;
@@ -165,10 +179,14 @@ class Tally {
     if (port > 0) this.worker(who).ports.add(port);
   }
 
-  summarize(
-    options: LoadOptions,
-    run: { attempted: number; elapsedMs: number; stoppedEarly: LoadResult['stoppedEarly'] },
-  ): LoadResult {
+  /** One connection (datagram) that got `reply` (null: none) and ended so, from `sourcePort` (0: unknown). */
+  record(reply: string | null, ending: Ending, sourcePort = 0): void {
+    const outcome = classify(reply, ending);
+    this.add(outcome);
+    if (outcome.kind === 'attributed') this.addSourcePort(outcome.who, sourcePort);
+  }
+
+  summarize(options: LoadOptions, run: LoadRun): LoadResult {
     const { attributed, unrecognized, silent, inFlight, failed, failures } = this;
     const { elapsedMs } = run;
     const workers = [...this.perWorker.values()].sort((a, b) => a.workerId - b.workerId || a.pid - b.pid);
@@ -176,6 +194,7 @@ class Tally {
     const allPorts = new Set<number>();
     for (const w of workers) for (const port of w.ports) allPorts.add(port);
     const portsRepeated = perWorker.some((w) => w.distinctSourcePorts < w.count);
+    const basis = run.basis ?? (portsRepeated ? 'distinctSourcePorts' : 'connections');
     const settled = attributed + unrecognized + silent + failed;
     return {
       protocol: options.protocol,
@@ -203,14 +222,14 @@ class Tally {
         attributed === 0
           ? null
           : balanceVerdict(
-              perWorker.map((w) => (portsRepeated ? w.distinctSourcePorts : w.count)),
-              portsRepeated ? 'distinctSourcePorts' : 'connections',
+              perWorker.map((w) => (basis === 'connections' ? w.count : w.distinctSourcePorts)),
+              basis,
               options.workers,
             ),
       elapsedMs: Math.round(elapsedMs * 10) / 10,
       ratePerSec: elapsedMs > 0 ? Math.round((settled / elapsedMs) * 1000) : 0,
       stoppedEarly: run.stoppedEarly,
-      hints: hintsFor(options, failures, silent),
+      hints: run.hints,
     };
   }
 }
@@ -272,7 +291,7 @@ export function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<Lo
   const native = loadEngine(options, hooks);
   ensureFileLimit(options.concurrency);
   if (native) return runNativeLoad(native, options, hooks);
-  const tally = new Tally();
+  const tally = new LoadTally();
   let started = 0;
   let done = 0;
   let stoppedEarly: LoadResult['stoppedEarly'] = null;
@@ -285,11 +304,17 @@ export function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<Lo
       clearTimeout(deadline);
       hooks.signal?.removeEventListener('abort', onAbort);
       const elapsedMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
-      resolve(tally.summarize(options, { attempted: started, elapsedMs, stoppedEarly }));
+      resolve(
+        tally.summarize(options, {
+          attempted: started,
+          elapsedMs,
+          stoppedEarly,
+          hints: hintsFor(options, tally.failures, tally.silent),
+        }),
+      );
     };
-    const record = (outcome: Outcome, sourcePort: number) => {
-      tally.add(outcome);
-      if (outcome.kind === 'attributed') tally.addSourcePort(outcome.who, sourcePort);
+    const record = (reply: string | null, ending: Ending, sourcePort: number) => {
+      tally.record(reply, ending, sourcePort);
       done++;
       if (hooks.onProgress && (done % PROGRESS_EVERY === 0 || done === started))
         hooks.onProgress(done, options.connections);
@@ -298,9 +323,9 @@ export function runLoad(options: LoadOptions, hooks: LoadHooks = {}): Promise<Lo
     };
     const launch = () => {
       started++;
-      const handle = attempt(options, (outcome, sourcePort) => {
+      const handle = attempt(options, (reply, ending, sourcePort) => {
         inFlight.delete(handle);
-        record(outcome, sourcePort);
+        record(reply, ending, sourcePort);
       });
       inFlight.add(handle);
     };
@@ -360,7 +385,7 @@ async function runNativeLoad(engines: NativeEngines, options: LoadOptions, hooks
     hooks.signal?.removeEventListener('abort', onAbort);
   }
   report();
-  const tally = new Tally();
+  const tally = new LoadTally();
   const endingOf = (errno: number): Ending =>
     errno === 0 ? 'clean' : errno === LOAD_CUT_OFF ? 'cut-off' : errnoName(errno);
   const greetings = new Map<number, WorkerIdentity>();
@@ -380,10 +405,11 @@ async function runNativeLoad(engines: NativeEngines, options: LoadOptions, hooks
     attempted: result.attempted,
     elapsedMs: result.elapsedNs / 1e6,
     stoppedEarly: result.stoppedEarly,
+    hints: hintsFor(options, tally.failures, tally.silent),
   });
 }
 
-type Settle = (outcome: Outcome, sourcePort: number) => void;
+type Settle = (reply: string | null, ending: Ending, sourcePort: number) => void;
 
 function tcpAttempt(options: LoadOptions, settle: Settle): { abort(): void } {
   const socket = net.connect({
@@ -412,7 +438,7 @@ function tcpAttempt(options: LoadOptions, settle: Settle): { abort(): void } {
     ending ??= err.code ?? 'EUNKNOWN';
   });
   socket.once('close', () => {
-    settle(classify(reply === undefined ? null : reply.toString('latin1'), ending ?? 'clean'), sourcePort);
+    settle(reply === undefined ? null : reply.toString('latin1'), ending ?? 'clean', sourcePort);
   });
   return {
     abort: () => {
@@ -440,7 +466,7 @@ function udpAttempt(options: LoadOptions, settle: Settle): { abort(): void } {
     } catch {
       // Closed already (a failed connect closes nothing, but a late error may have).
     }
-    settle(classify(reply, ending), sourcePort);
+    settle(reply, ending, sourcePort);
   };
   const timer = setTimeout(
     () => done(null, sent ? 'silent' : 'ETIMEDOUT'),

@@ -53,6 +53,8 @@ export interface ServerInstanceDocument {
   uid?: number | null;
   bind: string;
   binder?: string | null;
+  engine?: string | null;
+  engineReason?: string | null;
   message?: string | null;
 }
 

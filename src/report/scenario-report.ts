@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { formatHostPort } from '../errors.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
+import type { InstanceObservation } from '../scenario/observations.js';
 import type { RunReport, ScenarioResult } from '../scenario/runner.js';
 import { acceptLine } from './serve-report.js';
 import type { Style } from './style.js';
@@ -34,6 +35,22 @@ export function formatRunReport(report: RunReport, style: Style, columns = 80, b
   return fitLines(parts.join('\n\n'), columns);
 }
 
+/** Who served which servers and why (chooseEngine's reasons): one entry per engine and reason. */
+function describeEngines(instances: InstanceObservation[]): string {
+  const groups = new Map<string, { engine: string; reason: string; servers: Set<string> }>();
+  for (const i of instances) {
+    if (!i.engine) continue;
+    const key = `${i.engine}\0${i.engineReason ?? ''}`;
+    const group = groups.get(key) ?? { engine: i.engine, reason: i.engineReason ?? '', servers: new Set() };
+    group.servers.add(i.server);
+    groups.set(key, group);
+  }
+  const all = groups.size === 1;
+  return [...groups.values()]
+    .map((g) => `${g.engine}${all ? '' : ` for ${[...g.servers].join(', ')}`}${g.reason ? ` (${g.reason})` : ''}`)
+    .join('; ');
+}
+
 const STATUS_WORD: Record<ScenarioResult['status'], string> = {
   passed: 'PASSED',
   failed: 'FAILED',
@@ -54,6 +71,8 @@ export function formatScenario(result: ScenarioResult, style: Style, columns = 8
   const observations = result.observations;
   lines.push(`${style.bold('Isolation:')} ${result.isolationNote ?? result.isolation ?? ''}`);
   if (observations) lines.push(`${style.bold('Kernel:')} ${observations.kernel}`);
+  const engines = observations ? describeEngines(observations.instances) : '';
+  if (engines) lines.push(`${style.bold('Engine:')} ${engines}`);
   for (const a of result.substitutions.addresses) lines.push(style.dim(`   ${a.from} stands as ${a.to} on the host`));
   for (const p of result.substitutions.ports) lines.push(style.dim(`   port ${p.from} is ${p.to} on the host`));
   if (ran && ran.network.addresses.length > 0 && result.isolation === 'netns') {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import { formatHostPort } from '../errors.js';
 import type { BinderName } from '../net/binder.js';
 import { resolveBinder } from '../net/binder.js';
-import { decideEngine, requestedEngine } from '../net/engine.js';
+import { chooseEngine, requestedEngine } from '../net/engine.js';
 import { workerKey } from '../net/greeting.js';
 import type { LoadResult } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
@@ -94,6 +94,16 @@ export async function executePlan(
     const launched: Instance[] = [];
     for (let replica = 1; replica <= server.replicas; replica++) {
       const workerId = nextWorkerId++;
+      const steered = steeredWorker(server, replica, namespaces);
+      const lifecycle = life.workerConfig(server);
+      const engine = chooseEngine({
+        requested: requestedEngine(),
+        protocol: server.protocol,
+        binder: steered.binder ?? binder,
+        ...engineAvailability(),
+        incomingCpu: steered.steering?.incomingCpu !== undefined,
+        connectedUdp: server.connect !== undefined,
+      });
       const worker = spawnWorker(
         {
           workerId,
@@ -105,17 +115,12 @@ export async function executePlan(
           ...(server.ipv6Only !== undefined ? { ipv6Only: server.ipv6Only } : {}),
           ...(server.connect ? { connect: server.connect } : {}),
           binder,
-          engine: decideEngine({
-            requested: requestedEngine(),
-            protocol: server.protocol,
-            binder,
-            ...engineAvailability(),
-          }),
+          engine: engine.engine,
           ...(user ? { user } : {}),
           holdBind: true,
           statsIntervalMs: 0,
-          ...steeredWorker(server, replica, namespaces),
-          ...life.workerConfig(server),
+          ...steered,
+          ...lifecycle,
         },
         () => {},
       );
@@ -133,6 +138,8 @@ export async function executePlan(
           pid: worker.pid,
           bind: 'pending',
           uid: user?.uid ?? process.getuid?.() ?? -1,
+          // A lifecycle worker's socket and accept loop are the native helper's whatever the engine.
+          ...(lifecycle.lifecycle ? {} : { engine: engine.engine, engineReason: engine.reason }),
         },
       };
       void worker.exited.then((exit) => noteExit(instance, exit, position));

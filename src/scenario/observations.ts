@@ -1,4 +1,5 @@
 import type { EffectiveOptions } from '../net/binder.js';
+import type { EngineName } from '../net/engine.js';
 import type { LoadResult } from '../net/load-client.js';
 import type { HoldObservation, LifecycleRecord, StepKernel } from './lifecycle-run.js';
 import type { Scenario } from './schema.js';
@@ -33,6 +34,9 @@ export interface InstanceObservation {
   port?: number;
   uid?: number;
   binder?: string;
+  /** Who serves the socket (chooseEngine), and why. */
+  engine?: EngineName;
+  engineReason?: string;
   /** The socket's options as getsockopt reads them after the bind. */
   options?: EffectiveOptions;
   /** Set when the worker died or stopped answering without being told to stop. */

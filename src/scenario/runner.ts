@@ -17,7 +17,7 @@ import {
   type Scenario,
   sameAddress,
 } from './schema.js';
-import { kernelTooOld } from './steering-run.js';
+import { cannotRunHere } from './steering-run.js';
 
 const INNER_MAIN = fileURLToPath(new URL('./inner-main.js', import.meta.url));
 const SCENARIO_TIMEOUT_MS = 120_000;
@@ -196,8 +196,8 @@ async function runOne(
     result.reason = reason;
     return result;
   };
-  const tooOld = kernelTooOld(scenario.kernel);
-  if (tooOld) return skip(tooOld);
+  const notHere = cannotRunHere(scenario);
+  if (notHere) return skip(notHere);
   if (scenario.requires.includes('root') && !isRoot()) {
     return skip(
       `needs real root: it creates sockets as other uids (${describeUsers(scenario)}). Run it as root, e.g. \`sudo reuseport scenario run ${scenario.name}\``,

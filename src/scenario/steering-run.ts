@@ -7,9 +7,8 @@
  */
 import os from 'node:os';
 import { ReuseportError } from '../errors.js';
-import { balanceVerdict } from '../net/balance.js';
-import { parseGreeting, type WorkerIdentity, workerKey } from '../net/greeting.js';
-import { type LoadResult, runLoad } from '../net/load-client.js';
+import { parseGreeting, workerKey } from '../net/greeting.js';
+import { type LoadResult, LoadTally, runLoad } from '../net/load-client.js';
 import { type SweepResult, sweepSourcePorts } from '../net/port-sweep.js';
 import { hasSteering, type SocketSteering } from '../net/steered-socket.js';
 import type { KernelRequirement } from './format-steering.js';
@@ -102,15 +101,14 @@ export async function openNamespaces(scenario: Scenario): Promise<SecondNamespac
 
 /**
  * What a replica's worker gets beyond the plain bind request: its socket's
- * steering options (then the native helper opens it, whatever the binder),
- * Node's accept when it must report each accepted socket's SO_INCOMING_CPU,
- * and the namespace it runs in.
+ * steering options (then the native helper opens it, whatever the binder)
+ * and the namespace it runs in. Which engine serves it is chooseEngine's.
  */
 export function steeredWorker(
   server: ServerSpec,
   replica: number,
   namespaces: SecondNamespaces | null,
-): { steering?: SocketSteering; binder?: 'native'; engine?: 'builtin'; netns?: string } {
+): { steering?: SocketSteering; binder?: 'native'; netns?: string } {
   const steering: SocketSteering = {};
   if (server.device !== undefined) steering.device = server.device;
   const cpu = incomingCpuFor(server.incomingCpu, replica, os.availableParallelism());
@@ -118,9 +116,6 @@ export function steeredWorker(
   if (server.cbpf && server.cbpf.replica === replica) steering.cbpf = server.cbpf.program;
   return {
     ...(hasSteering(steering) ? { steering, binder: 'native' as const } : {}),
-    // Node's own socket where the worker must see each connection (its SO_INCOMING_CPU) or
-    // must connect() its UDP socket to one peer: the native serve thread does neither.
-    ...((cpu !== undefined && server.protocol === 'tcp') || server.connect ? { engine: 'builtin' as const } : {}),
     ...(server.namespace !== undefined && namespaces ? { netns: namespaces.pathOf(server.namespace) } : {}),
   };
 }
@@ -146,66 +141,35 @@ export async function runSweep(
   return { result, load: sweepAsLoad(spec, result) };
 }
 
-/** The sweep in the load client's terms: the same five-way split of what became of each attempt. */
+/**
+ * The sweep in the load client's terms, built as the load client builds its
+ * own. Its draws are its source ports, so the balance counts those; the load
+ * client's hints name `load` flags, so a sweep has none.
+ */
 function sweepAsLoad(spec: ResolvedTraffic, result: SweepResult): LoadResult {
-  const workers = new Map<string, WorkerIdentity & { count: number; ports: Set<number> }>();
-  const failures = new Map<string, number>();
-  let attributed = 0;
-  let unrecognized = 0;
-  let silent = 0;
-  let inFlight = 0;
+  const tally = new LoadTally();
   let notStarted = 0;
   for (const attempt of result.attempts) {
-    if (attempt.outcome === 'reply') {
-      const who = parseGreeting(attempt.reply);
-      if (!who) {
-        unrecognized++;
-        continue;
-      }
-      attributed++;
-      const key = workerKey(who);
-      const tally = workers.get(key) ?? { ...who, count: 0, ports: new Set<number>() };
-      tally.count++;
-      tally.ports.add(attempt.sourcePort);
-      workers.set(key, tally);
-    } else if (attempt.outcome === 'silent') silent++;
-    else if (attempt.outcome === 'cut-off') inFlight++;
-    else if (attempt.outcome === 'not-run') notStarted++;
-    else failures.set(attempt.outcome, (failures.get(attempt.outcome) ?? 0) + 1);
+    if (attempt.outcome === 'not-run') notStarted++;
+    else if (attempt.outcome === 'reply') tally.record(attempt.reply, 'clean', attempt.sourcePort);
+    else tally.record(null, attempt.outcome);
   }
-  const perWorker = [...workers.values()]
-    .sort((a, b) => a.workerId - b.workerId || a.pid - b.pid)
-    .map(({ ports, ...who }) => ({ ...who, distinctSourcePorts: ports.size }));
-  const failed = [...failures.values()].reduce((a, b) => a + b, 0);
-  const attempted = result.attempts.length - notStarted;
-  const settled = attempted - inFlight;
-  return {
-    protocol: spec.protocol,
-    target: { host: spec.target, port: spec.port },
-    connections: result.attempts.length,
-    concurrency: spec.concurrency,
-    attempted,
-    notStarted,
-    attributed,
-    unrecognized,
-    silent,
-    failed,
-    failures: [...failures].map(([code, count]) => ({ code, count })).sort((a, b) => b.count - a.count),
-    inFlight,
-    perWorker,
-    distinctSourcePorts: new Set(result.attempts.filter((a) => a.outcome === 'reply').map((a) => a.sourcePort)).size,
-    balance:
-      attributed === 0
-        ? null
-        : balanceVerdict(
-            perWorker.map((w) => w.distinctSourcePorts),
-            'distinctSourcePorts',
-          ),
-    elapsedMs: Math.round(result.elapsedMs * 10) / 10,
-    ratePerSec: result.elapsedMs > 0 ? Math.round((settled / result.elapsedMs) * 1000) : 0,
-    stoppedEarly: result.deadlineHit ? 'deadline' : null,
-    hints: [],
-  };
+  return tally.summarize(
+    {
+      host: spec.target,
+      port: spec.port,
+      protocol: spec.protocol,
+      connections: result.attempts.length,
+      concurrency: spec.concurrency,
+    },
+    {
+      attempted: result.attempts.length - notStarted,
+      elapsedMs: result.elapsedMs,
+      stoppedEarly: result.deadlineHit ? 'deadline' : null,
+      hints: [],
+      basis: 'distinctSourcePorts',
+    },
+  );
 }
 
 /** Per source port, who answered each round; the runner's instances give the labels. */
@@ -280,13 +244,37 @@ export function kernelTooOld(need: KernelRequirement | undefined, release: strin
 }
 
 /**
- * For `doctor`: which shipped scenarios this kernel can run, and why the
- * others are skipped (their `kernel:` requirement). Unreadable files are
- * left to `scenario check`.
+ * Why this process's CPUs cannot run a scenario whose traffic is pinned to
+ * CPU N (`cpu: N`), or null when they can. `cpus` counts what the kernel lets
+ * this process and its children run on: os.availableParallelism() is
+ * sched_getaffinity's count, so `taskset -c 0` makes it 1.
  */
-export async function kernelFit(
+export function tooFewCpus(scenario: Scenario, cpus: number = os.availableParallelism()): string | null {
+  const pinned = trafficSpecs(scenario.steps).flatMap((t) => (t.cpu !== undefined ? [t.cpu] : []));
+  if (pinned.length === 0) return null;
+  const highest = Math.max(...pinned);
+  if (highest < cpus) return null;
+  return `needs ${highest + 1} usable CPUs (its traffic is pinned to CPU ${highest}), but this process's CPU affinity mask allows ${cpus}: run it with at least ${highest + 1} CPUs allowed (\`taskset -p $$\` shows the mask)`;
+}
+
+/** Why a scenario cannot run on this kernel and these CPUs, or null when it can. */
+export function cannotRunHere(
+  scenario: Scenario,
+  release: string = os.release(),
+  cpus: number = os.availableParallelism(),
+): string | null {
+  return kernelTooOld(scenario.kernel, release) ?? tooFewCpus(scenario, cpus);
+}
+
+/**
+ * For `doctor`: which shipped scenarios this kernel and these CPUs can run,
+ * and why the others are skipped (their `kernel:` requirement, or CPUs their
+ * traffic is pinned to). Unreadable files are left to `scenario check`.
+ */
+export async function runnableHere(
   dir: string,
   release: string = os.release(),
+  cpus: number = os.availableParallelism(),
 ): Promise<{ runnable: string[]; skipped: { name: string; reason: string }[] }> {
   const { listScenarioFiles, loadScenario } = await import('./scenario-file.js');
   const runnable: string[] = [];
@@ -294,7 +282,7 @@ export async function kernelFit(
   for (const file of await listScenarioFiles(dir)) {
     const scenario = await loadScenario(file).catch(() => null);
     if (!scenario) continue;
-    const reason = kernelTooOld(scenario.kernel, release);
+    const reason = cannotRunHere(scenario, release, cpus);
     if (reason) skipped.push({ name: scenario.name, reason });
     else runnable.push(scenario.name);
   }
