@@ -235,6 +235,18 @@ expect:
   assert.equal(workers.passed, false, 'the dead worker fails the run');
 });
 
+/** SIGSTOPs a worker; should the runner not kill it as it must, the test does (by pid) at its end. */
+function freeze(t: { after(fn: () => void): void }, pid: number): void {
+  process.kill(pid, 'SIGSTOP');
+  t.after(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Killed by the runner, as it should be.
+    }
+  });
+}
+
 const noLifecycle = !loadNativeHelper().helper && 'lifecycle steps (pause) need the native helper';
 
 /** A, paused before its traffic: the kernel queues its connections and nobody greets them. */
@@ -297,14 +309,7 @@ expect:
   await run.waitForStderr(/\(window\) → /);
   const udp = workerPids(run.child.pid!).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(':6000'));
   assert.ok(udp, "U's worker is running");
-  process.kill(udp, 'SIGSTOP');
-  t.after(() => {
-    try {
-      process.kill(udp, 'SIGKILL');
-    } catch {
-      // Killed by the runner, as it should be.
-    }
-  });
+  freeze(t, udp);
   const { code } = await run.finish(60_000);
   assert.equal(code, 1, run.stdout + run.stderr);
   const report = run.stdout.replace(/\n +/g, ' ');
@@ -328,14 +333,7 @@ test('a worker frozen mid-traffic is named, measured results are kept, and nothi
   const namespaces = namespacesOf(workers);
   const [victim] = workers;
   assert.ok(victim, 'a worker is running');
-  process.kill(victim, 'SIGSTOP');
-  t.after(() => {
-    try {
-      process.kill(victim, 'SIGKILL');
-    } catch {
-      // Gone, as it should be.
-    }
-  });
+  freeze(t, victim);
   const startedAt = Date.now();
   const { code } = await run.finish(90_000);
   assert.ok(Date.now() - startedAt < 60_000, 'well before the 120 s scenario limit');
