@@ -73,7 +73,8 @@ function observed(
     workerDeltas: [],
     strangers: 0,
     accounting: [],
-    unknown: [],
+    explained: [],
+    reconciliation: { connectedWithoutGreeting: 0, acceptedWithoutGreeting: 0, neverAccepted: 0, unexplained: 0 },
   } satisfies TrafficObservation;
   return {
     kernel: 'Linux',

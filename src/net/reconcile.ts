@@ -10,13 +10,17 @@ import type { LoadResult } from './load-client.js';
 export interface WorkerCounterDelta {
   pid: number;
   workerId?: number;
-  /** What the worker's own counter grew by over the load; null when it cannot be known (e.g. died uncounted). */
+  /** How findings name it (a scenario's `W#2`); `worker N` by default. */
+  label?: string;
+  /** What the worker's own counter grew by over the load; null when it cannot be known (its counter could not be read). */
   accepted: number | null;
 }
 
 export interface WorkerReconciliation {
   pid: number;
   workerId: number | null;
+  /** How findings name it: the delta's label, else `worker N`. */
+  label: string;
   accepted: number | null;
   attributed: number;
   /** accepted − attributed when that is ≥ 0: accepted, but no greeting reached the client. */
@@ -43,9 +47,26 @@ export interface Reconciliation {
   unexplained: number;
   /** Every count explained: nothing over-attributed, nothing unexplained, no unknown counter. */
   consistent: boolean;
-  /** One sentence per finding, worst first. */
+  /** One sentence per finding, worst first: `problems`, then `explanations`. */
   findings: string[];
+  /** The findings that leave a count wrong or unknown (what makes it inconsistent). */
+  problems: string[];
+  /** The findings that account for a difference exactly: accepted without a greeting, never accepted, strangers. */
+  explanations: string[];
 }
+
+/**
+ * Where the client's unanswered attempts that no worker counted were. TCP: a
+ * connection the client saw established sits in the listener's accept queue
+ * until accept(); with the queue full, the client's final ACK is dropped and
+ * the server holds only a request (tcp_check_req, tcp_abort_on_overflow=0).
+ * UDP: a datagram no worker read stays in the socket's receive queue, or was
+ * dropped because that queue was over sk_rcvbuf (__udp_enqueue_schedule_skb).
+ */
+const NEVER_ACCEPTED = {
+  tcp: 'the client saw connected but got no greeting on were never accepted by a worker (left in a listen queue until the client gave up or the listener closed)',
+  udp: 'without a reply were never read by a worker (left in a receive queue, or dropped there when it was full)',
+} as const;
 
 /** Errors that end a connection that was already up, and so may have been accepted. */
 const AFTER_CONNECT_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
@@ -60,6 +81,7 @@ export function reconcileWithWorkers(result: LoadResult, deltas: readonly Worker
     return {
       pid: d.pid,
       workerId: d.workerId ?? null,
+      label: d.label ?? `worker ${d.workerId ?? '?'}`,
       accepted: d.accepted,
       attributed,
       notGreeted: Math.max(0, difference),
@@ -75,36 +97,33 @@ export function reconcileWithWorkers(result: LoadResult, deltas: readonly Worker
   const unexplained = Math.max(0, acceptedWithoutGreeting - connectedWithoutGreeting);
   const neverAccepted = Math.max(0, connectedWithoutGreeting - acceptedWithoutGreeting);
 
-  const name = (w: WorkerReconciliation) => `worker ${w.workerId ?? '?'} (pid ${w.pid})`;
-  const findings: string[] = [];
+  const name = (w: WorkerReconciliation) => `${w.label} (pid ${w.pid})`;
+  const problems: string[] = [];
   for (const w of workers) {
-    if (w.accepted === null) findings.push(`${name(w)}: its count cannot be known, so it cannot be checked`);
+    if (w.accepted === null) problems.push(`${name(w)}: its count cannot be known, so it cannot be checked`);
     else if (w.overAttributed > 0) {
-      findings.push(
+      problems.push(
         `${name(w)} counted ${w.accepted} but the client read ${w.attributed} greetings from it: impossible, a counter is wrong`,
       );
     }
   }
   if (unexplained > 0) {
-    findings.push(
+    problems.push(
       `${unexplained} ${noun} counted by workers match no client outcome (${acceptedWithoutGreeting} accepted without a greeting, only ${connectedWithoutGreeting} connected without one)`,
     );
   }
+  const explanations: string[] = [];
   if (acceptedWithoutGreeting > 0) {
     const who = workers
       .filter((w) => w.notGreeted > 0)
       .map((w) => `${name(w)} ${w.notGreeted}`)
       .join(', ');
-    findings.push(
-      `${acceptedWithoutGreeting} ${noun} were accepted without a greeting reaching the client (${who}): among its ${result.silent} silent, ${result.inFlight} in flight, ${result.unrecognized} unrecognized and ${resets} reset`,
+    explanations.push(
+      `${acceptedWithoutGreeting} ${noun} were ${result.protocol === 'tcp' ? 'accepted' : 'read'} without a greeting reaching the client (${who}): among its ${result.silent} silent, ${result.inFlight} in flight, ${result.unrecognized} unrecognized and ${resets} reset`,
     );
   }
-  if (neverAccepted > 0) {
-    findings.push(
-      `${neverAccepted} ${noun} the client connected but got no greeting on were never accepted by a worker (still queued when it let go)`,
-    );
-  }
-  if (strangers > 0) findings.push(`${strangers} ${noun} were answered by workers not in the list`);
+  if (neverAccepted > 0) explanations.push(`${neverAccepted} ${noun} ${NEVER_ACCEPTED[result.protocol]}`);
+  if (strangers > 0) explanations.push(`${strangers} ${noun} were answered by workers not in the list`);
   return {
     workers,
     strangers,
@@ -112,7 +131,9 @@ export function reconcileWithWorkers(result: LoadResult, deltas: readonly Worker
     acceptedWithoutGreeting,
     neverAccepted,
     unexplained,
-    consistent: unexplained === 0 && workers.every((w) => w.accepted !== null && w.overAttributed === 0),
-    findings,
+    consistent: problems.length === 0,
+    findings: [...problems, ...explanations],
+    problems,
+    explanations,
   };
 }

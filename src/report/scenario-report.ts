@@ -101,7 +101,8 @@ export function formatScenario(result: ScenarioResult, style: Style, columns = 8
           s.reuseport ? 'SO_REUSEPORT' : 'no SO_REUSEPORT',
           s.user !== undefined ? `user ${s.user}` : 'this user',
           `×${s.replicas}`,
-          [...new Set(binds)].join(' '),
+          // One outcome for all, or each replica's own ("#1 ok, then died; #2 ok").
+          new Set(binds).size === 1 ? binds[0]! : instances.map((i, n) => `#${i.replica} ${binds[n]}`).join('; '),
           instances.map((i) => i.pid).join(' '),
         ];
       });
@@ -155,7 +156,7 @@ export function formatScenario(result: ScenarioResult, style: Style, columns = 8
         lines.push(
           style.dim(
             delta.accepted === null
-              ? `   Server ${formatHostPort(spec.address, spec.port)} (${delta.pid}) accept success: unknown (the worker died or did not answer)`
+              ? `   Server ${formatHostPort(spec.address, spec.port)} (${delta.pid}) accept success: unknown (its counter file could not be read)`
               : `   ${acceptLine(spec.address, spec.port, delta.pid, delta.accepted)}`,
           ),
         );

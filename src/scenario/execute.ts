@@ -7,6 +7,7 @@ import { chooseEngine, requestedEngine } from '../net/engine.js';
 import { workerKey } from '../net/greeting.js';
 import type { LoadResult } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
+import { reconcileWithWorkers } from '../net/reconcile.js';
 import { resolveUser, type UserIdentity } from '../net/users.js';
 import { type BindOutcome, spawnWorker, type WorkerExit } from '../net/worker-pool.js';
 import {
@@ -280,11 +281,20 @@ async function stopInstances(instances: Instance[]): Promise<void> {
   await Promise.all(instances.map((i) => i.worker.exited));
 }
 
+/** An instance's exact counter; null only when its counter file cannot be read. */
+function counterOf(instance: Instance): number | null {
+  try {
+    return instance.worker.accepted;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * The counter of each instance. The count itself is exact whatever the worker
- * became (it lives in a counter file the worker writes before it greets);
- * a ping tells whether the worker still answers, and one that does not is
- * named as frozen and stopped.
+ * The counter of each instance after a step. The count itself is exact
+ * whatever the worker became (it lives in a counter file the worker writes
+ * before it greets, which the parent holds); a ping tells whether the worker
+ * still answers, and one that does not is named as frozen and stopped.
  */
 async function readCounters(group: Instance[], position: Position): Promise<(number | null)[]> {
   return Promise.all(
@@ -295,7 +305,7 @@ async function readCounters(group: Instance[], position: Position): Promise<(num
         if (state === 'gone' || state.startsWith('exited')) await within(instance.worker.exited, ANSWER_TIMEOUT_MS);
         if (instance.running) giveUp(instance, 'did not answer a ping', position);
       }
-      return instance.worker.count();
+      return counterOf(instance);
     }),
   );
 }
@@ -388,61 +398,47 @@ async function runTraffic(
 ): Promise<StepRecord> {
   const spec = step.traffic;
   const running = instances.filter((i) => i.running);
-  const before = await readCounters(running, position);
+  // No ping before: a worker frozen before the step meets its traffic as a real client would meet it, and the
+  // ping after the traffic names it.
+  const before = running.map(counterOf);
   const { load, swept } = await sendTrafficFor({ ...spec, port }, TRAFFIC_DEADLINE_MS, signal, namespaces);
   const after = await readCounters(running, position);
-  const tallies = clientTallies(load);
-  const perInstance = running.map((i) => {
-    const tally = tallies.get(workerKey({ workerId: i.observation.workerId, pid: i.worker.pid, local: '' }));
+  // Dead and killed workers included: their counter files outlive them, so every count is exact.
+  const reconciliation = reconcileWithWorkers(
+    load,
+    running.map((i, n) => {
+      const [b, a] = [before[n], after[n]];
+      return {
+        pid: i.worker.pid,
+        workerId: i.observation.workerId,
+        label: `${i.server.id}#${i.replica}`,
+        accepted: b === null || b === undefined || a === null || a === undefined ? null : a - b,
+      };
+    }),
+  );
+  const sourcePorts = distinctSourcePortsByWorker(load);
+  const perInstance = running.map((i, n) => {
+    const ports = sourcePorts.get(workerKey({ workerId: i.observation.workerId, pid: i.worker.pid, local: '' }));
     return {
       server: i.server.id,
       replica: i.replica,
       pid: i.worker.pid,
-      count: tally?.count ?? 0,
-      ...(tally?.distinctSourcePorts !== undefined ? { distinctSourcePorts: tally.distinctSourcePorts } : {}),
+      count: reconciliation.workers[n]!.attributed,
+      ...(ports !== undefined ? { distinctSourcePorts: ports } : {}),
     };
   });
-  const deltas = running.map((_, n) => {
-    const [b, a] = [before[n], after[n]];
-    return b === null || b === undefined || a === null || a === undefined ? null : a - b;
+  const workerDeltas = running.map((i, n) => {
+    const { accepted, attributed, notGreeted, overAttributed } = reconciliation.workers[n]!;
+    return {
+      server: i.server.id,
+      replica: i.replica,
+      pid: i.worker.pid,
+      accepted,
+      attributed,
+      notGreeted,
+      overAttributed,
+    };
   });
-  // A worker that died during the load answers with the last count it sent: tell that apart from a real mismatch.
-  await Promise.all(
-    running.map(async (instance, n) => {
-      if (deltas[n] === null || deltas[n] === perInstance[n]!.count) return;
-      const state = processState(instance.worker.pid);
-      if (state === 'gone' || state.startsWith('exited')) {
-        await within(instance.worker.exited, ANSWER_TIMEOUT_MS);
-        deltas[n] = null;
-      }
-    }),
-  );
-  const workerDeltas = running.map((i, n) => ({
-    server: i.server.id,
-    replica: i.replica,
-    pid: i.worker.pid,
-    accepted: deltas[n] ?? null,
-  }));
-  const known = perInstance.reduce((sum, p) => sum + p.count, 0);
-  const strangers = load.attributed - known;
-  const accounting: string[] = [];
-  const unknown: string[] = [];
-  perInstance.forEach((p, n) => {
-    const name = `${p.server}#${p.replica} (pid ${p.pid})`;
-    const delta = workerDeltas[n]!.accepted;
-    const faulted = running[n]!.observation.fault;
-    if (delta === null) {
-      unknown.push(`${name} could not report its counter: the client attributed ${p.count} to it`);
-    } else if (faulted && delta >= p.count) {
-      // Accepted but never greeted: those clients are among the step's failures.
-      unknown.push(`${name} ${faulted.how}: it counted ${delta} accepts; the client attributed ${p.count} to it`);
-    } else if (delta !== p.count) {
-      accounting.push(`${name} counted ${delta} accepts but the client attributed ${p.count} to it`);
-    }
-  });
-  if (load.unrecognized > 0) accounting.push(`${load.unrecognized} connections were answered without a greeting`);
-  if (load.inFlight > 0) accounting.push(`${load.inFlight} connections were cut off in flight`);
-  if (strangers > 0) accounting.push(`${strangers} connections were answered by workers this scenario did not start`);
   const observation: TrafficObservation = {
     id: spec.id,
     target: spec.target,
@@ -450,9 +446,15 @@ async function runTraffic(
     load,
     perInstance,
     workerDeltas,
-    strangers,
-    accounting,
-    unknown,
+    strangers: reconciliation.strangers,
+    accounting: reconciliation.problems,
+    explained: reconciliation.explanations,
+    reconciliation: {
+      connectedWithoutGreeting: reconciliation.connectedWithoutGreeting,
+      acceptedWithoutGreeting: reconciliation.acceptedWithoutGreeting,
+      neverAccepted: reconciliation.neverAccepted,
+      unexplained: reconciliation.unexplained,
+    },
     ...(swept
       ? {
           sweep: sweepObservation(
@@ -467,14 +469,14 @@ async function runTraffic(
 }
 
 /**
- * The client's per-worker tallies by worker key. Touch point for the load
- * client's `perWorker[].distinctSourcePorts` (read here when present).
+ * The distinct source ports the client saw per worker, by worker key. Touch
+ * point for the load client's `perWorker[].distinctSourcePorts` (read when present).
  */
-function clientTallies(load: LoadResult): Map<string, { count: number; distinctSourcePorts?: number }> {
+function distinctSourcePortsByWorker(load: LoadResult): Map<string, number> {
   return new Map(
-    load.perWorker.map((w) => {
+    load.perWorker.flatMap((w) => {
       const ports = (w as { distinctSourcePorts?: unknown }).distinctSourcePorts;
-      return [workerKey(w), { count: w.count, ...(typeof ports === 'number' ? { distinctSourcePorts: ports } : {}) }];
+      return typeof ports === 'number' ? [[workerKey(w), ports] as const] : [];
     }),
   );
 }

@@ -60,21 +60,7 @@ export function evaluate(scenario: Scenario, observations: Observations): Expect
       observed: describeBinds(instances),
     });
   }
-  for (const traffic of observations.traffic) {
-    const notes = traffic.unknown.length > 0 ? ` (not compared: ${traffic.unknown.join('; ')})` : '';
-    const accepted = traffic.workerDeltas.reduce((s, d) => s + (d.accepted ?? 0), 0);
-    results.push({
-      kind: 'accounting',
-      line: 0,
-      description: `${traffic.id}: every connection counted once, by the client and by exactly one worker`,
-      passed: traffic.accounting.length === 0,
-      expected: "client tallies equal the workers' accept counters",
-      observed:
-        traffic.accounting.length === 0
-          ? `${traffic.load.attributed} attributed = ${accepted} accepted${notes}`
-          : `${traffic.accounting.join('; ')}${notes}`,
-    });
-  }
+  for (const traffic of observations.traffic) results.push(judgeAccounting(traffic));
   // Every failed connection or lost datagram fails the scenario, unless a `fails` expectation allows (and judges) its kind.
   for (const traffic of observations.traffic) {
     const failures = trafficFailures(traffic.load).filter((f) => !failureAllowed(scenario, traffic.id, f.kind));
@@ -108,6 +94,31 @@ export function evaluate(scenario: Scenario, observations: Observations): Expect
     });
   }
   return results;
+}
+
+/**
+ * The workers' own counters against the client's tallies (reconciled in
+ * src/net/reconcile.ts): passes when every count is known and every
+ * difference is explained, and nobody outside the scenario answered.
+ */
+function judgeAccounting(traffic: TrafficObservation): ExpectationResult {
+  const { load, reconciliation } = traffic;
+  const accepted = traffic.workerDeltas.reduce((s, d) => s + (d.accepted ?? 0), 0);
+  const noun = load.protocol === 'tcp' ? 'accepted' : 'read';
+  const passed = traffic.accounting.length === 0 && traffic.strangers === 0;
+  const sum =
+    reconciliation.acceptedWithoutGreeting > 0
+      ? `${accepted} ${noun} = ${load.attributed} attributed + ${reconciliation.acceptedWithoutGreeting} without a greeting`
+      : `${load.attributed} attributed = ${accepted} ${noun}`;
+  return {
+    kind: 'accounting',
+    line: 0,
+    description: `${traffic.id}: the workers' own counters match the client's tallies, every difference explained`,
+    passed,
+    expected:
+      "every count known, and each worker's count = what the client attributed to it + what it took without greeting",
+    observed: [...(passed ? [sum] : traffic.accounting), ...traffic.explained].join('; '),
+  };
 }
 
 /** "W#2 (pid 812) was killed by SIGKILL during step 3 (1000 connections to 127.0.0.1:6000 (lb))". */

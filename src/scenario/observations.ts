@@ -1,6 +1,7 @@
 import type { EffectiveOptions } from '../net/binder.js';
 import type { EngineName } from '../net/engine.js';
 import type { LoadResult } from '../net/load-client.js';
+import type { Reconciliation } from '../net/reconcile.js';
 import type { HoldObservation, LifecycleRecord, StepKernel } from './lifecycle-run.js';
 import type { Scenario } from './schema.js';
 import type { SweepObservation } from './steering-run.js';
@@ -68,14 +69,32 @@ export interface TrafficObservation {
    * the load client reports it (see expect.ts, balanced).
    */
   perInstance: { server: string; replica: number; pid: number; count: number; distinctSourcePorts?: number }[];
-  /** What each running worker's own counter grew by during this step; null when the worker could not say (it died or froze). */
-  workerDeltas: { server: string; replica: number; pid: number; accepted: number | null }[];
+  /**
+   * Each running worker's own counter against the client's tally (reconcileWithWorkers): `accepted` is what
+   * its counter grew by during this step, exact also for a worker that died or was killed (its counter file
+   * outlives it); null only when the counter could not be read. `attributed` + `notGreeted` = `accepted`
+   * whenever `overAttributed` is 0.
+   */
+  workerDeltas: {
+    server: string;
+    replica: number;
+    pid: number;
+    accepted: number | null;
+    attributed: number;
+    notGreeted: number;
+    overAttributed: number;
+  }[];
   /** Greetings from workers this scenario did not start. */
   strangers: number;
-  /** Every disagreement between the client's tally and the workers' counters. */
+  /** Counts that are wrong or cannot be known; each fails the accounting check. */
   accounting: string[];
-  /** Counters that could not be compared, and why (a faulted worker); these are not disagreements. */
-  unknown: string[];
+  /** How every difference between the workers' counters and the client's tallies is accounted for, exactly. */
+  explained: string[];
+  /** The totals behind `explained` (src/net/reconcile.ts). */
+  reconciliation: Pick<
+    Reconciliation,
+    'connectedWithoutGreeting' | 'acceptedWithoutGreeting' | 'neverAccepted' | 'unexplained'
+  >;
   /** A `sourcePorts` sweep: who answered each source port, round by round. */
   sweep?: SweepObservation;
 }
