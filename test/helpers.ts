@@ -407,11 +407,16 @@ export function replicatedW(address: string, replicas: number, rest: string): st
  * and the suite runs dozens of them, so a run whose only failures are such
  * p-values is run once more: two in a row would happen once in a million.
  */
+export function runShipped(args: string[]): Promise<CliResult>;
+export function runShipped<R extends { code: number | null; stdout: string }>(
+  args: string[],
+  run: (args: string[]) => Promise<R>,
+): Promise<R>;
 export async function runShipped(
   args: string[],
   // Nine scenarios and more, with other suites running beside: more than runCli's default minute on a busy machine.
-  run: (args: string[]) => Promise<Omit<CliResult, 'signal'>> = (a) => runCli(a, { timeoutMs: 180_000 }),
-): Promise<Omit<CliResult, 'signal'>> {
+  run: (args: string[]) => Promise<{ code: number | null; stdout: string }> = (a) => runCli(a, { timeoutMs: 180_000 }),
+): Promise<{ code: number | null; stdout: string }> {
   const first = await run(args);
   if (first.code !== 1 || !args.includes('--json')) return first;
   const doc = JSON.parse(first.stdout) as {
