@@ -1,15 +1,16 @@
 /*
- * reuseport-compare: the orchestrator. It runs the phases in order, each
- * model in turn (heavy: in alternating rounds), and prints one JSON line per
- * measured run. It analyses nothing: src/compare/ does that.
+ * reuseport-compare: the orchestrator. It runs the phases (order, light,
+ * stall, heavy, slow), each model in turn (light and heavy: in alternating
+ * rounds), and prints one JSON line per measured run. It analyses nothing:
+ * src/compare/ does that.
  *
  * Usage: reuseport-compare [--netns] [--workers N] [--models a,b] [--phases a,b] [--scale F]
  *                          [--light-rounds N] [--heavy-rounds N] [--heavy-concurrency N] [--burn-us N]
  *                          [--node PATH --node-script PATH]
  *
  * Servers are started once per handler and kept across the rounds of a phase
- * (order and light share them; a Node cluster costs far more to start than a
- * round lasts), so rounds alternate between running models.
+ * (order, light and stall share them; a Node cluster costs far more to start
+ * than a round lasts), so rounds alternate between running models.
  * Exit: 0 done, 1 a model could not start, 2 bad arguments, 130 interrupted.
  */
 #include "compare.h"
@@ -346,18 +347,21 @@ static void release(model_kind model) {
   pool[model].running = 0;
 }
 
-/* Stops every pooled server; keep_node leaves the Node clusters running for the next phase. */
-static void release_all(int keep_node) {
-  for (int m = 0; m < MODEL_COUNT; m++) {
-    if (!(keep_node && is_node_model(m))) release(m);
-    pool[m].failed = 0;
-  }
+/* A model that could not start in one phase is tried again (and reported again) in the next. */
+static void retry_failed(void) {
+  for (int m = 0; m < MODEL_COUNT; m++) pool[m].failed = 0;
+}
+
+/* Stops every pooled server. */
+static void release_all(void) {
+  for (int m = 0; m < MODEL_COUNT; m++) release(m);
+  retry_failed();
 }
 
 static server *acquire(const options *o, const char *phase, model_kind model, handler_kind handler,
                        uint64_t burn_iterations, int *failures) {
   pooled_server *p = &pool[model];
-  if (p->running && p->s.handler != handler && !is_node_model(model)) release(model);
+  if (p->running && p->s.handler != handler) release(model);
   if (p->running || p->failed) return p->running ? &p->s : NULL;
   p->s = (server){.model = model, .workers = o->workers, .handler = handler, .burn_iterations = burn_iterations};
   const char *what = "";
@@ -390,11 +394,6 @@ static int measure(const char *phase, int round, server *s, load_spec spec) {
   return 0;
 }
 
-/* Node clusters answer only light requests (a JS loop would measure V8, not the accept model). */
-static int phase_takes(int phase, model_kind model) {
-  return !is_node_model(model) || phase == PHASE_ORDER || phase == PHASE_LIGHT;
-}
-
 /*
  * Every model in turn, `rounds` times over (alternating rounds); fresh servers
  * per run when `fresh` (a stall or a slow worker leaves a backlog behind).
@@ -406,7 +405,6 @@ static int run_phase(const options *o, int phase, int rounds, handler_kind handl
   for (int round = 0; round < rounds && !compare_interrupted; round++) {
     for (int m = 0; m < o->model_count && !compare_interrupted; m++) {
       model_kind model = o->models[m];
-      if (!phase_takes(phase, model)) continue;
       server *s = acquire(o, phase_names[phase], model, handler, burn_iterations, &failures);
       if (s == NULL) continue;
       load_spec run_spec = spec;
@@ -493,15 +491,12 @@ int main(int argc, char **argv) {
     load_spec spec = {.concurrency = 8, .warmup_ns = ms(&o, 20), .measure_ns = ms(&o, 100), .timeout_ns = 1000000000ull};
     failures += run_phase(&o, PHASE_LIGHT, o.light_rounds, HANDLER_LIGHT, 0, spec, 0);
   }
-  release_all(0);
-  if (o.phases[PHASE_HEAVY] && !compare_interrupted) {
-    load_spec spec = {.concurrency = heavy_concurrency,
-                      .warmup_ns = ms(&o, 50),
-                      .measure_ns = ms(&o, 200),
-                      .timeout_ns = 5000000000ull};
-    failures += run_phase(&o, PHASE_HEAVY, o.heavy_rounds, HANDLER_HEAVY, burn_iterations, spec, 0);
-    release_all(0);
-  }
+  /*
+   * The stall runs on the servers the light phase left running (same handler;
+   * each is stopped after its stall run), which saves starting every Node
+   * cluster once more; heavy then starts its own.
+   */
+  retry_failed();
   if (o.phases[PHASE_STALL] && !compare_interrupted) {
     load_spec spec = {.concurrency = 2048,
                       .rate = 2000,
@@ -511,6 +506,15 @@ int main(int argc, char **argv) {
                       .stall_at_ns = ms(&o, 25),
                       .stall_ns = ms(&o, 300)};
     failures += run_phase(&o, PHASE_STALL, 1, HANDLER_LIGHT, 0, spec, 1);
+  }
+  release_all();
+  if (o.phases[PHASE_HEAVY] && !compare_interrupted) {
+    load_spec spec = {.concurrency = heavy_concurrency,
+                      .warmup_ns = ms(&o, 50),
+                      .measure_ns = ms(&o, 200),
+                      .timeout_ns = 5000000000ull};
+    failures += run_phase(&o, PHASE_HEAVY, o.heavy_rounds, HANDLER_HEAVY, burn_iterations, spec, 0);
+    release_all();
   }
   if (o.phases[PHASE_SLOW] && !compare_interrupted) {
     /*
@@ -525,7 +529,7 @@ int main(int argc, char **argv) {
                       .timeout_ns = 300000000ull};
     failures += run_phase(&o, PHASE_SLOW, 1, HANDLER_SLOW, 0, spec, 1);
   }
-  release_all(0);
+  release_all();
   kill_tracked_children();
   printf("{\"type\":\"end\",\"failures\":%d}\n", failures);
   fflush(stdout);

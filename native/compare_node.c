@@ -1,8 +1,9 @@
 /*
  * The Node cluster models (reuseport compare --with-node). The orchestrator
  * starts a Node primary (src/compare/node-cluster.ts) with the Node that runs
- * `reuseport`; the primary forks the cluster workers, which answer with the
- * same two-byte reply as the C handler and close first. The primary leads its
+ * `reuseport`; the primary forks the cluster workers, which run the C
+ * handler's steps (the same calibrated burn through the addon, the same slow
+ * sleep, the same two-byte reply) and close first. The primary leads its
  * own process group, so the whole cluster is stopped with one signal, and this
  * process is a child subreaper (compare_main.c), so the orphaned workers are
  * reaped here rather than left as zombies for init.
@@ -29,6 +30,14 @@ static const char *policy_of(model_kind model) {
     case MODEL_NODE_CLUSTER_RR: return "rr";
     case MODEL_NODE_SCHED_NONE: return "none";
     default: return "reuseport";
+  }
+}
+
+static const char *handler_name(handler_kind handler) {
+  switch (handler) {
+    case HANDLER_HEAVY: return "heavy";
+    case HANDLER_SLOW: return "slow";
+    default: return "light";
   }
 }
 
@@ -82,10 +91,15 @@ int node_server_start(server *s, const char **what) {
     return err;
   }
   if (pid == 0) {
-    char workers[16];
+    /* The handler's parameters come from here, so the Node workers burn and sleep exactly as the C ones. */
+    char workers[16], iterations[32], slow_every[16], slow_sleep_ms[16];
     snprintf(workers, sizeof workers, "%d", s->workers);
+    snprintf(iterations, sizeof iterations, "%llu", (unsigned long long)s->burn_iterations);
+    snprintf(slow_every, sizeof slow_every, "%d", SLOW_EVERY);
+    snprintf(slow_sleep_ms, sizeof slow_sleep_ms, "%d", SLOW_SLEEP_MS);
     if (dup2(channel[1], STDOUT_FILENO) < 0) _exit(127);
-    execl(node_executable, node_executable, node_script, policy_of(s->model), workers, (char *)NULL);
+    execl(node_executable, node_executable, node_script, policy_of(s->model), workers, handler_name(s->handler),
+          iterations, slow_every, slow_sleep_ms, (char *)NULL);
     _exit(127);
   }
   s->dispatcher_pid = pid;
@@ -96,6 +110,17 @@ int node_server_start(server *s, const char **what) {
   if (err != 0) {
     *what = "node start";
     return err;
+  }
+  if (strncmp(line, "error ", 6) == 0) {
+    /* The cluster's own reason (a worker could not listen or load the burn), made safe for a JSON string. */
+    static char reason[256];
+    snprintf(reason, sizeof reason, "node start: %.200s", line + 6);
+    for (char *c = reason; *c; c++) {
+      if (*c == '\n') *c = '\0';
+      else if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = '\'';
+    }
+    *what = reason;
+    return EPROTO;
   }
   char *cursor = line;
   char *end;

@@ -7,6 +7,8 @@ import { CONN_OK, CONN_TIMEOUT, isNodeModel, type ModelName, type RunLine } from
 
 /** A connection slower than this counts as delayed in the stall phase. */
 export const DELAYED_US = 100_000;
+/** Stall phase: the share of connections outside the stop that, delayed, marks a model as overloaded by the rate itself. */
+export const OVERLOADED_SHARE = 0.1;
 /** The client's own CPU share above which a connection rate is called client-bound. */
 export const CLIENT_BOUND_CPU = 0.6;
 /** Machine-wide CPU share above which a rate is called machine-bound (every core busy). */
@@ -135,6 +137,13 @@ export interface StallFigures {
   resumed: boolean;
   /** Connections started while the worker was stopped. */
   startedWhileStopped: number;
+  /**
+   * Delayed connections that started before the stop or after it: none wait on the stopped worker,
+   * so many of them mean the model could not keep up with the rate at all (see `overloaded`).
+   */
+  delayedOutsideStop: number;
+  /** More than OVERLOADED_SHARE of the connections outside the stop were delayed. */
+  overloaded: boolean;
   /** Of those, the ones the stopped worker served (after it was resumed). */
   landedOnStopped: number;
   expectedShare: number;
@@ -417,29 +426,41 @@ export function analyzeHeavy(runs: readonly RunLine[], cores: number): HeavyFigu
   const baseline = roundsOf('shared-fifo');
   return models.map((model) => {
     const rounds = roundsOf(model);
-    const paired = rounds.flatMap((r) => {
-      const base = baseline.find((b) => b.round === r.round);
-      return base ? [{ r: r.latency, b: base.latency }] : [];
-    });
-    const ratio = (key: keyof LatencySummary) =>
-      median(paired.filter((p) => p.b[key] > 0).map((p) => p.r[key] / p.b[key]));
     return {
       model,
       rounds,
       median: medianSummary(rounds.map((r) => r.latency)),
-      ratioToSharedFifo:
-        paired.length === 0
-          ? null
-          : {
-              mean: ratio('meanUs'),
-              p50: ratio('p50Us'),
-              p99: ratio('p99Us'),
-              max: ratio('maxUs'),
-              stdev: ratio('stdevUs'),
-            },
-      stdevRatioByRound: paired.filter((p) => p.b.stdevUs > 0).map((p) => p.r.stdevUs / p.b.stdevUs),
+      ratioToSharedFifo: heavyRatios(rounds, baseline),
+      stdevRatioByRound: pairRounds(rounds, baseline)
+        .filter((p) => p.b.stdevUs > 0)
+        .map((p) => p.r.stdevUs / p.b.stdevUs),
     };
   });
+}
+
+function pairRounds(
+  rounds: readonly HeavyRound[],
+  baseline: readonly HeavyRound[],
+): { r: LatencySummary; b: LatencySummary }[] {
+  return rounds.flatMap((r) => {
+    const base = baseline.find((b) => b.round === r.round);
+    return base ? [{ r: r.latency, b: base.latency }] : [];
+  });
+}
+
+/** Medians over rounds of one model's latency figures divided by another's in the same round; null when no round pairs. */
+export function heavyRatios(rounds: readonly HeavyRound[], baseline: readonly HeavyRound[]): HeavyRatios | null {
+  const paired = pairRounds(rounds, baseline);
+  if (paired.length === 0) return null;
+  const ratio = (key: keyof LatencySummary) =>
+    median(paired.filter((p) => p.b[key] > 0).map((p) => p.r[key] / p.b[key]));
+  return {
+    mean: ratio('meanUs'),
+    p50: ratio('p50Us'),
+    p99: ratio('p99Us'),
+    max: ratio('maxUs'),
+    stdev: ratio('stdevUs'),
+  };
 }
 
 export function analyzeStall(run: RunLine, workers: number): StallFigures {
@@ -449,19 +470,25 @@ export function analyzeStall(run: RunLine, workers: number): StallFigures {
   const { startUs, worker, latencyUs, status } = run.samples;
   let started = 0;
   let landed = 0;
+  let delayedOutside = 0;
   startUs.forEach((t, i) => {
     if (t >= from && t < to) {
       started++;
       if (worker[i] === stall.worker) landed++;
+    } else if (status[i] === CONN_OK && (latencyUs[i] ?? 0) > DELAYED_US) {
+      delayedOutside++;
     }
   });
   const expected = started / workers;
+  const outside = startUs.length - started;
   return {
     model: run.model,
     stoppedWorker: stall.worker,
     stoppedForMs: stall.stoppedNs / 1e6,
     resumed: stall.resumed,
     startedWhileStopped: started,
+    delayedOutsideStop: delayedOutside,
+    overloaded: outside > 0 && delayedOutside > OVERLOADED_SHARE * outside,
     landedOnStopped: landed,
     expectedShare: 1 / workers,
     ofExpected: expected > 0 ? landed / expected : 0,
