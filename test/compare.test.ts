@@ -346,6 +346,85 @@ test('--with-node runs Node cluster round-robin and SCHED_NONE (and reusePort wh
   assert.deepEqual(await waitGone(node.pids), []);
 });
 
+/** Node's reusePort model needs Node >= 22.12 / 23.1: on older Node its part of a test skips, with the reason. */
+const nodeReusePort = await probeBuiltin();
+const skipNodeReusePort =
+  skip || (!nodeReusePort.ok && `node-reuseport is not available on ${process.version}: ${nodeReusePort.reason}`);
+
+/** One short --with-node run of the heavy and stall phases, shared by the tests below. */
+let nodePhases: Promise<{ code: number | null; stderr: string; report: CompareReport }> | undefined;
+function nodePhasesRun() {
+  // A fifth of the default lengths: heavy rounds of 10 + 40 ms, a 60 ms stop at 2000 connections/s.
+  nodePhases ??= runCli(
+    ['compare', '--with-node', '--phases', 'heavy,stall', '--models', 'reuseport,shared-fifo', '--json'],
+    {
+      env: { [COMPARE_SCALE_ENV]: '0.2' },
+      timeoutMs: 90_000,
+    },
+  ).then((result) => ({
+    code: result.code,
+    stderr: result.stderr,
+    report: JSON.parse(result.stdout) as CompareReport,
+  }));
+  return nodePhases;
+}
+
+const nodeModelsHere = NODE_MODELS.filter((m) => m !== 'node-reuseport' || nodeReusePort.ok);
+
+test('--with-node: the Node models take part in the heavy phase, burning the calibrated CPU per request', {
+  skip,
+}, async () => {
+  const { code, stderr, report } = await nodePhasesRun();
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(report.failures, []);
+  assert.deepEqual(report.nodeModels?.ran, nodeModelsHere);
+  for (const model of nodeModelsHere) {
+    const heavy = report.figures.heavy.find((f) => f.model === model);
+    assert.ok(heavy, model);
+    assert.equal(heavy.rounds.length, report.setup.heavyRounds, model);
+    const served = heavy.rounds.reduce((sum, r) => sum + r.latency.count, 0);
+    assert.ok(served > 0, `${model} served heavy requests`);
+    assert.ok(heavy.ratioToSharedFifo !== null, model);
+    // Each reply comes after the handler burned about burnUs of CPU: a JS handler without the burn answers in far less.
+    assert.ok(
+      heavy.median.p50Us >= report.setup.burnUs / 2,
+      `${model} p50 ${heavy.median.p50Us} µs against a ${report.setup.burnUs} µs burn`,
+    );
+  }
+});
+
+test('--with-node: a Node worker is stopped in the stall phase and resumed, and no Node process is left', {
+  skip,
+}, async () => {
+  const { code, stderr, report } = await nodePhasesRun();
+  assert.equal(code, 0, stderr);
+  for (const model of nodeModelsHere) {
+    const stall = report.figures.stall.find((f) => f.model === model);
+    assert.ok(stall, model);
+    assert.equal(stall.resumed, true, model);
+    assert.ok(stall.stoppedForMs > 0 && stall.startedWhileStopped > 0 && stall.connections > 0, model);
+    // The stopped process was the model's worker 0 (a Node cluster worker), not its primary.
+    const raw = report.raw.find((r) => r.phase === 'stall' && r.model === model);
+    assert.ok(raw?.stall, model);
+    assert.equal(raw.stall.pid, raw.pids[0], model);
+    assert.notEqual(raw.stall.pid, raw.dispatcherPid, model);
+    assert.ok(report.pids.includes(raw.stall.pid) && report.pids.includes(raw.dispatcherPid), model);
+  }
+  assert.deepEqual(await waitGone(report.pids), []);
+  if (report.isolation.kind === 'netns') assert.ok(!netNamespaces().has(report.netns), 'the namespace is gone');
+});
+
+test('--with-node: the stopped node-reuseport worker keeps its hash share and serves it once resumed', {
+  skip: skipNodeReusePort,
+}, async () => {
+  const { code, stderr, report } = await nodePhasesRun();
+  assert.equal(code, 0, stderr);
+  const stall = report.figures.stall.find((f) => f.model === 'node-reuseport');
+  assert.ok(stall);
+  // Connections that started during the stop and were served by the stopped worker: it ran again after SIGCONT.
+  assert.ok(stall.landedOnStopped > 0, `landed ${stall.landedOnStopped} of ${stall.startedWhileStopped}`);
+});
+
 async function assertUsage(args: string[], pattern: RegExp, env?: NodeJS.ProcessEnv): Promise<void> {
   const result = await runCli(args, env ? { env } : {});
   assert.equal(result.code, 2, result.stderr);

@@ -4,7 +4,7 @@
  * one heavy rerun, fits the limit on 2 cores; this module accounts for where
  * the time went and decides whether a rerun still fits. Data only.
  */
-import { PHASES, type PhaseLine, type PhaseName } from './protocol.js';
+import type { PhaseLine, PhaseName } from './protocol.js';
 
 /** Goal for the default run on 2 cores (issue #10, G1). */
 export const TIME_LIMIT_MS = 15_000;
@@ -53,12 +53,8 @@ export function accountBudget(input: {
   phases: readonly PhaseLine[];
   heavyRerun: HeavyRerunTime | null;
 }): TimeBudget {
-  // In the documented phase order, whatever order the executable ran them in (stall runs before heavy).
   const phases: Partial<Record<PhaseName, PhaseTime>> = {};
-  for (const name of PHASES) {
-    const line = input.phases.find((p) => p.phase === name);
-    if (line) phases[name] = phaseTime(line);
-  }
+  for (const line of input.phases) phases[line.phase] = phaseTime(line);
   const inPhases = Object.values(phases).reduce((sum, p) => sum + p.usedMs, 0) + (input.heavyRerun?.time?.usedMs ?? 0);
   return {
     limitMs: input.limitMs,

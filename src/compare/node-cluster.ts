@@ -18,14 +18,19 @@
  * then a two-byte reply naming the worker, and the server closes first. When
  * every worker listens, the primary prints one line,
  * "PORT PRIMARY_PID WORKER_PID...", on stdout; a failure is "error WHAT".
+ * Then it takes commands on stdin, "handler KIND ITERATIONS", and answers
+ * "ok" once every worker runs that handler, so one cluster serves every phase.
  */
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
+import { createInterface } from 'node:readline';
 import { loadNativeHelper } from '../net/native.js';
 
 type Policy = 'rr' | 'none' | 'reuseport';
 type HandlerKind = 'light' | 'heavy' | 'slow';
-type WorkerMessage = { port: number } | { error: string };
+type WorkerMessage = { port: number } | { error: string } | { switched: HandlerKind };
+/** From the primary: run another handler from now on (the slow parameters stay those of the command line). */
+type PrimaryMessage = { handler: Pick<HandlerSpec, 'kind' | 'burnIterations'> };
 
 interface HandlerSpec {
   kind: HandlerKind;
@@ -35,6 +40,10 @@ interface HandlerSpec {
 }
 
 const INDEX_ENV = 'REUSEPORT_COMPARE_WORKER';
+
+function isHandlerKind(text: string | undefined): text is HandlerKind {
+  return text === 'light' || text === 'heavy' || text === 'slow';
+}
 const PORT_ENV = 'REUSEPORT_COMPARE_PORT';
 
 /** The addon's cpuBurn (native/compare_burn.c), or why it cannot be had. */
@@ -66,11 +75,20 @@ function handlerWork(spec: HandlerSpec, index: number): (() => void) | string {
 
 function runWorker(policy: Policy, spec: HandlerSpec): void {
   const index = Number(process.env[INDEX_ENV]);
-  const work = handlerWork(spec, index);
-  if (typeof work === 'string') {
-    process.send?.({ error: work });
+  const initial = handlerWork(spec, index);
+  if (typeof initial === 'string') {
+    process.send?.({ error: initial });
     return;
   }
+  let work = initial;
+  process.on('message', (message: PrimaryMessage) => {
+    const next = handlerWork({ ...spec, ...message.handler }, index);
+    if (typeof next === 'string') process.send?.({ error: next });
+    else {
+      work = next;
+      process.send?.({ switched: message.handler.kind });
+    }
+  });
   const reply = Buffer.from([index, 10]);
   const server = net.createServer((socket) => {
     // A client that timed out resets; that is its business, not a crash.
@@ -86,10 +104,22 @@ function runWorker(policy: Policy, spec: HandlerSpec): void {
   );
 }
 
+/** A command on the primary's stdin: "handler KIND ITERATIONS". */
+function parseSwitch(line: string): PrimaryMessage | null {
+  const [word, kind, iterations] = line.trim().split(' ');
+  const burnIterations = Number(iterations);
+  if (word !== 'handler' || !isHandlerKind(kind) || !Number.isSafeInteger(burnIterations) || burnIterations < 0) {
+    return null;
+  }
+  return { handler: { kind, burnIterations } };
+}
+
 function runPrimary(policy: Policy, workers: number): void {
   cluster.schedulingPolicy = policy === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   const pids: number[] = new Array(workers).fill(0);
+  const started: Worker[] = [];
   let listening = 0;
+  let switched = 0;
   let port = 0;
   const fail = (why: string) => {
     process.stdout.write(`error ${why}\n`);
@@ -98,9 +128,12 @@ function runPrimary(policy: Policy, workers: number): void {
   const start = (index: number, onPort?: (port: number) => void): Worker => {
     const worker = cluster.fork({ [INDEX_ENV]: String(index), [PORT_ENV]: String(port) });
     pids[index] = worker.process.pid ?? 0;
+    started.push(worker);
     worker.on('message', (message: WorkerMessage) => {
       if ('error' in message) fail(`worker ${index}: ${message.error}`);
-      else {
+      else if ('switched' in message) {
+        if (++switched === workers) process.stdout.write('ok\n');
+      } else {
         listening++;
         onPort?.(message.port);
         if (listening === workers) process.stdout.write(`${message.port} ${process.pid} ${pids.join(' ')}\n`);
@@ -118,6 +151,15 @@ function runPrimary(policy: Policy, workers: number): void {
   } else {
     for (let i = 0; i < workers; i++) start(i);
   }
+  // One command at a time: the executable waits for "ok" before it sends the next.
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const command = parseSwitch(line);
+    if (command === null || listening < workers) fail('bad command (or workers not listening yet)');
+    else {
+      switched = 0;
+      for (const worker of started) worker.send(command);
+    }
+  });
 }
 
 /** The arguments compare_node.c passes, or null when they are not what it passes. */
@@ -126,7 +168,7 @@ function parseArguments(args: readonly string[]): { policy: Policy; workers: num
   const [burnIterations, slowEvery, slowSleepMs] = numbers.map(Number);
   const whole = (n: number | undefined, min: number): n is number => Number.isSafeInteger(n) && (n as number) >= min;
   if (policy !== 'rr' && policy !== 'none' && policy !== 'reuseport') return null;
-  if (kind !== 'light' && kind !== 'heavy' && kind !== 'slow') return null;
+  if (!isHandlerKind(kind)) return null;
   if (!whole(Number(workers), 1) || !whole(burnIterations, 0) || !whole(slowEvery, 1) || !whole(slowSleepMs, 0)) {
     return null;
   }
