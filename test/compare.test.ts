@@ -291,6 +291,14 @@ test('Ctrl-C with Node cluster models running removes the primaries and their wo
   ),
 );
 
+test('Ctrl-C while a Node cluster worker is stopped resumes and removes the whole cluster', { skip }, () =>
+  interruptWhen(
+    ['--with-node', '--phases', 'stall', '--models', 'reuseport'],
+    (pid) => /^State:\s+T/m.test(processStatus(pid)) && commandLine(pid).includes('node-cluster.js'),
+    'a Node cluster worker was stopped',
+  ),
+);
+
 test('slow phase (opt-in): the slow worker really sleeps, and reuseport keeps feeding it until connections time out', {
   skip,
 }, async () => {
@@ -349,7 +357,7 @@ test('--with-node runs Node cluster round-robin and SCHED_NONE (and reusePort wh
 /** Node's reusePort model needs Node >= 22.12 / 23.1: on older Node its part of a test skips, with the reason. */
 const nodeReusePort = await probeBuiltin();
 const skipNodeReusePort =
-  skip || (!nodeReusePort.ok && `node-reuseport is not available on ${process.version}: ${nodeReusePort.reason}`);
+  skip || (!nodeReusePort.ok && `node-reuseport is not available here: ${nodeReusePort.reason}`);
 
 /** One short --with-node run of the heavy and stall phases, shared by the tests below. */
 let nodePhases: Promise<{ code: number | null; stderr: string; report: CompareReport }> | undefined;
