@@ -64,8 +64,16 @@ static int read_ready_line(int fd, char *line, size_t size) {
   return compare_interrupted ? EINTR : EMSGSIZE;
 }
 
-/* A line "error WHAT" from the cluster: its own reason, made safe for a JSON string, in *what. */
-static int cluster_error(const char *line, const char *step, const char **what) {
+/*
+ * Reads the primary's next answer into line. Its "error WHAT" comes back as
+ * EPROTO with the cluster's own reason, made safe for a JSON string, in *what.
+ */
+static int read_answer(const server *s, char *line, size_t size, const char *step, const char **what) {
+  int err = read_ready_line(s->node_out, line, size);
+  if (err != 0) {
+    *what = step;
+    return err;
+  }
   if (strncmp(line, "error ", 6) != 0) return 0;
   static char reason[256];
   snprintf(reason, sizeof reason, "%s: %.200s", step, line + 6);
@@ -138,12 +146,7 @@ int node_server_start(server *s, const char **what) {
   s->node_out = answers[0];
   s->node_in = commands[1];
   char line[1024];
-  int err = read_ready_line(s->node_out, line, sizeof line);
-  if (err != 0) {
-    *what = "node start";
-    return err;
-  }
-  err = cluster_error(line, "node start", what);
+  int err = read_answer(s, line, sizeof line, "node start", what);
   if (err != 0) return err;
   char *cursor = line;
   char *end;
@@ -181,12 +184,7 @@ int node_server_switch(server *s, handler_kind handler, uint64_t burn_iterations
     return written < 0 ? errno : EIO;
   }
   char line[256];
-  int err = read_ready_line(s->node_out, line, sizeof line);
-  if (err != 0) {
-    *what = "node switch";
-    return err;
-  }
-  err = cluster_error(line, "node switch", what);
+  int err = read_answer(s, line, sizeof line, "node switch", what);
   if (err != 0) return err;
   if (strcmp(line, "ok\n") != 0) {
     *what = "node switch (no ok)";

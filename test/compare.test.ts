@@ -3,15 +3,16 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { classifyOrder, type HeavyFigures, median } from '../src/compare/analyze.js';
+import { analyzeStall, classifyOrder, type HeavyFigures, median, type PhaseFigures } from '../src/compare/analyze.js';
 import { accountBudget, projectHeavy } from '../src/compare/budget.js';
 import type { CompareReport } from '../src/compare/compare.js';
-import { DEFAULT_PHASES, MODELS, NODE_MODELS } from '../src/compare/protocol.js';
+import { CONN_OK, DEFAULT_PHASES, MODELS, type ModelName, NODE_MODELS, type RunLine } from '../src/compare/protocol.js';
 import { COMPARE_EXECUTABLE_RELATIVE_PATH, COMPARE_SCALE_ENV } from '../src/compare/run.js';
 import {
   grade,
   heavyBaselineTooNoisy,
   heavyNeedsRerun,
+  judge,
   THRESHOLDS,
   type VerdictStatus,
 } from '../src/compare/verdicts.js';
@@ -172,7 +173,7 @@ test('a verdict near its threshold is unclear, and never flips from reproduced t
   assert.equal(grade(0.31, THRESHOLDS.fifoSameAsPrevious), 'not reproduced here');
 });
 
-function heavyOf(model: 'reuseport' | 'shared-fifo', stdevs: number[], ratio: number): HeavyFigures {
+function heavyOf(model: ModelName, stdevs: number[], ratio: number): HeavyFigures {
   const latency = (stdevUs: number) => ({ count: 100, meanUs: 1000, p50Us: 900, p99Us: 3000, maxUs: 5000, stdevUs });
   return {
     model,
@@ -197,6 +198,92 @@ test('heavy rerun: one outlying baseline round is not noise; two disagreeing rou
   assert.equal(heavyBaselineTooNoisy([reuse, noisy]), true);
   assert.equal(heavyNeedsRerun([reuse, noisy]), true);
   assert.equal(heavyNeedsRerun([heavyOf('reuseport', [5000, 5000, 5000], 8), noisy]), false, 'reproduced stands');
+});
+
+test("heavy.node: node-reuseport against node-cluster-rr in the same rounds, graded against the prototype's 5–6×", () => {
+  const verdictFor = (reuseStdevs: number[]) => {
+    const figures: PhaseFigures = {
+      order: [],
+      light: [],
+      heavy: [heavyOf('node-cluster-rr', [400, 500, 600], 1), heavyOf('node-reuseport', reuseStdevs, 1)],
+      stall: [],
+      slow: [],
+    };
+    return judge(figures, { cores: 2, workers: 4 }).find((v) => v.id === 'heavy.node');
+  };
+  // Per-round ratios 6, 5.2 and 4.5: their median is 5.2.
+  const reproduced = verdictFor([2400, 2600, 2700]);
+  assert.equal(reproduced?.status, 'reproduced');
+  assert.match(reproduced?.measured ?? '', /stdev 5\.2×/);
+  assert.equal(verdictFor([1800, 2250, 2700])?.status, 'unclear', 'a median of 4.5× is inside the band');
+  assert.equal(verdictFor([800, 1000, 1200])?.status, 'not reproduced here');
+  assert.equal(
+    judge(
+      { order: [], light: [], heavy: [heavyOf('node-cluster-rr', [500], 1)], stall: [], slow: [] },
+      {
+        cores: 2,
+        workers: 4,
+      },
+    ).find((v) => v.id === 'heavy.node'),
+    undefined,
+    'no verdict without node-reuseport',
+  );
+});
+
+/** A stall run of n connections, one every 500 µs, with the given latencies; the stop is from 25 ms to 325 ms. */
+function stallRun(latencyUs: (startUs: number) => number, n = 700): RunLine {
+  const startUs = Array.from({ length: n }, (_, i) => i * 500);
+  const figures = {
+    accepted: [],
+    emptyWakeups: [],
+    fdsPassed: [],
+    errors: [],
+    cpuNs: [],
+    voluntarySwitches: [],
+    involuntarySwitches: [],
+  };
+  return {
+    type: 'run',
+    phase: 'stall',
+    model: 'node-cluster-rr',
+    round: 0,
+    port: 1,
+    listeners: 1,
+    pids: [11, 12, 13, 14],
+    dispatcherPid: 10,
+    workers: figures,
+    load: { concurrency: 2048, rate: 2000, warmupNs: 0, measureNs: 350e6, timeoutNs: 2e9 },
+    client: { elapsedNs: 350e6, cpuNs: 0, completedInWindow: n },
+    machineBusyNs: 0,
+    stall: { worker: 0, pid: 11, atNs: 25e6, plannedNs: 300e6, stoppedNs: 300e6, resumed: true },
+    samples: {
+      count: n,
+      worker: startUs.map((_, i) => i % 4),
+      startUs,
+      latencyUs: startUs.map(latencyUs),
+      sourcePort: startUs.map((_, i) => 10_000 + i),
+      status: startUs.map(() => CONN_OK),
+      errno: startUs.map(() => 0),
+    },
+  };
+}
+
+test('stall: delays outside the stop are counted apart, and a model that could not keep up is marked overloaded', () => {
+  const during = (t: number) => t >= 25_000 && t < 325_000;
+  // Only the stopped worker's connections wait: not overloaded.
+  const stalled = analyzeStall(
+    stallRun((t) => (during(t) ? 150_000 : 200)),
+    4,
+  );
+  assert.equal(stalled.delayedOutsideStop, 0);
+  assert.equal(stalled.overloaded, false);
+  // Everything is slow, stop or not: overloaded, and the delays outside the stop are named.
+  const slow = analyzeStall(
+    stallRun(() => 150_000),
+    4,
+  );
+  assert.equal(slow.delayedOutsideStop, 100);
+  assert.equal(slow.overloaded, true);
 });
 
 test('the budget projects a rerun from the heavy phase time per run, and accounts for the rest', () => {
