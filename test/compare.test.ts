@@ -230,8 +230,8 @@ test("heavy.node: node-reuseport against node-cluster-rr in the same rounds, gra
   );
 });
 
-/** A stall run of n connections, one every 500 µs, with the given latencies; the stop is from 25 ms to 325 ms. */
-function stallRun(latencyUs: (startUs: number) => number, n = 700): RunLine {
+/** A stall run of n connections, one every 500 µs, served by workers in turn; worker 0 is stopped from 25 ms to 325 ms. */
+function stallRun(latencyUs: (startUs: number, worker: number) => number, n = 700): RunLine {
   const startUs = Array.from({ length: n }, (_, i) => i * 500);
   const figures = {
     accepted: [],
@@ -260,7 +260,7 @@ function stallRun(latencyUs: (startUs: number) => number, n = 700): RunLine {
       count: n,
       worker: startUs.map((_, i) => i % 4),
       startUs,
-      latencyUs: startUs.map(latencyUs),
+      latencyUs: startUs.map((t, i) => latencyUs(t, i % 4)),
       sourcePort: startUs.map((_, i) => 10_000 + i),
       status: startUs.map(() => CONN_OK),
       errno: startUs.map(() => 0),
@@ -268,21 +268,22 @@ function stallRun(latencyUs: (startUs: number) => number, n = 700): RunLine {
   };
 }
 
-test('stall: delays outside the stop are counted apart, and a model that could not keep up is marked overloaded', () => {
-  const during = (t: number) => t >= 25_000 && t < 325_000;
-  // Only the stopped worker's connections wait: not overloaded.
+test('stall: delays on the workers that were never stopped are counted apart, and mark a model that could not keep up', () => {
+  // Only the stopped worker's connections wait (during the stop, and its backlog after it): not overloaded.
   const stalled = analyzeStall(
-    stallRun((t) => (during(t) ? 150_000 : 200)),
+    stallRun((t, worker) => (worker === 0 && t >= 25_000 ? 150_000 : 200)),
     4,
   );
-  assert.equal(stalled.delayedOutsideStop, 0);
+  assert.ok(stalled.delayed > 0);
+  assert.equal(stalled.delayedOnOtherWorkers, 0);
   assert.equal(stalled.overloaded, false);
-  // Everything is slow, stop or not: overloaded, and the delays outside the stop are named.
+  // Everything is slow, stop or not: overloaded, and the other workers' delays are named.
   const slow = analyzeStall(
-    stallRun(() => 150_000),
+    stallRun((t) => (t >= 25_000 ? 150_000 : 200)),
     4,
   );
-  assert.equal(slow.delayedOutsideStop, 100);
+  // From 25 ms on: connections 50 to 699, of which 162 go to worker 0.
+  assert.equal(slow.delayedOnOtherWorkers, 650 - 162);
   assert.equal(slow.overloaded, true);
 });
 

@@ -7,7 +7,7 @@ import { CONN_OK, CONN_TIMEOUT, isNodeModel, type ModelName, type RunLine } from
 
 /** A connection slower than this counts as delayed in the stall phase. */
 export const DELAYED_US = 100_000;
-/** Stall phase: the share of connections outside the stop that, delayed, marks a model as overloaded by the rate itself. */
+/** Stall phase: the share of the never-stopped workers' connections that, delayed, marks a model as overloaded by the rate itself. */
 export const OVERLOADED_SHARE = 0.1;
 /** The client's own CPU share above which a connection rate is called client-bound. */
 export const CLIENT_BOUND_CPU = 0.6;
@@ -137,19 +137,19 @@ export interface StallFigures {
   resumed: boolean;
   /** Connections started while the worker was stopped. */
   startedWhileStopped: number;
-  /**
-   * Delayed connections that started before the stop or after it: none wait on the stopped worker,
-   * so many of them mean the model could not keep up with the rate at all (see `overloaded`).
-   */
-  delayedOutsideStop: number;
-  /** More than OVERLOADED_SHARE of the connections outside the stop were delayed. */
-  overloaded: boolean;
   /** Of those, the ones the stopped worker served (after it was resumed). */
   landedOnStopped: number;
   expectedShare: number;
   /** landedOnStopped / (startedWhileStopped / N). */
   ofExpected: number;
   delayed: number;
+  /**
+   * Of the delayed, those served by a worker that was never stopped: none of them waited for the
+   * stopped worker, so many mean the model could not keep up with the rate at all (`overloaded`).
+   */
+  delayedOnOtherWorkers: number;
+  /** More than OVERLOADED_SHARE of the connections the other workers served were delayed. */
+  overloaded: boolean;
   timedOut: number;
   failed: number;
   connections: number;
@@ -470,29 +470,31 @@ export function analyzeStall(run: RunLine, workers: number): StallFigures {
   const { startUs, worker, latencyUs, status } = run.samples;
   let started = 0;
   let landed = 0;
-  let delayedOutside = 0;
+  let servedByOthers = 0;
+  let delayedOnOthers = 0;
   startUs.forEach((t, i) => {
     if (t >= from && t < to) {
       started++;
       if (worker[i] === stall.worker) landed++;
-    } else if (status[i] === CONN_OK && (latencyUs[i] ?? 0) > DELAYED_US) {
-      delayedOutside++;
+    }
+    if (status[i] === CONN_OK && worker[i] !== stall.worker) {
+      servedByOthers++;
+      if ((latencyUs[i] ?? 0) > DELAYED_US) delayedOnOthers++;
     }
   });
   const expected = started / workers;
-  const outside = startUs.length - started;
   return {
     model: run.model,
     stoppedWorker: stall.worker,
     stoppedForMs: stall.stoppedNs / 1e6,
     resumed: stall.resumed,
     startedWhileStopped: started,
-    delayedOutsideStop: delayedOutside,
-    overloaded: outside > 0 && delayedOutside > OVERLOADED_SHARE * outside,
     landedOnStopped: landed,
     expectedShare: 1 / workers,
     ofExpected: expected > 0 ? landed / expected : 0,
     delayed: latencyUs.filter((l, i) => status[i] === CONN_OK && l > DELAYED_US).length,
+    delayedOnOtherWorkers: delayedOnOthers,
+    overloaded: delayedOnOthers > OVERLOADED_SHARE * servedByOthers,
     timedOut: status.filter((s) => s === CONN_TIMEOUT).length,
     failed: status.filter((s) => s !== CONN_OK && s !== CONN_TIMEOUT).length,
     connections: startUs.length,

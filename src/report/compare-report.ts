@@ -254,7 +254,7 @@ export function formatCompareReport(report: CompareReport, style: Style, columns
             .filter((f) => f.overloaded)
             .map((f) =>
               style.dim(
-                `  ${f.model}: ${f.delayedOutsideStop} of its delayed connections started outside the stop: it could not keep up with 2000 connections/s here, stall or not`,
+                `  ${f.model}: ${f.delayedOnOtherWorkers} of its delayed connections were served by workers that were never stopped: it could not keep up with 2000 connections/s here, so not every delay is the stall's`,
               ),
             ),
         ].join('\n'),
