@@ -40,11 +40,11 @@ interface HandlerSpec {
 }
 
 const INDEX_ENV = 'REUSEPORT_COMPARE_WORKER';
+const PORT_ENV = 'REUSEPORT_COMPARE_PORT';
 
 function isHandlerKind(text: string | undefined): text is HandlerKind {
   return text === 'light' || text === 'heavy' || text === 'slow';
 }
-const PORT_ENV = 'REUSEPORT_COMPARE_PORT';
 
 /** The addon's cpuBurn (native/compare_burn.c), or why it cannot be had. */
 function cpuBurn(): ((iterations: number) => void) | string {
