@@ -78,12 +78,15 @@ typedef struct {
   pid_t dispatcher_pid; /* 0 when the model has none; a Node model's cluster primary */
   worker_counters *counters; /* workers 0..n-1, then the dispatcher */
   int listeners; /* LISTEN sockets on the port, counted in /proc/net/tcp after start */
+  int node_in, node_out; /* a Node model's primary: its stdin (commands) and stdout (answers); -1 otherwise */
 } server;
 
 /* compare_node.c: where the Node executable and the cluster script are (set from --node/--node-script). */
 extern const char *node_executable;
 extern const char *node_script;
 int node_server_start(server *s, const char **what);
+/* Switches a running cluster's workers to another handler (a Node cluster costs far more to start than to switch). */
+int node_server_switch(server *s, handler_kind handler, uint64_t burn_iterations, const char **what);
 void node_server_stop(server *s);
 
 /* compare_server.c */

@@ -1,15 +1,17 @@
 /*
  * reuseport-compare: the orchestrator. It runs the phases in order, each
- * model in turn (heavy: in alternating rounds), and prints one JSON line per
- * measured run. It analyses nothing: src/compare/ does that.
+ * model in turn (light and heavy: in alternating rounds), and prints one JSON
+ * line per measured run. It analyses nothing: src/compare/ does that.
  *
  * Usage: reuseport-compare [--netns] [--workers N] [--models a,b] [--phases a,b] [--scale F]
  *                          [--light-rounds N] [--heavy-rounds N] [--heavy-concurrency N] [--burn-us N]
  *                          [--node PATH --node-script PATH]
  *
  * Servers are started once per handler and kept across the rounds of a phase
- * (order and light share them; a Node cluster costs far more to start than a
- * round lasts), so rounds alternate between running models.
+ * (order and light share them), so rounds alternate between running models.
+ * A Node cluster costs far more to start than a round lasts: it is started
+ * once and switched to each phase's handler (stall and slow still stop it
+ * after their run, since they leave a stopped or backlogged worker behind).
  * Exit: 0 done, 1 a model could not start, 2 bad arguments, 130 interrupted.
  */
 #include "compare.h"
@@ -346,7 +348,11 @@ static void release(model_kind model) {
   pool[model].running = 0;
 }
 
-/* Stops every pooled server; keep_node leaves the Node clusters running for the next phase. */
+/*
+ * Stops every pooled server; keep_node leaves the Node clusters running for
+ * the next phase, which switches their handler instead of starting them again.
+ * A model that could not start is tried again (and reported again) in the next phase.
+ */
 static void release_all(int keep_node) {
   for (int m = 0; m < MODEL_COUNT; m++) {
     if (!(keep_node && is_node_model(m))) release(m);
@@ -354,21 +360,32 @@ static void release_all(int keep_node) {
   }
 }
 
+/* A failed start or switch: the server is stopped, reported once, and not retried in this phase. */
+static server *give_up(pooled_server *p, const char *phase, const char *what, int err, int *failures) {
+  server_stop(&p->s);
+  p->running = 0;
+  p->failed = 1;
+  if (!compare_interrupted) print_failure(phase, p->s.model, what, err);
+  (*failures)++;
+  return NULL;
+}
+
 static server *acquire(const options *o, const char *phase, model_kind model, handler_kind handler,
                        uint64_t burn_iterations, int *failures) {
   pooled_server *p = &pool[model];
-  if (p->running && p->s.handler != handler && !is_node_model(model)) release(model);
+  const char *what = "";
+  if (p->running && p->s.handler != handler) {
+    if (!is_node_model(model)) {
+      release(model);
+    } else {
+      int err = node_server_switch(&p->s, handler, burn_iterations, &what);
+      if (err != 0) return give_up(p, phase, what, err, failures);
+    }
+  }
   if (p->running || p->failed) return p->running ? &p->s : NULL;
   p->s = (server){.model = model, .workers = o->workers, .handler = handler, .burn_iterations = burn_iterations};
-  const char *what = "";
   int err = server_start(&p->s, &what);
-  if (err != 0) {
-    server_stop(&p->s);
-    p->failed = 1;
-    if (!compare_interrupted) print_failure(phase, model, what, err);
-    (*failures)++;
-    return NULL;
-  }
+  if (err != 0) return give_up(p, phase, what, err, failures);
   p->running = 1;
   return &p->s;
 }
@@ -390,11 +407,6 @@ static int measure(const char *phase, int round, server *s, load_spec spec) {
   return 0;
 }
 
-/* Node clusters answer only light requests (a JS loop would measure V8, not the accept model). */
-static int phase_takes(int phase, model_kind model) {
-  return !is_node_model(model) || phase == PHASE_ORDER || phase == PHASE_LIGHT;
-}
-
 /*
  * Every model in turn, `rounds` times over (alternating rounds); fresh servers
  * per run when `fresh` (a stall or a slow worker leaves a backlog behind).
@@ -406,7 +418,6 @@ static int run_phase(const options *o, int phase, int rounds, handler_kind handl
   for (int round = 0; round < rounds && !compare_interrupted; round++) {
     for (int m = 0; m < o->model_count && !compare_interrupted; m++) {
       model_kind model = o->models[m];
-      if (!phase_takes(phase, model)) continue;
       server *s = acquire(o, phase_names[phase], model, handler, burn_iterations, &failures);
       if (s == NULL) continue;
       load_spec run_spec = spec;
@@ -493,14 +504,15 @@ int main(int argc, char **argv) {
     load_spec spec = {.concurrency = 8, .warmup_ns = ms(&o, 20), .measure_ns = ms(&o, 100), .timeout_ns = 1000000000ull};
     failures += run_phase(&o, PHASE_LIGHT, o.light_rounds, HANDLER_LIGHT, 0, spec, 0);
   }
-  release_all(0);
+  /* The Node clusters stay up: heavy and stall switch their handler (stall stops each after its run). */
+  release_all(1);
   if (o.phases[PHASE_HEAVY] && !compare_interrupted) {
     load_spec spec = {.concurrency = heavy_concurrency,
                       .warmup_ns = ms(&o, 50),
                       .measure_ns = ms(&o, 200),
                       .timeout_ns = 5000000000ull};
     failures += run_phase(&o, PHASE_HEAVY, o.heavy_rounds, HANDLER_HEAVY, burn_iterations, spec, 0);
-    release_all(0);
+    release_all(1);
   }
   if (o.phases[PHASE_STALL] && !compare_interrupted) {
     load_spec spec = {.concurrency = 2048,

@@ -5,6 +5,7 @@
  * socket is bound and listening before the first connection.
  */
 #include "compare.h"
+#include "burn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,17 +73,6 @@ void kill_tracked_children(void) {
 }
 
 /* ---- the handler every model shares ---- */
-
-static uint64_t burn(uint64_t iterations) {
-  uint64_t x = 88172645463325252ull;
-  for (uint64_t i = 0; i < iterations; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    __asm__ volatile("" : "+r"(x));
-  }
-  return x;
-}
 
 static uint64_t thread_cpu_ns(void) {
   struct timespec ts;

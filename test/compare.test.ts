@@ -3,15 +3,23 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
-import { classifyOrder, type HeavyFigures, latencyHistogram, median } from '../src/compare/analyze.js';
+import {
+  analyzeStall,
+  classifyOrder,
+  type HeavyFigures,
+  latencyHistogram,
+  median,
+  type PhaseFigures,
+} from '../src/compare/analyze.js';
 import { accountBudget, projectHeavy } from '../src/compare/budget.js';
 import type { CompareReport } from '../src/compare/compare.js';
-import { DEFAULT_PHASES, MODELS, NODE_MODELS } from '../src/compare/protocol.js';
+import { CONN_OK, DEFAULT_PHASES, MODELS, type ModelName, NODE_MODELS, type RunLine } from '../src/compare/protocol.js';
 import { COMPARE_EXECUTABLE_RELATIVE_PATH, COMPARE_SCALE_ENV } from '../src/compare/run.js';
 import {
   grade,
   heavyBaselineTooNoisy,
   heavyNeedsRerun,
+  judge,
   THRESHOLDS,
   type VerdictStatus,
 } from '../src/compare/verdicts.js';
@@ -172,7 +180,7 @@ test('a verdict near its threshold is unclear, and never flips from reproduced t
   assert.equal(grade(0.31, THRESHOLDS.fifoSameAsPrevious), 'not reproduced here');
 });
 
-function heavyOf(model: 'reuseport' | 'shared-fifo', stdevs: number[], ratio: number): HeavyFigures {
+function heavyOf(model: ModelName, stdevs: number[], ratio: number): HeavyFigures {
   const latency = (stdevUs: number) => ({ count: 100, meanUs: 1000, p50Us: 900, p99Us: 3000, maxUs: 5000, stdevUs });
   return {
     model,
@@ -198,6 +206,93 @@ test('heavy rerun: one outlying baseline round is not noise; two disagreeing rou
   assert.equal(heavyBaselineTooNoisy([reuse, noisy]), true);
   assert.equal(heavyNeedsRerun([reuse, noisy]), true);
   assert.equal(heavyNeedsRerun([heavyOf('reuseport', [5000, 5000, 5000], 8), noisy]), false, 'reproduced stands');
+});
+
+test("heavy.node: node-reuseport against node-cluster-rr in the same rounds, graded against the prototype's 5–6×", () => {
+  const verdictFor = (reuseStdevs: number[]) => {
+    const figures: PhaseFigures = {
+      order: [],
+      light: [],
+      heavy: [heavyOf('node-cluster-rr', [400, 500, 600], 1), heavyOf('node-reuseport', reuseStdevs, 1)],
+      stall: [],
+      slow: [],
+    };
+    return judge(figures, { cores: 2, workers: 4 }).find((v) => v.id === 'heavy.node');
+  };
+  // Per-round ratios 6, 5.2 and 4.5: their median is 5.2.
+  const reproduced = verdictFor([2400, 2600, 2700]);
+  assert.equal(reproduced?.status, 'reproduced');
+  assert.match(reproduced?.measured ?? '', /stdev 5\.2×/);
+  assert.equal(verdictFor([1800, 2250, 2700])?.status, 'unclear', 'a median of 4.5× is inside the band');
+  assert.equal(verdictFor([800, 1000, 1200])?.status, 'not reproduced here');
+  assert.equal(
+    judge(
+      { order: [], light: [], heavy: [heavyOf('node-cluster-rr', [500], 1)], stall: [], slow: [] },
+      {
+        cores: 2,
+        workers: 4,
+      },
+    ).find((v) => v.id === 'heavy.node'),
+    undefined,
+    'no verdict without node-reuseport',
+  );
+});
+
+/** A stall run of n connections, one every 500 µs, served by workers in turn; worker 0 is stopped from 25 ms to 325 ms. */
+function stallRun(latencyUs: (startUs: number, worker: number) => number, n = 700): RunLine {
+  const startUs = Array.from({ length: n }, (_, i) => i * 500);
+  const figures = {
+    accepted: [],
+    emptyWakeups: [],
+    fdsPassed: [],
+    errors: [],
+    cpuNs: [],
+    voluntarySwitches: [],
+    involuntarySwitches: [],
+  };
+  return {
+    type: 'run',
+    phase: 'stall',
+    model: 'node-cluster-rr',
+    round: 0,
+    port: 1,
+    listeners: 1,
+    pids: [11, 12, 13, 14],
+    dispatcherPid: 10,
+    workers: figures,
+    load: { concurrency: 2048, rate: 2000, warmupNs: 0, measureNs: 350e6, timeoutNs: 2e9 },
+    client: { elapsedNs: 350e6, cpuNs: 0, completedInWindow: n },
+    machineBusyNs: 0,
+    stall: { worker: 0, pid: 11, atNs: 25e6, plannedNs: 300e6, stoppedNs: 300e6, resumed: true },
+    samples: {
+      count: n,
+      worker: startUs.map((_, i) => i % 4),
+      startUs,
+      latencyUs: startUs.map((t, i) => latencyUs(t, i % 4)),
+      sourcePort: startUs.map((_, i) => 10_000 + i),
+      status: startUs.map(() => CONN_OK),
+      errno: startUs.map(() => 0),
+    },
+  };
+}
+
+test('stall: delays on the workers that were never stopped are counted apart, and mark a model that could not keep up', () => {
+  // Only the stopped worker's connections wait (during the stop, and its backlog after it): not overloaded.
+  const stalled = analyzeStall(
+    stallRun((t, worker) => (worker === 0 && t >= 25_000 ? 150_000 : 200)),
+    4,
+  );
+  assert.ok(stalled.delayed > 0);
+  assert.equal(stalled.delayedOnOtherWorkers, 0);
+  assert.equal(stalled.overloaded, false);
+  // Everything is slow, stop or not: overloaded, and the other workers' delays are named.
+  const slow = analyzeStall(
+    stallRun((t) => (t >= 25_000 ? 150_000 : 200)),
+    4,
+  );
+  // From 25 ms on: connections 50 to 699, of which 162 go to worker 0.
+  assert.equal(slow.delayedOnOtherWorkers, 650 - 162);
+  assert.equal(slow.overloaded, true);
 });
 
 test('the budget projects a rerun from the heavy phase time per run, and accounts for the rest', () => {
@@ -293,6 +388,14 @@ test('Ctrl-C with Node cluster models running removes the primaries and their wo
   ),
 );
 
+test('Ctrl-C while a Node cluster worker is stopped resumes and removes the whole cluster', { skip }, () =>
+  interruptWhen(
+    ['--with-node', '--phases', 'stall', '--models', 'reuseport'],
+    (pid) => /^State:\s+T/m.test(processStatus(pid)) && commandLine(pid).includes('node-cluster.js'),
+    'a Node cluster worker was stopped',
+  ),
+);
+
 test('slow phase (opt-in): the slow worker really sleeps, and reuseport keeps feeding it until connections time out', {
   skip,
 }, async () => {
@@ -346,6 +449,86 @@ test('--with-node runs Node cluster round-robin and SCHED_NONE (and reusePort wh
   }
   assert.match(node.verdicts.find((v) => v.id === 'light.node-sched-none')?.measured ?? '', /Node cluster SCHED_NONE/);
   assert.deepEqual(await waitGone(node.pids), []);
+});
+
+/** Node's reusePort model needs Node >= 22.12 / 23.1: on older Node its part of a test skips, with the reason. */
+const nodeReusePort = await probeBuiltin();
+const skipNodeReusePort =
+  skip || (!nodeReusePort.ok && `node-reuseport is not available here: ${nodeReusePort.reason}`);
+
+/** One short --with-node run of the heavy and stall phases, shared by the tests below. */
+let nodePhases: Promise<{ code: number | null; stderr: string; report: CompareReport }> | undefined;
+function nodePhasesRun() {
+  // A fifth of the default lengths: heavy rounds of 10 + 40 ms, a 60 ms stop at 2000 connections/s.
+  nodePhases ??= runCli(
+    ['compare', '--with-node', '--phases', 'heavy,stall', '--models', 'reuseport,shared-fifo', '--json'],
+    {
+      env: { [COMPARE_SCALE_ENV]: '0.2' },
+      timeoutMs: 90_000,
+    },
+  ).then((result) => ({
+    code: result.code,
+    stderr: result.stderr,
+    report: JSON.parse(result.stdout) as CompareReport,
+  }));
+  return nodePhases;
+}
+
+const nodeModelsHere = NODE_MODELS.filter((m) => m !== 'node-reuseport' || nodeReusePort.ok);
+
+test('--with-node: the Node models take part in the heavy phase, burning the calibrated CPU per request', {
+  skip,
+}, async () => {
+  const { code, stderr, report } = await nodePhasesRun();
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(report.failures, []);
+  assert.deepEqual(report.nodeModels?.ran, nodeModelsHere);
+  for (const model of nodeModelsHere) {
+    const heavy = report.figures.heavy.find((f) => f.model === model);
+    assert.ok(heavy, model);
+    assert.equal(heavy.rounds.length, report.setup.heavyRounds, model);
+    const served = heavy.rounds.reduce((sum, r) => sum + r.latency.count, 0);
+    assert.ok(served > 0, `${model} served heavy requests`);
+    assert.ok(heavy.ratioToSharedFifo !== null, model);
+    // Each reply comes after the handler burned about burnUs of CPU: a JS handler without the burn answers in far less.
+    assert.ok(
+      heavy.median.p50Us >= report.setup.burnUs / 2,
+      `${model} p50 ${heavy.median.p50Us} µs against a ${report.setup.burnUs} µs burn`,
+    );
+  }
+});
+
+test('--with-node: a Node worker is stopped in the stall phase and resumed, and no Node process is left', {
+  skip,
+}, async () => {
+  const { code, stderr, report } = await nodePhasesRun();
+  assert.equal(code, 0, stderr);
+  for (const model of nodeModelsHere) {
+    const stall = report.figures.stall.find((f) => f.model === model);
+    assert.ok(stall, model);
+    assert.equal(stall.resumed, true, model);
+    assert.ok(stall.stoppedForMs > 0 && stall.startedWhileStopped > 0 && stall.connections > 0, model);
+    // The stopped process was the model's worker 0 (a Node cluster worker), not its primary.
+    const raw = report.raw.find((r) => r.phase === 'stall' && r.model === model);
+    assert.ok(raw?.stall, model);
+    assert.equal(raw.stall.pid, raw.pids[0], model);
+    assert.notEqual(raw.stall.pid, raw.dispatcherPid, model);
+    assert.ok(report.pids.includes(raw.stall.pid) && report.pids.includes(raw.dispatcherPid), model);
+  }
+  assert.deepEqual(await waitGone(report.pids), []);
+  if (report.isolation.kind === 'netns')
+    assert.deepEqual(await waitNamespacesGone(new Set([report.netns]), 15_000), [], 'the namespace is gone');
+});
+
+test('--with-node: the stopped node-reuseport worker keeps its hash share and serves it once resumed', {
+  skip: skipNodeReusePort,
+}, async () => {
+  const { code, stderr, report } = await nodePhasesRun();
+  assert.equal(code, 0, stderr);
+  const stall = report.figures.stall.find((f) => f.model === 'node-reuseport');
+  assert.ok(stall);
+  // Connections that started during the stop and were served by the stopped worker: it ran again after SIGCONT.
+  assert.ok(stall.landedOnStopped > 0, `landed ${stall.landedOnStopped} of ${stall.startedWhileStopped}`);
 });
 
 async function assertUsage(args: string[], pattern: RegExp, env?: NodeJS.ProcessEnv): Promise<void> {

@@ -7,6 +7,8 @@ import { CONN_OK, CONN_TIMEOUT, isNodeModel, type ModelName, type RunLine } from
 
 /** A connection slower than this counts as delayed in the stall phase. */
 export const DELAYED_US = 100_000;
+/** Stall phase: the share of the never-stopped workers' connections that, delayed, marks a model as overloaded by the rate itself. */
+export const OVERLOADED_SHARE = 0.1;
 /** The client's own CPU share above which a connection rate is called client-bound. */
 export const CLIENT_BOUND_CPU = 0.6;
 /** Machine-wide CPU share above which a rate is called machine-bound (every core busy). */
@@ -177,6 +179,13 @@ export interface StallFigures {
   /** landedOnStopped / (startedWhileStopped / N). */
   ofExpected: number;
   delayed: number;
+  /**
+   * Of the delayed, those served by a worker that was never stopped: none of them waited for the
+   * stopped worker, so many mean the model could not keep up with the rate at all (`overloaded`).
+   */
+  delayedOnOtherWorkers: number;
+  /** More than OVERLOADED_SHARE of the connections the other workers served were delayed. */
+  overloaded: boolean;
   timedOut: number;
   failed: number;
   connections: number;
@@ -453,30 +462,42 @@ export function analyzeHeavy(runs: readonly RunLine[], cores: number): HeavyFigu
   const baseline = roundsOf('shared-fifo');
   return models.map((model) => {
     const rounds = roundsOf(model);
-    const paired = rounds.flatMap((r) => {
-      const base = baseline.find((b) => b.round === r.round);
-      return base ? [{ r: r.latency, b: base.latency }] : [];
-    });
-    const ratio = (key: keyof LatencySummary) =>
-      median(paired.filter((p) => p.b[key] > 0).map((p) => p.r[key] / p.b[key]));
     return {
       model,
       rounds,
       histogram: latencyHistogram(runs.filter((r) => r.model === model).flatMap(okLatencies)),
       median: medianSummary(rounds.map((r) => r.latency)),
-      ratioToSharedFifo:
-        paired.length === 0
-          ? null
-          : {
-              mean: ratio('meanUs'),
-              p50: ratio('p50Us'),
-              p99: ratio('p99Us'),
-              max: ratio('maxUs'),
-              stdev: ratio('stdevUs'),
-            },
-      stdevRatioByRound: paired.filter((p) => p.b.stdevUs > 0).map((p) => p.r.stdevUs / p.b.stdevUs),
+      ratioToSharedFifo: heavyRatios(rounds, baseline),
+      stdevRatioByRound: pairRounds(rounds, baseline)
+        .filter((p) => p.b.stdevUs > 0)
+        .map((p) => p.r.stdevUs / p.b.stdevUs),
     };
   });
+}
+
+function pairRounds(
+  rounds: readonly HeavyRound[],
+  baseline: readonly HeavyRound[],
+): { r: LatencySummary; b: LatencySummary }[] {
+  return rounds.flatMap((r) => {
+    const base = baseline.find((b) => b.round === r.round);
+    return base ? [{ r: r.latency, b: base.latency }] : [];
+  });
+}
+
+/** Medians over rounds of one model's latency figures divided by another's in the same round; null when no round pairs. */
+export function heavyRatios(rounds: readonly HeavyRound[], baseline: readonly HeavyRound[]): HeavyRatios | null {
+  const paired = pairRounds(rounds, baseline);
+  if (paired.length === 0) return null;
+  const ratio = (key: keyof LatencySummary) =>
+    median(paired.filter((p) => p.b[key] > 0).map((p) => p.r[key] / p.b[key]));
+  return {
+    mean: ratio('meanUs'),
+    p50: ratio('p50Us'),
+    p99: ratio('p99Us'),
+    max: ratio('maxUs'),
+    stdev: ratio('stdevUs'),
+  };
 }
 
 export function analyzeStall(run: RunLine, workers: number): StallFigures {
@@ -486,10 +507,16 @@ export function analyzeStall(run: RunLine, workers: number): StallFigures {
   const { startUs, worker, latencyUs, status } = run.samples;
   let started = 0;
   let landed = 0;
+  let servedByOthers = 0;
+  let delayedOnOthers = 0;
   startUs.forEach((t, i) => {
     if (t >= from && t < to) {
       started++;
       if (worker[i] === stall.worker) landed++;
+    }
+    if (status[i] === CONN_OK && worker[i] !== stall.worker) {
+      servedByOthers++;
+      if ((latencyUs[i] ?? 0) > DELAYED_US) delayedOnOthers++;
     }
   });
   const expected = started / workers;
@@ -503,6 +530,8 @@ export function analyzeStall(run: RunLine, workers: number): StallFigures {
     expectedShare: 1 / workers,
     ofExpected: expected > 0 ? landed / expected : 0,
     delayed: latencyUs.filter((l, i) => status[i] === CONN_OK && l > DELAYED_US).length,
+    delayedOnOtherWorkers: delayedOnOthers,
+    overloaded: delayedOnOthers > OVERLOADED_SHARE * servedByOthers,
     timedOut: status.filter((s) => s === CONN_TIMEOUT).length,
     failed: status.filter((s) => s !== CONN_OK && s !== CONN_TIMEOUT).length,
     connections: startUs.length,

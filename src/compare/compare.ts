@@ -38,7 +38,7 @@ export interface CompareOptions {
   phases: readonly PhaseName[];
   scale: number;
   isolation: IsolationChoice;
-  /** Also run Node's cluster models with the Node that runs this (order and light phases). */
+  /** Also run Node's cluster models with the Node that runs this, in every phase. */
   withNode: boolean;
 }
 

@@ -16,7 +16,7 @@ export const MODELS = [
   'dispatcher',
   'dispatcher-least-loaded',
 ] as const;
-/** Node's cluster module (`--with-node`): order and light phases only. */
+/** Node's cluster module (`--with-node`): every phase, with the C handler's burn through the addon. */
 export const NODE_MODELS = ['node-cluster-rr', 'node-sched-none', 'node-reuseport'] as const;
 export type NodeModelName = (typeof NODE_MODELS)[number];
 export type ModelName = (typeof MODELS)[number] | NodeModelName;

@@ -2,7 +2,7 @@
  * The published figures `compare` tests, and the verdict on each. Data only.
  * Sources are listed in docs/compare.md.
  */
-import { type HeavyFigures, type LightFigures, median, type PhaseFigures } from './analyze.js';
+import { type HeavyFigures, heavyRatios, type LightFigures, median, type PhaseFigures } from './analyze.js';
 import type { ModelName, PhaseName } from './protocol.js';
 
 export type VerdictStatus = 'reproduced' | 'not reproduced here' | 'unclear';
@@ -43,6 +43,8 @@ export const THRESHOLDS = {
   dispatcherRate: { reproduced: 1 / 1.5, notReproduced: 0.75 },
   heavyStdev: { reproduced: 5, notReproduced: 4 },
   heavyStdevCloudflare: 16,
+  /** Node reusePort's heavy-handler stdev over Node cluster round-robin's, same rounds. */
+  nodeHeavyStdev: { reproduced: 5, notReproduced: 4 },
   heavyMax: { reproduced: 1.5, notReproduced: 1.3 },
   heavyMeanLow: { reproduced: 0.9, notReproduced: 0.85 },
   heavyMeanHigh: { reproduced: 1.15, notReproduced: 1.2 },
@@ -313,6 +315,30 @@ export function judge(figures: PhaseFigures, context: { cores: number; workers: 
             ? `shared-fifo's own stdev varied more than ${THRESHOLDS.heavyBaselineSpread}× between rounds: the baseline is too noisy to judge`
             : 'a ratio is near its threshold (stdev 4–5×, max 1.3–1.5×, mean 0.85–0.9× or 1.15–1.2×): too close to call',
           notReproduced: `${cores} cores${busy > 0.2 ? ` and other programs using ${pct(busy)} of the CPUs` : ''}: with few cores the CPU, not the hash, decides who waits`,
+        },
+      ),
+    );
+  }
+
+  const heavyOf = (m: ModelName) => figures.heavy.find((h) => h.model === m);
+  const nodeReuse = heavyOf('node-reuseport');
+  const nodeRr = heavyOf('node-cluster-rr');
+  const nodeRatio = nodeReuse && nodeRr ? heavyRatios(nodeReuse.rounds, nodeRr.rounds) : null;
+  if (nodeRatio) {
+    verdicts.push(
+      decide(
+        {
+          id: 'heavy.node',
+          phase: 'heavy',
+          source: 'issue #10 prototype (2 cores)',
+          published:
+            'with the same CPU-heavy handler, Node 24 cluster + reusePort had 5–6× the latency stdev of cluster round-robin',
+          measured: `node-reuseport against node-cluster-rr: stdev ${fixed(nodeRatio.stdev)}×, max ${fixed(nodeRatio.max, 2)}×, mean ${fixed(nodeRatio.mean, 2)}× (medians of ${nodeReuse?.rounds.length ?? 0} alternating rounds)`,
+        },
+        grade(nodeRatio.stdev, THRESHOLDS.nodeHeavyStdev),
+        {
+          unclear: bandText(THRESHOLDS.nodeHeavyStdev, (v) => `${fixed(v)}×`),
+          notReproduced: `${cores} cores: with few cores the CPU scheduler, not the accept model, decides much of who waits`,
         },
       ),
     );

@@ -77,7 +77,9 @@ function nodeSection(report: CompareReport, style: Style, columns: number): stri
       String(f.evidence.listeners),
     ]);
   const out = [
-    style.bold(`node: Node ${node.version} cluster models, same two-byte reply in JS, light load against C reuseport`),
+    style.bold(
+      `node: Node ${node.version} cluster models against C reuseport under light load (heavy and stall: in their tables below)`,
+    ),
   ];
   if (rows.length > 0) {
     out.push(
@@ -196,7 +198,7 @@ export function formatCompareReport(report: CompareReport, style: Style, columns
     ]);
     out.push(
       section(
-        `heavy: ${report.setup.burnUs} µs of CPU per request, ${report.setup.heavyConcurrency} clients, medians of ${figures.heavy[0]?.rounds.length ?? 0} alternating rounds${report.heavyRerun ? ' (reuseport and shared-fifo rerun once, rounds pooled: the first baseline was too noisy)' : ''}`,
+        `heavy: ${report.setup.burnUs} µs of CPU per request (Node workers: the same C loop through the addon), ${report.setup.heavyConcurrency} clients, medians of ${figures.heavy[0]?.rounds.length ?? 0} alternating rounds${report.heavyRerun ? ' (reuseport and shared-fifo rerun once, rounds pooled: the first baseline was too noisy)' : ''}`,
         renderTable(
           ['model', 'mean ms', 'p50', 'p99', 'max', 'stdev', 'stdev vs fifo', 'max vs fifo', 'mean vs fifo'],
           rows,
@@ -230,12 +232,30 @@ export function formatCompareReport(report: CompareReport, style: Style, columns
     out.push(
       section(
         `stall: worker ${first?.stoppedWorker ?? 0} stopped (SIGSTOP) for ${Math.round(first?.stoppedForMs ?? 0)} ms under 2000 connections/s`,
-        renderTable(
-          ['model', 'landed on stopped', 'of 1/N share', 'delayed >100ms', 'timed out', 'failed', 'max ms', 'resumed'],
-          rows,
-          ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
-          columns,
-        ),
+        [
+          renderTable(
+            [
+              'model',
+              'landed on stopped',
+              'of 1/N share',
+              'delayed >100ms',
+              'timed out',
+              'failed',
+              'max ms',
+              'resumed',
+            ],
+            rows,
+            ['left', 'left', 'right', 'right', 'right', 'right', 'right', 'left'],
+            columns,
+          ),
+          ...figures.stall
+            .filter((f) => f.overloaded)
+            .map((f) =>
+              style.dim(
+                `  ${f.model}: ${f.delayedOnOtherWorkers} of its delayed connections were served by workers that were never stopped: it could not keep up with 2000 connections/s here, so not every delay is the stall's`,
+              ),
+            ),
+        ].join('\n'),
         of('stall'),
         style,
       ),
