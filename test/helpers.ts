@@ -77,6 +77,9 @@ export interface ServeEvent {
   [key: string]: unknown;
 }
 
+/** How long a test waits for one thing a process should do before it fails, naming what it waited for. */
+export const WAIT_MS = 60_000;
+
 /** A running `reuseport serve --json`, read event by event. */
 export class ServeProcess {
   readonly child: ChildProcess;
@@ -114,21 +117,36 @@ export class ServeProcess {
     });
   }
 
-  /** Resolves once `count` events match; rejects if the process ends first. */
-  async waitFor(predicate: (e: ServeEvent) => boolean, count = 1): Promise<ServeEvent[]> {
+  /** Resolves once `count` events match; rejects if the process ends first, or after `timeoutMs`. */
+  async waitFor(predicate: (e: ServeEvent) => boolean, count = 1, timeoutMs = WAIT_MS): Promise<ServeEvent[]> {
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       const matching = this.events.filter(predicate);
       if (matching.length >= count) return matching;
       if (this.child.exitCode !== null || this.child.signalCode !== null) {
         throw new Error(`serve ended before ${count} matching events: ${JSON.stringify(this.events)} ${this.stderr}`);
       }
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      const what = `${count} matching serve events (${matching.length} so far): ${JSON.stringify(this.events)} ${this.stderr}`;
+      await withTimeout(new Promise<void>((resolve) => this.waiters.push(resolve)), deadline - Date.now(), what);
     }
   }
 
-  async listening(workers: number): Promise<{ port: number; pids: number[]; events: ServeEvent[] }> {
-    const events = await this.waitFor((e) => e.event === 'listening', workers);
+  async listening(
+    workers: number,
+    timeoutMs = WAIT_MS,
+  ): Promise<{ port: number; pids: number[]; events: ServeEvent[] }> {
+    const events = await this.waitFor((e) => e.event === 'listening', workers, timeoutMs);
     return { port: events[0]!.port!, pids: events.map((e) => e.pid!), events };
+  }
+
+  /** Waits (bounded) for serve to end on its own; SIGKILLs it and fails when it overruns. */
+  async ended(timeoutMs = WAIT_MS): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    try {
+      return await withTimeout(this.closed, timeoutMs, `serve to exit on its own: ${this.stderr}`);
+    } catch (err) {
+      this.child.kill('SIGKILL');
+      throw err;
+    }
   }
 
   /** Stops it (if still running) and waits; kills it if it does not go. */
@@ -276,6 +294,27 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The child's 'close' (exit code, signal), at most `timeoutMs` away: on
+ * overrun the child is SIGKILLed and the wait fails with `what`. Call it
+ * before the child can end: a 'close' that already happened is not seen.
+ */
+export async function childClosed(
+  child: ChildProcess,
+  what: string,
+  timeoutMs = WAIT_MS,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal })),
+  );
+  try {
+    return await withTimeout(closed, timeoutMs, what);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
 }
 
 /** A running CLI whose output can be waited on, line by line, each wait bounded. */
