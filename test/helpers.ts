@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -436,4 +436,22 @@ export function scenarioFile(t: { after(fn: () => void): void }, name: string, b
 /** Scenario body: server W, `replicas` SO_REUSEPORT sockets on `address`:6000, started; then `rest` (more steps, expect). */
 export function replicatedW(address: string, replicas: number, rest: string): string {
   return `servers:\n  - { id: W, address: ${address}, port: 6000, replicas: ${replicas}, reuseport: true }\nsteps:\n  - start: [W]\n${rest}`;
+}
+
+/**
+ * A `via` for runCli: a user namespace whose limit on network namespaces is
+ * 0, so that `unshare --net` really fails there (ENOSPC), for its root too.
+ * Null where that cannot be set up (no user namespaces).
+ */
+export function noNetnsVia(): string[] | null {
+  const via = [
+    'unshare',
+    '--user',
+    '--map-root-user',
+    'sh',
+    '-c',
+    'echo 0 > /proc/sys/user/max_net_namespaces && exec "$0" "$@"',
+  ];
+  const run = (...command: string[]) => spawnSync(via[0]!, [...via.slice(1), ...command], { stdio: 'ignore' }).status;
+  return run('true') === 0 && run('unshare', '--net', 'true') !== 0 ? via : null;
 }
