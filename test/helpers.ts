@@ -34,14 +34,15 @@ export interface CliResult {
 
 /**
  * Runs the CLI to completion with the same Node that runs the tests; `via` is
- * a command that execs the rest (e.g. a shell setting a ulimit first).
+ * a command that execs the rest (e.g. a shell setting a ulimit first); `cli`
+ * is another copy's bin/reuseport.js.
  */
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; via?: string[] } = {},
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; via?: string[]; cli?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const [command, ...rest] = [...(options.via ?? []), process.execPath, CLI, ...args];
+    const [command, ...rest] = [...(options.via ?? []), process.execPath, options.cli ?? CLI, ...args];
     const child = spawn(command!, rest, {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, NO_COLOR: '1', ...options.env },
