@@ -1,5 +1,16 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -455,4 +466,74 @@ export function noNetnsVia(): string[] | null {
   ];
   const run = (...command: string[]) => spawnSync(via[0]!, [...via.slice(1), ...command], { stdio: 'ignore' }).status;
   return run('true') === 0 && run('unshare', '--net', 'true') !== 0 ? via : null;
+}
+
+/** Node's inspector port: SIGUSR1 would open it, were the tool's processes not hardened. */
+export const INSPECTOR_PORT = 9229;
+
+/**
+ * The TCP listeners on the inspector port held by any of `pids`, as
+ * `pid address`, read from each process's own network namespace.
+ */
+export function inspectorListeners(pids: number[]): string[] {
+  const found: string[] = [];
+  const portHex = INSPECTOR_PORT.toString(16).toUpperCase().padStart(4, '0');
+  for (const pid of pids) {
+    const inodes = new Set<string>();
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: 'utf8' }))?.[1];
+        if (inode) inodes.add(inode);
+      }
+    } catch {
+      continue; // gone
+    }
+    for (const table of ['tcp', 'tcp6']) {
+      for (const [local, inode] of listeningRows(`/proc/${pid}/net/${table}`)) {
+        if (local.endsWith(`:${portHex}`) && inodes.has(inode)) found.push(`${pid} ${local}`);
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * The LISTEN rows of a /proc/net/tcp table, as [local address, inode]. The
+ * kernel lists listeners before any other socket (tcp_seq_start walks the
+ * listening hash first), so reading stops at the first other row: a
+ * namespace that just made 20,000 connections has as many TIME_WAIT rows.
+ */
+function listeningRows(file: string): [string, string][] {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return [];
+  }
+  const rows: [string, string][] = [];
+  try {
+    const chunk = Buffer.alloc(16 * 1024);
+    let text = '';
+    let header = true;
+    for (;;) {
+      const read = readSync(fd, chunk, 0, chunk.length, null);
+      text += chunk.toString('utf8', 0, read);
+      const lines = text.split('\n');
+      text = read === 0 ? '' : (lines.pop() ?? '');
+      for (const line of lines) {
+        if (header) {
+          header = false;
+          continue;
+        }
+        const fields = line.trim().split(/\s+/);
+        const [local, , state, , , , , , inode] = fields.slice(1);
+        if (!local || !inode) continue;
+        if (state !== '0A') return rows; // 0A is TCP_LISTEN
+        rows.push([local, inode]);
+      }
+      if (read === 0) return rows;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

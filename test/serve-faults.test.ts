@@ -13,15 +13,24 @@ import { resolveBinder } from '../src/net/binder.js';
 import { CounterFile } from '../src/net/counter-file.js';
 import type { EngineName } from '../src/net/engine.js';
 import { unprivilegedPortStart } from '../src/net/explain.js';
-import { listenersOn } from '../src/net/listeners.js';
 import { runLoad } from '../src/net/load-client.js';
 import { loadNativeHelper } from '../src/net/native.js';
 import { MAX_UID, resolveUser } from '../src/net/users.js';
 import { spawnWorker, type WorkerExit, type WorkerProcess } from '../src/net/worker-pool.js';
-import { CLI, childClosed, cleanups, isRoot, runCli, ServeProcess, WAIT_MS, waitGone, withTimeout } from './helpers.js';
+import {
+  CLI,
+  childClosed,
+  cleanups,
+  inspectorListeners,
+  isRoot,
+  runCli,
+  ServeProcess,
+  WAIT_MS,
+  waitGone,
+  withTimeout,
+} from './helpers.js';
 
 const engines = loadNativeHelper().helper?.engines ?? null;
-const INSPECTOR_PORT = 9229;
 
 /** One worker on a kernel-chosen loopback port, driven through the pool's API; stopped after the test. */
 async function startWorker(
@@ -349,8 +358,7 @@ test('SIGUSR1 opens no inspector in the serve parent or a worker, and both keep 
   // The signal is handled (or not) before the next thing each process does: a full round trip through both.
   const result = await runCli(['load', '--json', '--port', String(port), '--connections', '100']);
   assert.equal(result.code, 0);
-  const inspector = listenersOn('tcp', INSPECTOR_PORT).filter((l) => l.pid !== null && ours.includes(l.pid));
-  assert.deepEqual(inspector, [], 'nothing of ours listens on 9229');
+  assert.deepEqual(inspectorListeners(ours), [], 'nothing of ours listens on 9229');
   assert.doesNotMatch(serve.stderr, /Debugger listening/);
   const closed = await serve.stop('SIGTERM');
   assert.equal(closed.code, 0);
