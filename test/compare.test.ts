@@ -24,7 +24,7 @@ import {
   type VerdictStatus,
 } from '../src/compare/verdicts.js';
 import { probeBuiltin } from '../src/net/binder.js';
-import { CLI, descendants, ROOT, runCli, waitGone, waitNamespacesGone } from './helpers.js';
+import { CLI, childClosed, descendants, ROOT, runCli, waitGone, waitNamespacesGone } from './helpers.js';
 
 const built = existsSync(join(ROOT, COMPARE_EXECUTABLE_RELATIVE_PATH));
 const skip = !built && `${COMPARE_EXECUTABLE_RELATIVE_PATH} is not built (no C toolchain)`;
@@ -353,7 +353,7 @@ async function interruptWhen(args: string[], matches: (pid: number) => boolean, 
     env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'ignore', 'ignore'],
   });
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const exited = childClosed(child, 'compare to exit after Ctrl-C');
   const deadline = Date.now() + 20_000;
   let seen: number[] = [];
   let found = false;
@@ -364,7 +364,7 @@ async function interruptWhen(args: string[], matches: (pid: number) => boolean, 
   }
   assert.ok(found, what);
   child.kill('SIGINT');
-  assert.equal(await exited, 130);
+  assert.equal((await exited).code, 130);
   assert.deepEqual(await waitGone([...new Set([...seen, ...descendants(child.pid!)])]), []);
 }
 

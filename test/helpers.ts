@@ -1,6 +1,17 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,14 +47,15 @@ export interface CliResult {
 
 /**
  * Runs the CLI to completion with the same Node that runs the tests; `via` is
- * a command that execs the rest (e.g. a shell setting a ulimit first).
+ * a command that execs the rest (e.g. a shell setting a ulimit first); `cli`
+ * is another copy's bin/reuseport.js.
  */
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; via?: string[] } = {},
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string; via?: string[]; cli?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const [command, ...rest] = [...(options.via ?? []), process.execPath, CLI, ...args];
+    const [command, ...rest] = [...(options.via ?? []), process.execPath, options.cli ?? CLI, ...args];
     const child = spawn(command!, rest, {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, NO_COLOR: '1', ...options.env },
@@ -78,6 +90,9 @@ export interface ServeEvent {
   reason?: string;
   [key: string]: unknown;
 }
+
+/** How long a test waits for one thing a process should do before it fails, naming what it waited for. */
+export const WAIT_MS = 60_000;
 
 /** A running `reuseport serve --json`, read event by event. */
 export class ServeProcess {
@@ -116,21 +131,36 @@ export class ServeProcess {
     });
   }
 
-  /** Resolves once `count` events match; rejects if the process ends first. */
-  async waitFor(predicate: (e: ServeEvent) => boolean, count = 1): Promise<ServeEvent[]> {
+  /** Resolves once `count` events match; rejects if the process ends first, or after `timeoutMs`. */
+  async waitFor(predicate: (e: ServeEvent) => boolean, count = 1, timeoutMs = WAIT_MS): Promise<ServeEvent[]> {
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
       const matching = this.events.filter(predicate);
       if (matching.length >= count) return matching;
       if (this.child.exitCode !== null || this.child.signalCode !== null) {
         throw new Error(`serve ended before ${count} matching events: ${JSON.stringify(this.events)} ${this.stderr}`);
       }
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
+      const what = `${count} matching serve events (${matching.length} so far): ${JSON.stringify(this.events)} ${this.stderr}`;
+      await withTimeout(new Promise<void>((resolve) => this.waiters.push(resolve)), deadline - Date.now(), what);
     }
   }
 
-  async listening(workers: number): Promise<{ port: number; pids: number[]; events: ServeEvent[] }> {
-    const events = await this.waitFor((e) => e.event === 'listening', workers);
+  async listening(
+    workers: number,
+    timeoutMs = WAIT_MS,
+  ): Promise<{ port: number; pids: number[]; events: ServeEvent[] }> {
+    const events = await this.waitFor((e) => e.event === 'listening', workers, timeoutMs);
     return { port: events[0]!.port!, pids: events.map((e) => e.pid!), events };
+  }
+
+  /** Waits (bounded) for serve to end on its own; SIGKILLs it and fails when it overruns. */
+  async ended(timeoutMs = WAIT_MS): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    try {
+      return await withTimeout(this.closed, timeoutMs, `serve to exit on its own: ${this.stderr}`);
+    } catch (err) {
+      this.child.kill('SIGKILL');
+      throw err;
+    }
   }
 
   /** Stops it (if still running) and waits; kills it if it does not go. */
@@ -278,6 +308,27 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The child's 'close' (exit code, signal), at most `timeoutMs` away: on
+ * overrun the child is SIGKILLed and the wait fails with `what`. Call it
+ * before the child can end: a 'close' that already happened is not seen.
+ */
+export async function childClosed(
+  child: ChildProcess,
+  what: string,
+  timeoutMs = WAIT_MS,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal })),
+  );
+  try {
+    return await withTimeout(closed, timeoutMs, what);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
 }
 
 /** A running CLI whose output can be waited on, line by line, each wait bounded. */
@@ -474,4 +525,92 @@ export function assertIssue(issues: string[], pattern: RegExp): void {
     issues.some((i) => pattern.test(i)),
     `${pattern}\n${issues.join('\n')}`,
   );
+}
+
+/**
+ * A `via` for runCli: a user namespace whose limit on network namespaces is
+ * 0, so that `unshare --net` really fails there (ENOSPC), for its root too.
+ * Null where that cannot be set up (no user namespaces).
+ */
+export function noNetnsVia(): string[] | null {
+  const via = [
+    'unshare',
+    '--user',
+    '--map-root-user',
+    'sh',
+    '-c',
+    'echo 0 > /proc/sys/user/max_net_namespaces && exec "$0" "$@"',
+  ];
+  const run = (...command: string[]) => spawnSync(via[0]!, [...via.slice(1), ...command], { stdio: 'ignore' }).status;
+  return run('true') === 0 && run('unshare', '--net', 'true') !== 0 ? via : null;
+}
+
+/** Node's inspector port: SIGUSR1 would open it, were the tool's processes not hardened. */
+export const INSPECTOR_PORT = 9229;
+
+/**
+ * The TCP listeners on the inspector port held by any of `pids`, as
+ * `pid address`, read from each process's own network namespace.
+ */
+export function inspectorListeners(pids: number[]): string[] {
+  const found: string[] = [];
+  const portHex = INSPECTOR_PORT.toString(16).toUpperCase().padStart(4, '0');
+  for (const pid of pids) {
+    const inodes = new Set<string>();
+    try {
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: 'utf8' }))?.[1];
+        if (inode) inodes.add(inode);
+      }
+    } catch {
+      continue; // gone
+    }
+    for (const table of ['tcp', 'tcp6']) {
+      for (const [local, inode] of listeningRows(`/proc/${pid}/net/${table}`)) {
+        if (local.endsWith(`:${portHex}`) && inodes.has(inode)) found.push(`${pid} ${local}`);
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * The LISTEN rows of a /proc/net/tcp table, as [local address, inode]. The
+ * kernel lists listeners before any other socket (tcp_seq_start walks the
+ * listening hash first), so reading stops at the first other row: a
+ * namespace that just made 20,000 connections has as many TIME_WAIT rows.
+ */
+function listeningRows(file: string): [string, string][] {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return [];
+  }
+  const rows: [string, string][] = [];
+  try {
+    const chunk = Buffer.alloc(16 * 1024);
+    let text = '';
+    let header = true;
+    for (;;) {
+      const read = readSync(fd, chunk, 0, chunk.length, null);
+      text += chunk.toString('utf8', 0, read);
+      const lines = text.split('\n');
+      text = read === 0 ? '' : (lines.pop() ?? '');
+      for (const line of lines) {
+        if (header) {
+          header = false;
+          continue;
+        }
+        const fields = line.trim().split(/\s+/);
+        const [local, , state, , , , , , inode] = fields.slice(1);
+        if (!local || !inode) continue;
+        if (state !== '0A') return rows; // 0A is TCP_LISTEN
+        rows.push([local, inode]);
+      }
+      if (read === 0) return rows;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

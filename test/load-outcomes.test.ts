@@ -13,7 +13,7 @@ import { chooseEngine, decideEngine, ENGINE_ENV, type EngineName, requestedEngin
 import { type LoadResult, runLoad } from '../src/net/load-client.js';
 import { loadNativeHelper } from '../src/net/native.js';
 import { reconcileWithWorkers } from '../src/net/reconcile.js';
-import { CLI, cleanups, closedPort, ROOT, runCli, ServeProcess } from './helpers.js';
+import { CLI, childClosed, cleanups, closedPort, ROOT, runCli, ServeProcess } from './helpers.js';
 
 const helper = loadNativeHelper().helper;
 const ENGINES: EngineName[] = helper?.engines ? ['builtin', 'native'] : ['builtin'];
@@ -127,7 +127,7 @@ for (const engine of ENGINES) {
       if (accepted >= 5) resolve();
     });
     child.kill('SIGINT');
-    const [code] = (await once(child, 'close')) as [number];
+    const { code } = await childClosed(child, 'load to exit after Ctrl-C');
     assert.equal(code, 1);
     const doc = JSON.parse(stdout) as LoadResult;
     assert.equal(doc.stoppedEarly, 'aborted');

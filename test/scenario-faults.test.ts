@@ -7,12 +7,14 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readCount } from '../src/net/counter-file.js';
+import { noNamespaceMessage } from '../src/net/doctor.js';
 import { loadNativeHelper } from '../src/net/native.js';
 import { COUNTER_FD } from '../src/net/worker-protocol.js';
 import {
   CliProcess,
   isRoot,
   namespacesOf,
+  noNetnsVia,
   replicatedW,
   runCli,
   scenarioFile,
@@ -497,4 +499,50 @@ ${SERVER_A}${A_BINDS}`,
   assert.equal(scenario?.status, 'skipped', result.stdout + result.stderr);
   assert.match(scenario?.reason ?? '', /needs a private network namespace/);
   assert.doesNotMatch(scenario?.reason ?? '', /run as root/);
+});
+
+const canTrace = spawnSync('strace', ['-qq', '-o', '/dev/null', 'true']).status === 0;
+
+test('--isolation host binds no wildcard address, not even to find a free port', {
+  skip: !canTrace && 'strace is missing, or ptrace is not allowed here',
+}, async (t) => {
+  const trace = join(tempDir(t), 'bind.trace');
+  const result = await runCli(['scenario', 'run', 'load-balance', '--isolation', 'host', '--json'], {
+    via: ['strace', '-f', '-qq', '-e', 'trace=bind', '-e', 'signal=none', '-o', trace],
+  });
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  const binds = readFileSync(trace, 'utf8')
+    .split('\n')
+    .filter((line) => /\bbind\(/.test(line));
+  assert.ok(binds.length >= 3, `the workers' binds are seen: ${binds.join('\n')}`);
+  const wildcard = binds.filter((line) => /inet_addr\("0\.0\.0\.0"\)|inet_pton\(AF_INET6, "::"/.test(line));
+  assert.deepEqual(wildcard, [], 'no bind to 0.0.0.0 or ::');
+});
+
+test('the no-namespace message tells root what is missing, and only others to run as root', () => {
+  const reason = '`unshare --net` failed: unshare failed: No space left on device';
+  const toRoot = noNamespaceMessage(reason, true);
+  assert.doesNotMatch(toRoot, /run as root/);
+  assert.match(
+    toRoot,
+    /^no private network namespace can be made here \(`unshare --net` failed: .*\); run it where `unshare --net` works .*, or use --isolation host$/,
+  );
+  assert.match(noNamespaceMessage(reason, false), /run as root, or where unprivileged user namespaces are allowed/);
+});
+
+const NO_NETNS = noNetnsVia();
+
+test('compare --isolation netns where unshare is refused to root names the refusal, not "run as root"', {
+  skip: !NO_NETNS && 'cannot make a user namespace to refuse network namespaces in',
+}, async () => {
+  // Root of a user namespace whose network-namespace limit is 0: the kernel really refuses unshare.
+  const result = await runCli(['compare', '--isolation', 'netns'], { via: NO_NETNS ?? [] });
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, result.stderr);
+  assert.match(
+    lines[0]!,
+    /no private network namespace can be made here \(`unshare --net` failed: .*No space left on device\)/,
+  );
+  assert.doesNotMatch(result.stderr, /run as root/);
 });

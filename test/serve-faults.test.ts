@@ -13,15 +13,24 @@ import { resolveBinder } from '../src/net/binder.js';
 import { CounterFile } from '../src/net/counter-file.js';
 import type { EngineName } from '../src/net/engine.js';
 import { unprivilegedPortStart } from '../src/net/explain.js';
-import { listenersOn } from '../src/net/listeners.js';
 import { runLoad } from '../src/net/load-client.js';
 import { loadNativeHelper } from '../src/net/native.js';
 import { MAX_UID, resolveUser } from '../src/net/users.js';
 import { spawnWorker, type WorkerExit, type WorkerProcess } from '../src/net/worker-pool.js';
-import { CLI, cleanups, isRoot, runCli, ServeProcess, waitGone } from './helpers.js';
+import {
+  CLI,
+  childClosed,
+  cleanups,
+  inspectorListeners,
+  isRoot,
+  runCli,
+  ServeProcess,
+  WAIT_MS,
+  waitGone,
+  withTimeout,
+} from './helpers.js';
 
 const engines = loadNativeHelper().helper?.engines ?? null;
-const INSPECTOR_PORT = 9229;
 
 /** One worker on a kernel-chosen loopback port, driven through the pool's API; stopped after the test. */
 async function startWorker(
@@ -131,7 +140,7 @@ test('serve --workers 4: a worker killed with -9 after a load of 2000 keeps its 
   const { serve, pids, tally } = await serveAfterLoad(t, 4, 2000);
   const victim = pids[1]!;
   process.kill(victim, 'SIGKILL');
-  const closed = await serve.closed;
+  const closed = await serve.ended();
   assert.equal(closed.code, 1);
   const exit = serve.events.find((e) => e.event === 'exit' && e.pid === victim);
   assert.equal(exit?.reason, 'crashed');
@@ -227,18 +236,23 @@ test('the text summary says which worker was killed', { timeout: 60_000 }, async
   child.stderr.setEncoding('utf8').on('data', (c: string) => {
     err += c;
   });
-  const pids = await new Promise<number[]>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      out += c;
-      const found = [...out.matchAll(/pid is (\d+)/g)].map((m) => Number(m[1]));
-      if (found.length === 2) resolve(found);
-    });
-    child.on('close', () => reject(new Error(`serve ended early: ${out} ${err}`)));
-  });
+  const closed = childClosed(child, 'serve to exit after SIGTERM');
+  const pids = await withTimeout(
+    new Promise<number[]>((resolve, reject) => {
+      child.stdout.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        const found = [...out.matchAll(/pid is (\d+)/g)].map((m) => Number(m[1]));
+        if (found.length === 2) resolve(found);
+      });
+      closed.then(() => reject(new Error(`serve ended early: ${out} ${err}`)), reject);
+    }),
+    WAIT_MS,
+    'two "pid is N" lines from serve',
+  );
   process.kill(pids[1]!, 'SIGSTOP');
   await waitStopped(pids[1]!);
   child.kill('SIGTERM');
-  const [code] = (await once(child, 'close')) as [number | null];
+  const { code } = await closed;
   assert.equal(code, 1);
   assert.match(
     out,
@@ -290,22 +304,26 @@ test('a closed stdout (serve | head -1) stops the workers cleanly, without a sta
   });
   let buffer = '';
   const listening: { pid: number; port: number }[] = [];
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      buffer += c;
-      for (const line of buffer.split('\n').slice(0, -1)) {
-        const event = JSON.parse(line) as { event: string; pid: number; port: number };
-        if (event.event === 'listening' && !listening.some((l) => l.pid === event.pid)) listening.push(event);
-      }
-      if (listening.length === 2) resolve();
-    });
-    child.on('close', () => reject(new Error(`serve ended early: ${err}`)));
-  });
+  const closed = childClosed(child, 'serve to exit once its stdout is gone');
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      child.stdout.setEncoding('utf8').on('data', (c: string) => {
+        buffer += c;
+        for (const line of buffer.split('\n').slice(0, -1)) {
+          const event = JSON.parse(line) as { event: string; pid: number; port: number };
+          if (event.event === 'listening' && !listening.some((l) => l.pid === event.pid)) listening.push(event);
+        }
+        if (listening.length === 2) resolve();
+      });
+      closed.then(() => reject(new Error(`serve ended early: ${err}`)), reject);
+    }),
+    WAIT_MS,
+    'two listening events from serve',
+  );
   // Like head(1) after its line: the read end goes away; the next event (stats) hits EPIPE.
   child.stdout.destroy();
-  const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
   await runCli(['load', '--port', String(listening[0]!.port), '--connections', '50']);
-  const [code, signal] = await closed;
+  const { code, signal } = await closed;
   assert.equal(signal, null);
   assert.equal(code, 0);
   assert.doesNotMatch(err, /at .*\.js:\d+|EPIPE|internal error/);
@@ -340,8 +358,7 @@ test('SIGUSR1 opens no inspector in the serve parent or a worker, and both keep 
   // The signal is handled (or not) before the next thing each process does: a full round trip through both.
   const result = await runCli(['load', '--json', '--port', String(port), '--connections', '100']);
   assert.equal(result.code, 0);
-  const inspector = listenersOn('tcp', INSPECTOR_PORT).filter((l) => l.pid !== null && ours.includes(l.pid));
-  assert.deepEqual(inspector, [], 'nothing of ours listens on 9229');
+  assert.deepEqual(inspectorListeners(ours), [], 'nothing of ours listens on 9229');
   assert.doesNotMatch(serve.stderr, /Debugger listening/);
   const closed = await serve.stop('SIGTERM');
   assert.equal(closed.code, 0);

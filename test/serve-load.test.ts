@@ -3,7 +3,19 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { test } from 'node:test';
 import type { LoadResult } from '../src/net/load-client.js';
-import { CLI, closedPort, EXPECTED_BINDER, isAlive, isRoot, runCli, ServeProcess, waitGone } from './helpers.js';
+import {
+  CLI,
+  childClosed,
+  closedPort,
+  EXPECTED_BINDER,
+  isAlive,
+  isRoot,
+  runCli,
+  ServeProcess,
+  WAIT_MS,
+  waitGone,
+  withTimeout,
+} from './helpers.js';
 
 type LoadDocument = LoadResult;
 
@@ -93,7 +105,7 @@ test('a worker that dies on its own is reported and serve exits non-zero, taking
   const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '3']);
   const { pids } = await serve.listening(3);
   process.kill(pids[1]!, 'SIGKILL');
-  const result = await serve.closed;
+  const result = await serve.ended();
   assert.equal(result.code, 1);
   const crashed = serve.events.find((e) => e.event === 'exit' && e.reason === 'crashed');
   assert.equal(crashed?.pid, pids[1]);
@@ -104,7 +116,7 @@ test('the serve process killed outright takes its workers with it', async () => 
   const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '2']);
   const { pids } = await serve.listening(2);
   serve.child.kill('SIGKILL');
-  await serve.closed;
+  await serve.ended();
   assert.deepEqual(await waitGone(pids), [], 'workers exit when their parent disappears');
 });
 
@@ -133,14 +145,22 @@ test('human output has the article lines', async () => {
   });
   let out = '';
   serve.stdout.setEncoding('utf8');
-  await new Promise<void>((resolve) => {
-    serve.stdout.on('data', (chunk: string) => {
-      out += chunk;
-      if ((out.match(/succeeded/g) ?? []).length === 2) resolve();
-    });
+  const closed = childClosed(serve, 'serve to exit after SIGTERM');
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      serve.stdout.on('data', (chunk: string) => {
+        out += chunk;
+        if ((out.match(/succeeded/g) ?? []).length === 2) resolve();
+      });
+    }),
+    WAIT_MS,
+    'two "succeeded" lines from serve',
+  ).catch((err: Error) => {
+    serve.kill('SIGKILL');
+    throw err;
   });
   serve.kill('SIGTERM');
-  await new Promise((resolve) => serve.on('close', resolve));
+  await closed;
   assert.match(out, /^Start server on 127\.0\.0\.1:\d+ succeeded, pid is \d+$/m);
   assert.match(out, /^Server 127\.0\.0\.1:\d+ \(\d+\) accept success: 0$/m);
 });

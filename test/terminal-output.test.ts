@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { colorLevel, usableTerminal } from '../src/cli/terminal.js';
 import { safeProse, safeText } from '../src/report/untrusted-text.js';
-import { CLI, isRoot, runCli } from './helpers.js';
+import { CLI, childClosed, isRoot, runCli } from './helpers.js';
 
 test('colour: --color wins over the environment, then --json, NO_COLOR, FORCE_COLOR, TERM=dumb, the TTY', () => {
   const tty = { stdoutIsTTY: true };
@@ -43,10 +43,8 @@ test('a terminal that reports 0 columns: load finishes instead of spinning forev
   child.stdout.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
-  clearTimeout(timer);
-  assert.equal(code, 1, 'load exits 1 (every connection refused), not killed by the test');
+  const { code } = await childClosed(child, 'load under a 0-column terminal to exit', 30_000);
+  assert.equal(code, 1, 'load exits 1 (every connection refused)');
   assert.ok(bytes < 4096, `a few lines of output, not a spinner loop (${bytes} bytes)`);
 });
 

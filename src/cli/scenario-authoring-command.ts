@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { safeProse } from '../report/untrusted-text.js';
 import { checkScenarios, createStarterScenario, shippedScenarioText } from '../scenario/authoring.js';
 import { formatIssue } from '../scenario/scenario-file.js';
 import { SCENARIOS_DIR } from './scenario-command.js';
@@ -51,6 +52,7 @@ export async function scenarioInitCommand(name: string): Promise<number> {
 export async function scenarioShowCommand(name: string): Promise<number> {
   const terminal = await openTerminal({});
   const { text } = await shippedScenarioText(name, SCENARIOS_DIR);
-  terminal.out(text.replace(/\n$/, ''));
+  // A file is shown as it is, except for what could drive the terminal (ESC, BEL, bidi overrides).
+  terminal.out(safeProse(text.replace(/\n$/, '')));
   return 0;
 }

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { errnoName, ReuseportError, UsageError } from '../errors.js';
-import { probeNamespace } from '../net/doctor.js';
+import { noNamespaceMessage, probeNamespace } from '../net/doctor.js';
 import { findPackageRoot } from '../net/native.js';
 import {
   EXECUTABLE_PROTOCOL,
@@ -95,7 +95,7 @@ export async function chooseIsolation(choice: IsolationChoice): Promise<{ isolat
     };
   }
   if (choice === 'netns') {
-    throw new ReuseportError(`no private network namespace can be made here (${probe.reason}); run as root`, {
+    throw new ReuseportError(noNamespaceMessage(probe.reason), {
       code: 'ENETNS',
     });
   }

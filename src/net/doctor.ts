@@ -150,6 +150,22 @@ function openFileLimit(): { soft?: number; hard?: number } {
 }
 
 /** Can this user make a private network namespace and bring its lo up (as the scenario runner will)? */
+/**
+ * What to do when no private network namespace can be made. Root is never
+ * told to run as root: for root, what is missing is the permission to
+ * unshare (a container or a user-namespace limit forbids it).
+ */
+export function namespaceRemedy(root: boolean = isRoot()): string {
+  return root
+    ? 'run it where `unshare --net` works (not inside a container or user namespace that forbids it)'
+    : 'run as root, or where unprivileged user namespaces are allowed';
+}
+
+/** The one-line refusal when a private namespace was demanded and the probe failed with `reason`. */
+export function noNamespaceMessage(reason: string, root: boolean = isRoot()): string {
+  return `no private network namespace can be made here (${reason}); ${namespaceRemedy(root)}, or use --isolation host`;
+}
+
 export async function probeNamespace(): Promise<
   { ok: true; how: string; args: string[] } | { ok: false; reason: string }
 > {

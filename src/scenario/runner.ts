@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { namespaceRemedy, noNamespaceMessage } from '../net/doctor.js';
 import { isRoot } from '../net/users.js';
 import { hardenedExecArgv, nodeChildEnv } from '../process-hardening.js';
 import { type ExpectationResult, evaluate } from './expect.js';
@@ -215,16 +216,10 @@ async function runOne(
     unshareArgs = namespace.args;
     result.isolationNote = `private network namespace (${namespace.how}); nothing touches the host's ports`;
   } else if (options.isolation === 'netns') {
-    return skip(
-      `no private network namespace can be made here (${noNamespace}); ${isRoot() ? 'use --isolation host' : 'run as root, or use --isolation host'}`,
-    );
+    return skip(noNamespaceMessage(noNamespace ?? 'unknown reason'));
   } else if (scenario.requires.includes('netns')) {
     return skip(
-      `needs a private network namespace (its addresses or sysctls have no host stand-in), and ${noNamespace}; ${
-        isRoot()
-          ? 'run it where `unshare --net` works (not inside a container that forbids it)'
-          : 'run as root, or where unprivileged user namespaces are allowed'
-      }`,
+      `needs a private network namespace (its addresses or sysctls have no host stand-in), and ${noNamespace}; ${namespaceRemedy()}`,
     );
   } else {
     isolation = 'host';
@@ -353,7 +348,7 @@ async function mapForHost(
   for (const server of scenario.servers) {
     if (!isLoopback(address(server.address))) {
       return {
-        refused: `not run on the host: server ${server.id} binds ${server.address}, which is not a loopback address, and --isolation host only binds loopback; run it in a private namespace (as root, or where unprivileged user namespaces are allowed)`,
+        refused: `not run on the host: server ${server.id} binds ${server.address}, which is not a loopback address, and --isolation host only binds loopback; run it in a private namespace (${namespaceRemedy()})`,
       };
     }
   }
@@ -405,11 +400,16 @@ async function mapForHost(
   return { scenario: mapped, substitutions: { addresses, ports } };
 }
 
+/**
+ * A port the kernel says is free on loopback right now. The probe binds
+ * 127.0.0.1, never a wildcard: in host mode nothing of ours may listen on the
+ * machine's real interfaces, not even for an instant.
+ */
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', reject);
-    probe.listen({ host: '0.0.0.0', port: 0, exclusive: true }, () => {
+    probe.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
       const { port } = probe.address() as net.AddressInfo;
       probe.close(() => resolve(port));
     });
@@ -419,8 +419,7 @@ function freePort(): Promise<number> {
 function addHostHints(result: ScenarioResult): void {
   for (const expectation of result.expectations) {
     if (!expectation.passed && expectation.observed.includes('EADDRINUSE') && expectation.expected === 'ok') {
-      expectation.observed +=
-        ' (host isolation: another program on this machine may have taken the port since it was chosen; run again, or as root for a private namespace)';
+      expectation.observed += ` (host isolation: another program on this machine may have taken the port since it was chosen; run again, or in a private namespace: ${namespaceRemedy()})`;
     }
   }
 }
