@@ -27,7 +27,7 @@
  *                      lcShutdown, lcConnect, lcFchown, lcAttachCbpf, lcDetachBpf,
  *                      lcAccept, lcAcceptQueue
  *   port_sweep.c       source-port sweep client (napi async work); portSweep
- *   netns.c            lo set-up in a private namespace without `ip`; linkUp, addAddress
+ *   netns.c            lo set-up in a private namespace without `ip`; linkUp, addAddress, routeType
  *   reuseport_native.c this file: the module init registering every JS function
  */
 #include "addon.h"
@@ -60,6 +60,7 @@ NAPI_MODULE_INIT() {
       {"portSweep", NULL, js_port_sweep, NULL, NULL, NULL, napi_enumerable, NULL},
       {"linkUp", NULL, js_link_up, NULL, NULL, NULL, napi_enumerable, NULL},
       {"addAddress", NULL, js_add_address, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"routeType", NULL, js_route_type, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
     throw_last_error(env);
