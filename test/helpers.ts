@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -24,6 +24,18 @@ export const CLI = join(ROOT, 'bin', 'reuseport.js');
 export const EXPECTED_BINDER = process.env.REUSEPORT_EXPECT_BINDER;
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Absolute path of `unshare` (util-linux), or '' when it is not installed. */
+export const unsharePath = spawnSync('sh', ['-c', 'command -v unshare'], { encoding: 'utf8' }).stdout.trim();
+
+/** Why a test cannot make a network namespace with `unshare --net` here, or false when it can. */
+export const unshareNetSkip: string | false = !isRoot
+  ? 'needs root to create a network namespace with unshare --net'
+  : unsharePath === ''
+    ? 'unshare (util-linux) is not installed'
+    : spawnSync(unsharePath, ['--net', 'true']).status !== 0
+      ? '`unshare --net` does not work here'
+      : false;
 
 export interface CliResult {
   code: number | null;
