@@ -140,6 +140,7 @@ napi_value js_port_sweep(napi_env env, napi_callback_info info);
 /* netns.c */
 napi_value js_link_up(napi_env env, napi_callback_info info);
 napi_value js_add_address(napi_env env, napi_callback_info info);
+napi_value js_route_type(napi_env env, napi_callback_info info);
 
 /* compare_burn.c */
 napi_value js_cpu_burn(napi_env env, napi_callback_info info);

@@ -5,10 +5,33 @@
  *   linkUp(name)                       SIOCGIFFLAGS + SIOCSIFFLAGS(IFF_UP)
  *   addAddress(name, address, prefix)  RTM_NEWADDR over NETLINK_ROUTE, as
  *                                      `ip addr add ADDRESS/PREFIX dev NAME`
- *                                      (IPv6 with nodad, so it is usable at once)
+ *                                      (IPv6 with nodad: never tentative)
+ *   routeType(address)                 RTM_GETROUTE with RTA_DST, as
+ *                                      `ip route get ADDRESS`: the rtm_type
+ *                                      of the route a connect() would use
  *
- * Both return 0, or { errno, syscall } for a failed syscall or a kernel NACK
- * (syscall "RTM_NEWADDR" then). Only wrong argument types throw.
+ * linkUp and addAddress return 0, routeType a number (RTN_LOCAL = 2 once the
+ * address is usable); each returns { errno, syscall } for a failed syscall or
+ * a kernel NACK (syscall "RTM_NEWADDR" / "RTM_GETROUTE" then: ENETUNREACH is
+ * how the kernel answers while an IPv6 address has no local route yet).
+ * Only wrong argument types throw.
+ *
+ * Why addAddress returning is not enough for IPv6 (net/ipv6/addrconf.c):
+ * inet6_addr_add() -> ipv6_add_addr() links the address and allocates its
+ * local route (ifp->rt) without inserting it; addrconf_prefix_route() adds
+ * ADDRESS/128 dev lo, which ip6_route_info_create()/fib6_nh_init() turn into
+ * a reject route (fib6_is_reject: a non-loopback destination via lo) that
+ * answers ENETUNREACH. addrconf_dad_start() only queues ifp->dad_work on
+ * addrconf_wq; addrconf_dad_work() takes rtnl_lock, addrconf_dad_begin()
+ * sees IFF_LOOPBACK / IFA_F_NODAD and calls addrconf_dad_completed() ->
+ * ipv6_ifa_notify(RTM_NEWADDR) -> __ipv6_ifa_notify() -> ip6_ins_rt(ifp->rt).
+ * Until that work has run, connect() to the address gets ENETUNREACH; on a
+ * busy machine (rtnl contended by other namespaces) that lasts long enough to
+ * be hit. IPv4 has no such step: __inet_insert_ifa() calls the inetaddr
+ * notifier chain inside the request, and fib_inetaddr_event() ->
+ * fib_add_ifaddr() inserts the local route before RTM_NEWADDR is answered.
+ * Bringing lo up adds ::1 synchronously too: addrconf_notify(NETDEV_UP) ->
+ * init_loopback() -> add_addr() -> ipv6_ifa_notify() inside SIOCSIFFLAGS.
  */
 #include "addon.h"
 
@@ -80,8 +103,13 @@ static void add_attribute(struct nlmsghdr *header, unsigned short type, const vo
   header->nlmsg_len = NLMSG_ALIGN(header->nlmsg_len) + RTA_ALIGN(attr->rta_len);
 }
 
-/* Sends one request and waits for its ACK; returns 0 or a positive errno, with *failed naming the step. */
-static int netlink_transact(struct nlmsghdr *request, const char **failed) {
+/*
+ * Sends one request and waits for its answer: an ACK or NACK, or a message of
+ * reply_type whose payload is copied to reply (at most reply_len bytes).
+ * Returns 0 or a positive errno, with *failed naming the step.
+ */
+static int netlink_transact(struct nlmsghdr *request, unsigned short reply_type, void *reply_out, size_t reply_len,
+                            const char **failed) {
   struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
   char reply[4096];
   int err = 0;
@@ -108,7 +136,13 @@ static int netlink_transact(struct nlmsghdr *request, const char **failed) {
     }
     int left = (int)n;
     for (struct nlmsghdr *h = (struct nlmsghdr *)reply; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_seq != request->nlmsg_seq || h->nlmsg_type != NLMSG_ERROR) continue;
+      if (h->nlmsg_seq != request->nlmsg_seq) continue;
+      if (reply_out && h->nlmsg_type == reply_type) {
+        size_t payload = h->nlmsg_len - NLMSG_LENGTH(0);
+        memcpy(reply_out, NLMSG_DATA(h), payload < reply_len ? payload : reply_len);
+        goto out;
+      }
+      if (h->nlmsg_type != NLMSG_ERROR) continue;
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
         *failed = "recv";
         err = EPROTO;
@@ -168,6 +202,54 @@ napi_value js_add_address(napi_env env, napi_callback_info info) {
   add_attribute(&request.header, IFA_ADDRESS, raw, raw_len);
 
   const char *failed = "RTM_NEWADDR";
-  int err = netlink_transact(&request.header, &failed);
+  int err = netlink_transact(&request.header, NLMSG_ERROR, NULL, 0, &failed);
   return err ? errno_object(env, err, failed, NULL) : zero(env);
+}
+
+struct getroute_request {
+  struct nlmsghdr header;
+  struct rtmsg message;
+  char attributes[RTA_SPACE(sizeof(struct in6_addr))];
+};
+
+/* routeType(address): the rtm_type of the kernel's route to address, or { errno, syscall }. */
+napi_value js_route_type(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  char address[ADDRESS_MAX];
+  size_t address_len = 0;
+  unsigned char raw[sizeof(struct in6_addr)];
+  int family;
+  size_t raw_len;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  if (!expect_type(env, argv[0], napi_string, "address must be a string")) return NULL;
+  NAPI_OK(env, napi_get_value_string_utf8(env, argv[0], address, sizeof address, &address_len));
+  if (inet_pton(AF_INET, address, raw) == 1) {
+    family = AF_INET;
+    raw_len = sizeof(struct in_addr);
+  } else if (inet_pton(AF_INET6, address, raw) == 1) {
+    family = AF_INET6;
+    raw_len = sizeof(struct in6_addr);
+  } else {
+    throw_type(env, "address must be an IPv4 or IPv6 literal");
+    return NULL;
+  }
+
+  struct getroute_request request;
+  memset(&request, 0, sizeof request);
+  request.header.nlmsg_len = NLMSG_LENGTH(sizeof(struct rtmsg));
+  request.header.nlmsg_type = RTM_GETROUTE;
+  request.header.nlmsg_flags = NLM_F_REQUEST;
+  request.header.nlmsg_seq = (uint32_t)time(NULL);
+  request.message.rtm_family = (unsigned char)family;
+  request.message.rtm_dst_len = (unsigned char)(raw_len * 8);
+  add_attribute(&request.header, RTA_DST, raw, raw_len);
+
+  struct rtmsg route;
+  memset(&route, 0, sizeof route);
+  const char *failed = "RTM_GETROUTE";
+  int err = netlink_transact(&request.header, RTM_NEWROUTE, &route, sizeof route, &failed);
+  if (err) return errno_object(env, err, failed, NULL);
+  napi_value v;
+  NAPI_OK(env, napi_create_int32(env, route.rtm_type, &v));
+  return v;
 }

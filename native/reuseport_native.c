@@ -27,7 +27,7 @@
  *                      lcShutdown, lcConnect, lcFchown, lcAttachCbpf, lcDetachBpf,
  *                      lcAccept, lcAcceptQueue
  *   port_sweep.c       source-port sweep client (napi async work); portSweep
- *   netns.c            lo set-up in a private namespace without `ip`; linkUp, addAddress
+ *   netns.c            lo set-up in a private namespace without `ip`; linkUp, addAddress, routeType
  *   compare_burn.c     the heavy handler's CPU work (burn.h) for `compare`'s Node workers; cpuBurn
  *   reuseport_native.c this file: the module init registering every JS function
  */
@@ -62,6 +62,7 @@ NAPI_MODULE_INIT() {
       {"linkUp", NULL, js_link_up, NULL, NULL, NULL, napi_enumerable, NULL},
       {"addAddress", NULL, js_add_address, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cpuBurn", NULL, js_cpu_burn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"routeType", NULL, js_route_type, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) {
     throw_last_error(env);

@@ -38,6 +38,18 @@ export const EXPECTED_BINDER = process.env.REUSEPORT_EXPECT_BINDER;
 
 export const isRoot = process.getuid?.() === 0;
 
+/** Absolute path of `unshare` (util-linux), or '' when it is not installed. */
+export const unsharePath = spawnSync('sh', ['-c', 'command -v unshare'], { encoding: 'utf8' }).stdout.trim();
+
+/** Why a test cannot make a network namespace with `unshare --net` here, or false when it can. */
+export const unshareNetSkip: string | false = !isRoot
+  ? 'needs root to create a network namespace with unshare --net'
+  : unsharePath === ''
+    ? 'unshare (util-linux) is not installed'
+    : spawnSync(unsharePath, ['--net', 'true']).status !== 0
+      ? '`unshare --net` does not work here'
+      : false;
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;

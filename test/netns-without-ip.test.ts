@@ -2,27 +2,23 @@
 // helper brings lo up and adds addresses itself. `ip` is hidden by running
 // with a PATH that holds only `unshare`.
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { loadNativeHelper } from '../src/net/native.js';
-import { isRoot, runCli } from './helpers.js';
+import { isRoot, runCli, unshareNetSkip, unsharePath } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
 
-const unshare = spawnSync('sh', ['-c', 'command -v unshare'], { encoding: 'utf8' }).stdout.trim();
-const skip = !isRoot
-  ? 'needs root to create a network namespace with unshare --net'
-  : unshare === ''
-    ? 'unshare (util-linux) is not installed'
-    : spawnSync(unshare, ['--net', 'true']).status !== 0
-      ? '`unshare --net` does not work here'
-      : !loadNativeHelper().helper?.netns
-        ? `the native helper is not available: ${loadNativeHelper().helper ? 'this build has no linkUp/addAddress' : 'not built'}`
-        : false;
+const unshare = unsharePath;
+const skip =
+  unshareNetSkip ||
+  (loadNativeHelper().helper?.netns
+    ? false
+    : `the native helper is not available: ${loadNativeHelper().helper ? 'this build has no linkUp/addAddress' : 'not built'}`);
 
 /** A PATH with `unshare` and nothing else: no `ip`, whatever the machine has. */
 const binDir = mkdtempSync(join(tmpdir(), 'reuseport-noip-'));

@@ -104,6 +104,12 @@ export interface NativeNetns {
   linkUp(name: string): void;
   /** RTM_NEWADDR (`ip addr add ADDRESS/PREFIX dev NAME`, IPv6 with nodad). Throws KernelError (EEXIST if present). */
   addAddress(name: string, address: string, prefixLength: number): void;
+  /**
+   * RTM_GETROUTE (`ip route get ADDRESS`): the rtm_type of the route a connect()
+   * to the address would use, RTN_LOCAL (2) once it is usable. Throws KernelError
+   * (ENETUNREACH: no route at all).
+   */
+  routeType(address: string): number;
 }
 
 export type NativeLoadResult = { helper: NativeHelper } | { helper: null; reason: string };
@@ -232,6 +238,7 @@ interface RawEngines {
 interface RawNetns {
   linkUp(name: string): 0 | RawErrno;
   addAddress(name: string, address: string, prefixLength: number): 0 | RawErrno;
+  routeType(address: string): number | RawErrno;
 }
 
 const ENGINE_FUNCTIONS = [
@@ -303,7 +310,7 @@ function wrapSocketFlags(raw: RawSocketOptions): SocketFlags {
 
 function hasRawNetns(value: RawBinding): value is RawBinding & RawNetns {
   const v = value as unknown as Record<string, unknown>;
-  return typeof v.linkUp === 'function' && typeof v.addAddress === 'function';
+  return typeof v.linkUp === 'function' && typeof v.addAddress === 'function' && typeof v.routeType === 'function';
 }
 
 function wrapNetns(raw: RawNetns): NativeNetns {
@@ -313,6 +320,11 @@ function wrapNetns(raw: RawNetns): NativeNetns {
   return {
     linkUp: (name) => check(raw.linkUp(name)),
     addAddress: (name, address, prefixLength) => check(raw.addAddress(name, address, prefixLength)),
+    routeType(address) {
+      const result = raw.routeType(address);
+      if (typeof result !== 'number') throw KernelError.fromErrno(result.errno, result.syscall);
+      return result;
+    },
   };
 }
 
