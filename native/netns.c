@@ -158,29 +158,36 @@ out:
   return err;
 }
 
+/* An IPv4 or IPv6 literal into raw (network order), with its family and length; false with a TypeError pending. */
+static bool read_ip_literal(napi_env env, napi_value value, unsigned char raw[sizeof(struct in6_addr)], int *family,
+                            size_t *raw_len) {
+  char address[ADDRESS_MAX];
+  size_t address_len = 0;
+  if (!expect_type(env, value, napi_string, "address must be a string")) return false;
+  NAPI_OK(env, napi_get_value_string_utf8(env, value, address, sizeof address, &address_len));
+  if (inet_pton(AF_INET, address, raw) == 1) {
+    *family = AF_INET;
+    *raw_len = sizeof(struct in_addr);
+  } else if (inet_pton(AF_INET6, address, raw) == 1) {
+    *family = AF_INET6;
+    *raw_len = sizeof(struct in6_addr);
+  } else {
+    throw_type(env, "address must be an IPv4 or IPv6 literal");
+    return false;
+  }
+  return true;
+}
+
 /* addAddress(name, address, prefixLength): 0 or { errno, syscall }. */
 napi_value js_add_address(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   char name[IF_NAMESIZE];
-  char address[ADDRESS_MAX];
-  size_t address_len = 0;
   int64_t prefix = 0;
   unsigned char raw[sizeof(struct in6_addr)];
   int family;
   size_t raw_len;
   if (!get_args(env, info, 3, argv) || !read_ifname(env, argv[0], name)) return NULL;
-  if (!expect_type(env, argv[1], napi_string, "address must be a string")) return NULL;
-  NAPI_OK(env, napi_get_value_string_utf8(env, argv[1], address, sizeof address, &address_len));
-  if (inet_pton(AF_INET, address, raw) == 1) {
-    family = AF_INET;
-    raw_len = sizeof(struct in_addr);
-  } else if (inet_pton(AF_INET6, address, raw) == 1) {
-    family = AF_INET6;
-    raw_len = sizeof(struct in6_addr);
-  } else {
-    throw_type(env, "address must be an IPv4 or IPv6 literal");
-    return NULL;
-  }
+  if (!read_ip_literal(env, argv[1], raw, &family, &raw_len)) return NULL;
   if (!read_int(env, argv[2], 0, family == AF_INET ? 32 : 128, &prefix, "prefix length out of range")) return NULL;
   unsigned int index = if_nametoindex(name);
   if (index == 0) return errno_object(env, errno, "if_nametoindex", NULL);
@@ -215,24 +222,11 @@ struct getroute_request {
 /* routeType(address): the rtm_type of the kernel's route to address, or { errno, syscall }. */
 napi_value js_route_type(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  char address[ADDRESS_MAX];
-  size_t address_len = 0;
   unsigned char raw[sizeof(struct in6_addr)];
   int family;
   size_t raw_len;
   if (!get_args(env, info, 1, argv)) return NULL;
-  if (!expect_type(env, argv[0], napi_string, "address must be a string")) return NULL;
-  NAPI_OK(env, napi_get_value_string_utf8(env, argv[0], address, sizeof address, &address_len));
-  if (inet_pton(AF_INET, address, raw) == 1) {
-    family = AF_INET;
-    raw_len = sizeof(struct in_addr);
-  } else if (inet_pton(AF_INET6, address, raw) == 1) {
-    family = AF_INET6;
-    raw_len = sizeof(struct in6_addr);
-  } else {
-    throw_type(env, "address must be an IPv4 or IPv6 literal");
-    return NULL;
-  }
+  if (!read_ip_literal(env, argv[0], raw, &family, &raw_len)) return NULL;
 
   struct getroute_request request;
   memset(&request, 0, sizeof request);
