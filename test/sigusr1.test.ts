@@ -3,8 +3,11 @@
 // Every process of the tool ignores it; `serve` is checked in
 // serve-faults.test.ts, the scenario runner, its workers and `load` here.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { formatGreeting } from '../src/net/greeting.js';
 import {
@@ -12,6 +15,7 @@ import {
   descendants,
   inspectorListeners,
   isAlive,
+  ROOT,
   replicatedW,
   scenarioFile,
   WAIT_MS,
@@ -113,4 +117,39 @@ test('SIGUSR1 opens no inspector in load, which keeps going', { timeout: 60_000 
   assert.equal(code, 0, load.stdout + load.stderr);
   assert.equal((JSON.parse(load.stdout) as { attributed: number }).attributed, 2);
   assert.doesNotMatch(load.stderr, /Debugger listening/);
+});
+
+test('SIGUSR1 opens no inspector in the Node cluster models of compare --with-node, primary or worker', {
+  timeout: 60_000,
+}, async (t) => {
+  // The program compare_node.c starts, started the same way: light handler, 2 workers, round-robin.
+  const script = join(ROOT, 'dist', 'src', 'compare', 'node-cluster.js');
+  const cluster = spawn(process.execPath, [script, 'rr', '2', 'light', '0', '10', '200'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.after(() => cluster.kill('SIGKILL'));
+  const ready = await withTimeout(
+    new Promise<string>((resolve) => createInterface({ input: cluster.stdout! }).once('line', resolve)),
+    WAIT_MS,
+    'the cluster to print its port and pids',
+  );
+  const [port, ...pids] = ready.split(' ').map(Number);
+  assert.ok(port! > 0 && pids.length === 3, ready);
+  for (const pid of pids) process.kill(pid, 'SIGUSR1');
+  // Each process answers a connection after the signal, so any inspector would be open by now.
+  const reply = await withTimeout(
+    new Promise<string>((resolve, reject) => {
+      const socket = net.connect(port!, '127.0.0.1');
+      let data = '';
+      socket.on('data', (d) => {
+        data += d;
+      });
+      socket.on('end', () => resolve(data)).on('error', reject);
+    }),
+    WAIT_MS,
+    'a reply from the cluster',
+  );
+  assert.ok(reply.length > 0);
+  assert.deepEqual(inspectorListeners(pids), []);
+  assert.ok(pids.every(isAlive), 'every process of the cluster keeps running');
 });

@@ -25,6 +25,7 @@ import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { loadNativeHelper } from '../net/native.js';
+import { hardenProcess } from '../process-hardening.js';
 
 type Policy = 'rr' | 'none' | 'reuseport';
 type HandlerKind = 'light' | 'heavy' | 'slow';
@@ -175,6 +176,8 @@ function parseArguments(args: readonly string[]): { policy: Policy; workers: num
   return { policy, workers: Number(workers), spec: { kind, burnIterations, slowEvery, slowSleepMs } };
 }
 
+// The primary and every worker run this file: each makes SIGUSR1 harmless first (it runs as root under compare).
+hardenProcess();
 const parsed = parseArguments(process.argv.slice(2));
 if (parsed === null) {
   process.stdout.write('error bad arguments (see the top of node-cluster.ts)\n');
