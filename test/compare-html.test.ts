@@ -223,7 +223,10 @@ test('compare --html to a folder that does not exist is exit 2, before any model
   const result = await runCli(['compare', '--json', '--html', missing], { env: SHORT });
   assert.equal(result.code, 2);
   assert.equal(result.stdout, '', 'no run, so no document');
-  assert.equal(result.stderr, `reuseport: cannot write --html ${missing}: its folder does not exist\n`);
+  assert.equal(
+    result.stderr,
+    `reuseport: cannot write --html ${missing}: its folder does not exist; give a path in a writable folder\n`,
+  );
 });
 
 test('compare --html to a directory is exit 2, before any model runs', async (t) => {

@@ -18,7 +18,8 @@ const BINDERS = ['auto', 'builtin', 'native'];
 
 /** Every environment variable the tool reads, said once; each command's help lists the ones it uses. */
 const ENVIRONMENT = {
-  REUSEPORT_ENGINE: 'auto, builtin (or node) or native: the default for --engine (serve and load workers, scenario servers)',
+  REUSEPORT_ENGINE:
+    'auto, builtin (or node) or native: the default for --engine (serve and load workers, scenario servers)',
   REUSEPORT_NATIVE_DISABLE: 'set (not 0): do not load the C helper, as on a machine without it',
   NO_COLOR: 'set and not empty: no colour (https://no-color.org)',
   FORCE_COLOR: '0 turns colour off, anything else on, even when piped',
