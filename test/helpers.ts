@@ -466,7 +466,7 @@ export function replicatedW(address: string, replicas: number, rest: string): st
 
 /**
  * Runs shipped scenarios, which must pass. A balance check fails by design in
- * 0.1 % of honest runs (p < 0.001 happens that often under a uniform spread),
+ * 0.1 % of honest runs at p < 0.001 (one in a million at the shipped 1e-6),
  * and the suite runs dozens of them, so a run whose only failures are such
  * p-values is run once more: two in a row would happen once in a million.
  */

@@ -19,6 +19,7 @@
 import { isIP } from 'node:net';
 import * as z from 'zod';
 import { isLoopback, isWildcard, type Protocol, sameAddress } from '../net/address.js';
+import { BALANCE_ALPHA } from '../net/balance.js';
 import type { BinderChoice } from '../net/binder.js';
 import * as lifecycle from './format-lifecycle.js';
 import {
@@ -94,7 +95,8 @@ export const MAX_ADDRESSES = 64;
 /** Connections (or datagrams) over all traffic steps: ten steps at the per-step maximum. */
 export const MAX_TOTAL_CONNECTIONS = 1_000_000;
 export const DEFAULT_MAX_CONCURRENCY = 64;
-export const DEFAULT_BALANCED_P_VALUE = 0.001;
+/** One threshold for `load`'s verdict and a scenario's `balanced` default. */
+export const DEFAULT_BALANCED_P_VALUE = BALANCE_ALPHA;
 
 const NAME_RE = /^[a-z0-9-]+$/;
 const OUTCOME_RE = /^(ok|E[A-Z0-9]+)$/;
