@@ -1,4 +1,5 @@
 import type { LoadResult } from '../net/load-client.js';
+import { formatPValue } from '../stats/chi-square.js';
 import type { Style } from './style.js';
 import { percent, renderTable } from './table.js';
 import { fitLines } from './wrap.js';
@@ -10,10 +11,6 @@ const BAR_WIDTH = 24;
 
 export function loadJson(result: LoadResult): string {
   return JSON.stringify({ version: LOAD_JSON_VERSION, ...result }, null, 2);
-}
-
-function formatP(p: number): string {
-  return p >= 0.001 ? p.toFixed(3) : p.toExponential(1);
 }
 
 /** `columns`: the width to fit (the terminal's; 80 when output is not a terminal). */
@@ -86,7 +83,7 @@ export function formatLoadResult(result: LoadResult, style: Style, columns = 80)
         : balance.everyWorkerUsed
           ? `all ${balance.workersExpected} workers used`
           : `only ${balance.counts.filter((n) => n > 0).length} of ${balance.workersExpected} workers used`;
-    const line = `balance ${over}: chi-square ${balance.chiSquare.toFixed(2)}, df ${balance.df}, p ${formatP(balance.pValue)}: ${verdict}; ${used}`;
+    const line = `balance ${over}: chi-square ${balance.chiSquare.toFixed(2)}, df ${balance.df}, p ${formatPValue(balance.pValue)}: ${verdict}; ${used}`;
     lines.push(balance.even && balance.everyWorkerUsed !== false ? line : style.yellow(line));
   }
   if (result.stoppedEarly === 'deadline')

@@ -1,6 +1,6 @@
 import { formatHostPort } from '../errors.js';
 import type { LoadResult } from '../net/load-client.js';
-import { chiSquareUniform } from '../stats/chi-square.js';
+import { chiSquareUniform, formatPValue } from '../stats/chi-square.js';
 import {
   bindStepsJudged,
   failureAllowed,
@@ -236,14 +236,14 @@ function judge(
     return { ...base, description, passed: false, expected, observed: `cannot judge: ${problems.join('; ')}` };
   }
   const fit = chiSquareUniform(draws.counts);
-  if (fit.pValue < expectation.pValue) problems.push(`p ${formatP(fit.pValue)} < ${expectation.pValue}`);
+  if (fit.pValue < expectation.pValue) problems.push(`p ${formatPValue(fit.pValue)} < ${expectation.pValue}`);
   if (expectation.everyMember && !members.every((m) => m.count > 0)) problems.push('a member received nothing');
   return {
     ...base,
     description,
     passed: problems.length === 0,
     expected,
-    observed: `${draws.label} ${draws.counts.join('/')}, chi-square ${fit.statistic.toFixed(2)} (df ${fit.degreesOfFreedom}), p ${formatP(fit.pValue)}${problems.length ? ` — ${problems.join('; ')}` : ''}`,
+    observed: `${draws.label} ${draws.counts.join('/')}, chi-square ${fit.statistic.toFixed(2)} (df ${fit.degreesOfFreedom}), p ${formatPValue(fit.pValue)}${problems.length ? ` — ${problems.join('; ')}` : ''}`,
   };
 }
 
@@ -306,8 +306,4 @@ function describeLanding(traffic: TrafficObservation): string {
 
 function pct(fraction: number): string {
   return `${(fraction * 100).toFixed(fraction === 1 || fraction === 0 ? 0 : 1)}%`;
-}
-
-function formatP(p: number): string {
-  return p >= 0.001 ? p.toFixed(3) : p.toExponential(1);
 }

@@ -117,6 +117,11 @@ const LANCZOS = [
   12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
 ];
 
+/** A p-value as reports print it: three decimals, or one significant digit in exponent form below 0.001. */
+export function formatPValue(p: number): string {
+  return p >= 0.001 ? p.toFixed(3) : p.toExponential(1);
+}
+
 /** ln Γ(z) for z > 0. */
 export function logGamma(z: number): number {
   if (!(z > 0)) throw new RangeError(`logGamma needs z > 0, got ${z}`);
