@@ -8,6 +8,10 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { renderHtmlReport } from '../src/report/html-report.js';
 import { renderMarkdownSummary } from '../src/report/markdown-report.js';
 import type { RunDocument } from '../src/report/run-document.js';
+import { formatScenario } from '../src/report/scenario-report.js';
+import { plainStyle } from '../src/report/style.js';
+import { runScenarios } from '../src/scenario/runner.js';
+import { loadScenario } from '../src/scenario/scenario-file.js';
 import { chromiumMissing, launchChromium, openPage } from './browser.js';
 import { type CliResult, ROOT, runCli, runShipped } from './helpers.js';
 
@@ -269,4 +273,23 @@ test('Markdown: a scenario cannot break the table or inject a link or HTML', () 
   assert.ok(row, text);
   assert.equal(row.split(/(?<!\\)\|/).length, 6, 'four cells: no unescaped pipe from the scenario');
   assert.doesNotMatch(text, /(?<!\\)<(img|b)\b|(?<!\\)\]\(javascript/);
+});
+
+// A counter read that fails (read(2) on the fd the parent holds; no real run can be made to fail it) gives a null
+// count. The report says so in words, where it would otherwise print a number.
+test('a worker count that cannot be known is printed as unknown, in words, not as a number', async () => {
+  const scenario = await loadScenario(join(ROOT, 'scenarios', 'load-balance.yaml'));
+  const report = await runScenarios([scenario], { isolation: 'auto' }, { signal: new AbortController().signal });
+  const result = report.results[0]!;
+  const deltas = result.observations?.traffic[0]?.workerDeltas;
+  assert.ok(deltas && deltas.length === 5, `the run measured its five workers: ${result.status} ${result.reason}`);
+  const known = formatScenario(result, plainStyle, 200);
+  assert.match(known, new RegExp(`\\(${deltas[0]!.pid}\\) accept success: ${deltas[0]!.accepted}$`, 'm'));
+  deltas[0]!.accepted = null;
+  const text = formatScenario(result, plainStyle, 200);
+  assert.match(
+    text,
+    new RegExp(`\\(${deltas[0]!.pid}\\) accept success: unknown \\(its counter file could not be read\\)$`, 'm'),
+  );
+  assert.doesNotMatch(text, /accept success: (null|NaN|undefined)/);
 });
