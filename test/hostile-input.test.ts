@@ -85,11 +85,7 @@ test('scenario check names a hostile unknown key escaped', async (t) => {
   const result = await runCli(['scenario', 'check', file]);
   assert.equal(result.code, 2, result.stdout + result.stderr);
   assert.doesNotMatch(result.stdout + result.stderr, RAW, 'no raw ESC or bidi override');
-  assert.match(
-    result.stdout + result.stderr,
-    /unknown top-level key "x\\u\{1b\}\[2K\\u\{202e\}"/,
-    'the key is named, escaped',
-  );
+  assert.match(result.stdout + result.stderr, /unknown top-level key "x\\e\[2K\\u202e"/, 'the key is named, escaped');
 });
 
 test('scenario run /proc/self/environ is refused in one line without its contents', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { colorLevel, usableTerminal } from '../src/cli/terminal.js';
-import { safeProse, safeText } from '../src/report/untrusted-text.js';
+import { quoteName, safeProse, safeText } from '../src/untrusted-text.js';
 import { CLI, childClosed, isRoot, runCli } from './helpers.js';
 
 test('colour: --color wins over the environment, then --json, NO_COLOR, FORCE_COLOR, TERM=dumb, the TTY', () => {
@@ -114,4 +114,10 @@ test('an errno the scenario expected is painted as an outcome that held (green),
   const red = '\x1b[31m';
   assert.ok(result.stdout.includes(`${green}EADDRINUSE`), 'the expected EADDRINUSE is green');
   assert.ok(!result.stdout.includes(`${red}EADDRINUSE`), 'and never red');
+});
+
+test('names from a file are quoted, shortened and escaped the same way as every other untrusted text', () => {
+  assert.equal(quoteName('a"b\\c\x1b[2K\u202e\u200b'), '"a\\"b\\\\c\\e[2K\\u202e\\u200b"');
+  assert.equal(quoteName('x'.repeat(40), 8), '"xxxxxxx…"');
+  assert.equal(safeText('tag\u{e0041}'), 'tag\\u{e0041}', 'a Unicode tag character (invisible) is shown');
 });

@@ -1,5 +1,5 @@
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ReuseportError } from '../errors.js';
-import { safeText } from '../report/untrusted-text.js';
+import { safeText } from '../untrusted-text.js';
 import { buildProgram, type RunContext } from './program.js';
 
 interface CommanderLikeError {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, lstat, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isErrnoException, UsageError } from '../errors.js';
-import { safeText } from '../report/untrusted-text.js';
+import { safeText } from '../untrusted-text.js';
 
 const REPORT_EXAMPLE: Record<string, string> = {
   '--junit': 'report.xml',

@@ -1,7 +1,7 @@
 import path from 'node:path';
-import { safeProse } from '../report/untrusted-text.js';
 import { checkScenarios, createStarterScenario, shippedScenarioText } from '../scenario/authoring.js';
 import { formatIssue } from '../scenario/scenario-file.js';
+import { safeProse } from '../untrusted-text.js';
 import { SCENARIOS_DIR } from './scenario-command.js';
 import { openTerminal } from './terminal.js';
 

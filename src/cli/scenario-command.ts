@@ -4,13 +4,13 @@ import { toJUnit, toJUnitFileErrors } from '../report/junit.js';
 import { renderMarkdownSummary } from '../report/markdown-report.js';
 import { describeSetup, type RunDocument, sweepOwners } from '../report/run-document.js';
 import { displayPath, formatRunReport } from '../report/scenario-report.js';
-import { safeText } from '../report/untrusted-text.js';
 import { wrapLabelled } from '../report/wrap.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
 import { type NamespaceProbe, startNamespaceProbe } from '../scenario/namespace-probe.js';
 import { type IsolationChoice, type RunReport, runScenarios } from '../scenario/runner.js';
 import { listScenarioFiles, loadScenario, resolveScenario, ScenarioFileError } from '../scenario/scenario-file.js';
 import type { Scenario } from '../scenario/schema.js';
+import { safeText } from '../untrusted-text.js';
 import { appendReport, checkWritable, writeFileAtomic } from './report-files.js';
 import { interruptSignal, openTerminal, statusLine } from './terminal.js';
 

@@ -5,6 +5,7 @@
  * offline, attached to a CI run, or years later.
  */
 import { formatHostPort } from '../errors.js';
+import { safeProse, safeText } from '../untrusted-text.js';
 import { STEERING_CHART_STYLE, steeringCharts } from './html-steering-chart.js';
 import type {
   ExpectationDocument,
@@ -15,7 +16,6 @@ import type {
   TrafficDocument,
 } from './run-document.js';
 import { percent } from './table.js';
-import { safeProse, safeText } from './untrusted-text.js';
 
 const STATUS_WORD: Record<string, string> = {
   passed: 'PASSED',

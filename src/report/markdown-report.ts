@@ -2,8 +2,9 @@
  * `--markdown FILE` and $GITHUB_STEP_SUMMARY: one table a pipeline shows on
  * the run's page, with the failures spelled out.
  */
+
+import { safeText } from '../untrusted-text.js';
 import type { RunDocument, ScenarioDocument } from './run-document.js';
-import { safeText } from './untrusted-text.js';
 
 const VERDICT: Record<string, string> = {
   passed: '✅ passed',

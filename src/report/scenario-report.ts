@@ -3,10 +3,10 @@ import { formatHostPort } from '../errors.js';
 import { describeFault, trafficFailures } from '../scenario/expect.js';
 import type { InstanceObservation } from '../scenario/observations.js';
 import type { RunReport, ScenarioResult } from '../scenario/runner.js';
+import { safeProse, safeText } from '../untrusted-text.js';
 import { acceptLine } from './serve-report.js';
 import type { Style } from './style.js';
 import { type Cell, percent, renderTable } from './table.js';
-import { safeProse, safeText } from './untrusted-text.js';
 import { fitLines, paragraphs } from './wrap.js';
 
 /** `columns`: the width to fit (the terminal's; 80 when output is not a terminal). */

@@ -13,9 +13,10 @@ import { isIP } from 'node:net';
 import * as z from 'zod';
 import type { HeldState } from '../net/holding-client.js';
 import { TCP_EXT_COUNTERS, type TcpExtCounter } from '../net/kernel-counters.js';
+import { quoteName } from '../untrusted-text.js';
 import { parseTarget } from './plan-helpers.js';
 import { integer, mapping, matching, oneOf, oneOfValues, text } from './schema-blocks.js';
-import { formatPath, isPlainObject, type PathSegment, quoteName, suggest } from './schema-messages.js';
+import { formatPath, isPlainObject, type PathSegment, suggest } from './schema-messages.js';
 
 export { parseTarget };
 

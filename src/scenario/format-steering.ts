@@ -6,8 +6,9 @@
  */
 import * as z from 'zod';
 import { isLoopback } from '../net/address.js';
+import { quoteName } from '../untrusted-text.js';
 import { integer, ipLiteral, mapping, matching, oneOf, port, text, trafficId } from './schema-blocks.js';
-import { formatPath, isPlainObject, type PathSegment, quoteName, suggest } from './schema-messages.js';
+import { formatPath, isPlainObject, type PathSegment, suggest } from './schema-messages.js';
 
 /** Repeats per port: enough to see stickiness, bounded so a sweep stays short. */
 export const MAX_SWEEP_REPEAT = 1000;

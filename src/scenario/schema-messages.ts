@@ -13,6 +13,7 @@
  * booleans are shown; strings are described by kind ("got a string").
  */
 import type * as z from 'zod';
+import { quoteName } from '../untrusted-text.js';
 
 export type PathSegment = string | number;
 type Path = PathSegment[];
@@ -200,20 +201,6 @@ export function formatPath(path: readonly PathSegment[]): string {
     else out += `[${quoteName(seg)}]`;
   }
   return out === '' ? 'the scenario' : out;
-}
-
-/**
- * A name from the file (a key, an id), safe to print: at most `max`
- * characters, quoted, with control, format (bidi overrides, zero-width) and
- * line-separator characters escaped, so that it cannot fake terminal output.
- */
-export function quoteName(text: string, max = 32): string {
-  const chars = [...text];
-  const short = chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : text;
-  const escaped = short
-    .replace(/[\\"]/g, '\\$&')
-    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
-  return `"${escaped}"`;
 }
 
 /** What a bad value is, without quoting it: strings are described, never echoed. */

@@ -21,6 +21,7 @@ import * as z from 'zod';
 import { isLoopback, isWildcard, type Protocol, sameAddress } from '../net/address.js';
 import { BALANCE_ALPHA } from '../net/balance.js';
 import type { BinderChoice } from '../net/binder.js';
+import { quoteName } from '../untrusted-text.js';
 import * as lifecycle from './format-lifecycle.js';
 import {
   cbpfSchema,
@@ -62,7 +63,6 @@ import {
   type KeyedUnionInfo,
   marker,
   type PathSegment,
-  quoteName,
   suggest,
   translateIssues,
 } from './schema-messages.js';
@@ -70,7 +70,7 @@ import {
 // One vocabulary with serve and load.
 export type { Protocol } from '../net/address.js';
 export { canonicalAddress, ipFamily, isLoopback, isWildcard, sameAddress } from '../net/address.js';
-export { describe, formatPath, type PathSegment, quoteName, suggest } from './schema-messages.js';
+export { describe, formatPath, type PathSegment, suggest } from './schema-messages.js';
 
 /** 'root': real root in the initial user namespace. 'netns': cannot run with `--isolation host`. */
 export type Requirement = 'root' | 'netns';

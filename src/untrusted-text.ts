@@ -6,10 +6,10 @@
  * a visible escape instead.
  */
 
-// C0 controls and DEL, C1 controls, and the Unicode bidi embedding,
-// override and isolate marks (plus LRM, RLM and ALM).
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// Controls (C0, DEL, C1), format characters (the bidi embeddings, overrides,
+// isolates and marks, zero-width characters, Unicode tags) and the line and
+// paragraph separators: everything that steers the display instead of showing.
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 function visible(char: string): string {
   const code = char.codePointAt(0) ?? 0;
@@ -17,7 +17,8 @@ function visible(char: string): string {
   if (char === '\t') return '\\t';
   if (char === '\r') return '\\r';
   if (char === '\n') return '\\n';
-  return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  if (code <= 0xff) return `\\x${code.toString(16).padStart(2, '0')}`;
+  return code <= 0xffff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\u{${code.toString(16)}}`;
 }
 
 /** One line of untrusted text, safe to print. */
@@ -28,4 +29,15 @@ export function safeText(text: string): string {
 /** Untrusted prose: line breaks and tabs stay, everything else unsafe is escaped. */
 export function safeProse(text: string): string {
   return text.replace(UNSAFE, (char) => (char === '\n' || char === '\t' ? char : visible(char)));
+}
+
+/**
+ * A name from a file (an unknown key), for an error message: shortened to
+ * `max` characters, quoted, with quotes and backslashes escaped so the quoting
+ * cannot be broken, and every unsafe character escaped as safeText does.
+ */
+export function quoteName(text: string, max = 32): string {
+  const chars = [...text];
+  const short = chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : text;
+  return `"${safeText(short.replace(/[\\"]/g, '\\$&'))}"`;
 }
