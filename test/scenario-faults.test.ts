@@ -284,6 +284,61 @@ test('a fails: silent expectation allows the connections a paused worker never g
   assert.match(result.stdout, /PASSED/);
 });
 
+/**
+ * A paused listener with backlog 1 whose accept queue the hold fills: the queue is full past backlog + 1
+ * (sk_acceptq_is_full()), so tcp_conn_request() drops every SYN of the traffic, retransmissions too, and no
+ * connect() completes before the load client's reply timeout. Resuming serves the held two, so the traffic's
+ * ETIMEDOUTs are the only failures.
+ */
+const SYNS_DROPPED = (allow = '') => `servers:
+  - { id: A, address: 127.0.0.1, port: 6000, backlog: 1 }
+steps:
+  - start: [A]
+  - pause: A
+  - hold: { id: full, target: 127.0.0.1, port: 6000, connections: 2 }
+  - traffic: { id: dropped, target: 127.0.0.1, port: 6000, connections: 20, concurrency: 20 }
+  - resume: A
+  - settle: full
+expect:
+  - { bind: A, outcome: ok }
+  - { step: dropped, counters: { ListenOverflows: { min: 20 } } }
+${allow}`;
+
+test('connections whose SYNs a full accept queue drops time out: the scenario fails with ETIMEDOUT and its count', {
+  skip: noLifecycle,
+}, async (t) => {
+  const file = scenarioFile(t, 'syns-dropped', SYNS_DROPPED());
+  // Both load engines: each must call a connect() that never completed ETIMEDOUT, not silence.
+  for (const engine of ['builtin', 'native']) {
+    const result = await runCli(['scenario', 'run', file, ...ISOLATION], { env: { REUSEPORT_ENGINE: engine } });
+    assert.equal(result.code, 1, `${engine}: ${result.stdout}${result.stderr}`);
+    assert.match(result.stdout, /✘ dropped: every connection answered \(no expectation allows failures\)/, engine);
+    assert.match(result.stdout, /observed: 0\/20 answered; ETIMEDOUT 20\n/, engine);
+    assert.match(result.stdout, /✔ step dropped: ListenOverflows \+at least 20/, 'the accept queue dropped the SYNs');
+    assert.match(
+      result.stdout,
+      /✔ full: every held connection served/,
+      'the held two filled the queue, and were served',
+    );
+  }
+});
+
+test('a fails: ETIMEDOUT expectation allows the connections a full accept queue never let in', {
+  skip: noLifecycle,
+}, async (t) => {
+  const allow = '  - { traffic: dropped, fails: { with: ETIMEDOUT, exactly: 20 } }\n';
+  const result = await runCli([
+    'scenario',
+    'run',
+    scenarioFile(t, 'syns-dropped-allowed', SYNS_DROPPED(allow)),
+    ...ISOLATION,
+  ]);
+  assert.equal(result.code, 0, result.stdout + result.stderr);
+  assert.match(result.stdout, /✔ dropped: exactly 20 ETIMEDOUT .*\n +observed: ETIMEDOUT 20\/20 \(100%\)/);
+  assert.match(result.stdout, /✔ dropped: every connection answered, but for the failures expectations allow/);
+  assert.match(result.stdout, /PASSED/);
+});
+
 test('datagrams to a frozen UDP worker are lost: the scenario fails, with the lost count', {
   skip: noNamespace || noLifecycle,
   timeout: 90_000,
