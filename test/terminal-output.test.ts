@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { colorLevel, usableTerminal } from '../src/cli/terminal.js';
 import { quoteName, safeProse, safeText } from '../src/untrusted-text.js';
@@ -29,24 +30,51 @@ test('spinners need a terminal with a width: 0 columns, TERM=dumb or CI turn the
 
 const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
 
-test('a terminal that reports 0 columns: load finishes instead of spinning forever', {
-  skip: !hasScript && 'needs script(1) from util-linux to make a pseudo-terminal',
-}, async () => {
+/**
+ * Runs the CLI on a pseudo-terminal that reports 0 columns (`stty cols 0` under script(1)). With `stopOn`, waits
+ * for that output and then sends SIGTERM to the CLI (script's child: the shell execs it).
+ */
+async function underZeroColumns(args: string[], stopOn?: RegExp): Promise<{ code: number | null; bytes: number }> {
   const { CI: _ci, ...env } = process.env;
-  // Port 1 on loopback: nothing listens there, so every connection is refused at once.
-  const inner = `stty cols 0; exec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} load --port 1 -n 3`;
+  const inner = `stty cols 0; exec ${[process.execPath, CLI, ...args].map((a) => JSON.stringify(a)).join(' ')}`;
   const child = spawn('script', ['-qec', inner, '/dev/null'], {
     env: { ...env, TERM: 'xterm' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let bytes = 0;
+  let text = '';
+  let stopped = false;
   child.stdout.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
+    if (text.length < 65536) text += chunk.toString('utf8');
+    if (stopOn && !stopped && stopOn.test(text)) {
+      stopped = true;
+      const cli = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0];
+      process.kill(Number(cli), 'SIGTERM');
+    }
   });
-  const { code } = await childClosed(child, 'load under a 0-column terminal to exit', 30_000);
-  assert.equal(code, 1, 'load exits 1 (every connection refused)');
-  assert.ok(bytes < 4096, `a few lines of output, not a spinner loop (${bytes} bytes)`);
-});
+  const { code } = await childClosed(child, `${args[0]} under a 0-column terminal to exit`, 60_000);
+  return { code, bytes };
+}
+
+// Under ora, 0 columns made every spinner loop forever at 100 % CPU, writing about 1.5 MB/s.
+const zeroColumnRuns: { args: string[]; code: number; stopOn?: RegExp }[] = [
+  // Port 1 on loopback: nothing listens there, so every connection is refused at once.
+  { args: ['load', '--port', '1', '-n', '3'], code: 1 },
+  { args: ['scenario', 'run', 'scenarios/priority.yaml'], code: 0 },
+  { args: ['serve', '--port', '0', '-w', '2'], code: 0, stopOn: /(succeeded, pid is \d+[\s\S]*){2}/ },
+  { args: ['compare', '--phases', 'order', '-w', '2'], code: 0 },
+];
+
+for (const run of zeroColumnRuns) {
+  test(`a terminal that reports 0 columns: ${run.args.slice(0, 2).join(' ')} finishes instead of spinning forever`, {
+    skip: !hasScript && 'needs script(1) from util-linux to make a pseudo-terminal',
+  }, async () => {
+    const { code, bytes } = await underZeroColumns(run.args, run.stopOn);
+    assert.equal(code, run.code);
+    assert.ok(bytes < 16384, `lines of output, not a spinner loop (${bytes} bytes)`);
+  });
+}
 
 test('no subcommand is a usage mistake (exit 2); asking for help is not', async () => {
   assert.equal((await runCli([])).code, 2);
