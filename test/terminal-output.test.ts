@@ -34,6 +34,14 @@ const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).statu
  * Runs the CLI on a pseudo-terminal that reports 0 columns (`stty cols 0` under script(1)). With `stopOn`, waits
  * for that output and then sends SIGTERM to the CLI (script's child: the shell execs it).
  */
+function stillRunning(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(CLI);
+  } catch {
+    return false;
+  }
+}
+
 async function underZeroColumns(args: string[], stopOn?: RegExp): Promise<{ code: number | null; bytes: number }> {
   const { CI: _ci, ...env } = process.env;
   const inner = `stty cols 0; exec ${[process.execPath, CLI, ...args].map((a) => JSON.stringify(a)).join(' ')}`;
@@ -43,18 +51,25 @@ async function underZeroColumns(args: string[], stopOn?: RegExp): Promise<{ code
   });
   let bytes = 0;
   let text = '';
-  let stopped = false;
+  let cli: number | undefined;
   child.stdout.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
     if (text.length < 65536) text += chunk.toString('utf8');
-    if (stopOn && !stopped && stopOn.test(text)) {
-      stopped = true;
-      const cli = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0];
-      process.kill(Number(cli), 'SIGTERM');
+    // script's only child: the shell, which exec'd the CLI before it could print.
+    cli ??=
+      Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0]) || undefined;
+    if (cli && stopOn?.test(text)) {
+      stopOn = undefined;
+      process.kill(cli, 'SIGTERM');
     }
   });
-  const { code } = await childClosed(child, `${args[0]} under a 0-column terminal to exit`, 60_000);
-  return { code, bytes };
+  try {
+    const { code } = await childClosed(child, `${args[0]} under a 0-column terminal to exit`, 60_000);
+    return { code, bytes };
+  } finally {
+    // A spinner stuck at 0 columns ignored SIGTERM and outlived script(1): leave nothing behind when this fails.
+    if (cli && stillRunning(cli)) process.kill(cli, 'SIGKILL');
+  }
 }
 
 // Under ora, 0 columns made every spinner loop forever at 100 % CPU, writing about 1.5 MB/s.
