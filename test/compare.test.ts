@@ -24,7 +24,7 @@ import {
   type VerdictStatus,
 } from '../src/compare/verdicts.js';
 import { probeBuiltin } from '../src/net/binder.js';
-import { CLI, childClosed, descendants, ROOT, runCli, waitGone, waitNamespacesGone } from './helpers.js';
+import { CLI, childClosed, commandLine, descendants, ROOT, runCli, waitGone, waitNamespacesGone } from './helpers.js';
 
 const built = existsSync(join(ROOT, COMPARE_EXECUTABLE_RELATIVE_PATH));
 const skip = !built && `${COMPARE_EXECUTABLE_RELATIVE_PATH} is not built (no C toolchain)`;
@@ -333,14 +333,6 @@ test('every stopped worker was resumed, and no process or namespace is left', { 
 function processStatus(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function commandLine(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
   } catch {
     return '';
   }

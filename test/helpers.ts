@@ -405,16 +405,21 @@ export class CliProcess {
   }
 }
 
+/** A process's command line, NUL-separated, or '' when it is gone. */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** The pids of the `serve`/scenario worker processes below `pid`. */
 export function workerPids(pid: number): number[] {
   return descendants(pid).filter((p) => {
-    try {
-      // A worker names itself (`reuseport worker 3 0.0.0.0:6000`) once it has booted.
-      const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      return cmdline.includes('worker-main') || cmdline.startsWith('reuseport worker ');
-    } catch {
-      return false;
-    }
+    // A worker names itself (`reuseport worker 3 0.0.0.0:6000`) once it has booted.
+    const cmdline = commandLine(p);
+    return cmdline.includes('worker-main') || cmdline.startsWith('reuseport worker ');
   });
 }
 
@@ -624,5 +629,58 @@ function listeningRows(file: string): [string, string][] {
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Makes this process see the end of a child before that child's last IPC
+ * messages, the order in which Node may emit 'exit' (only 'close' waits for
+ * the messages). `finish` asks the child to send its last messages and exit,
+ * and returns its pid. A helper process exits first, and this process blocks
+ * until its stdout's EOF and its SIGCHLD are both pending. On the next poll
+ * libuv runs the I/O callbacks first and the signal watcher last
+ * (uv__io_poll): in the EOF's callback `finish` runs and this process blocks
+ * until the child can be reaped, so the child's last bytes arrive after that
+ * poll. The pending SIGCHLD then reaps both (uv__wait_children calls waitpid
+ * for every child), and Node emits the child's 'exit' before it reads those
+ * bytes. A test that uses it fails whenever code settles on 'exit'.
+ * Resolves once the child has been waited for.
+ */
+export function exitBeforeLastMessages(finish: () => number, timeoutMs = WAIT_MS): Promise<void> {
+  const helper = spawn('true', { stdio: ['ignore', 'pipe', 'ignore'] });
+  const done = new Promise<void>((resolve, reject) => {
+    helper.stdout?.once('end', () => {
+      try {
+        blockUntilReapable(finish(), timeoutMs);
+        resolve();
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
+  helper.stdout?.resume();
+  blockUntilReapable(helper.pid ?? -1, timeoutMs);
+  return done;
+}
+
+/** Blocks this thread (its event loop included) until our child `pid` can be reaped. */
+function blockUntilReapable(pid: number, timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    let fields: string[] = [];
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      // Not (yet) readable: nothing else reaps our children while our loop is blocked.
+    }
+    // A thread group's leader shows Z while its other threads still exit, and
+    // is reapable (exit_notify: thread_group_empty) only once they have gone:
+    // field 20 is num_threads.
+    if (fields[0] === 'Z' && fields[17] === '1') return;
+    if (Date.now() > deadline) throw new Error(`process ${pid} did not exit within ${timeoutMs} ms`);
+    // Waits without spinning: the process we wait for needs a CPU.
+    Atomics.wait(pause, 0, 0, 1);
   }
 }

@@ -10,8 +10,13 @@ import { readCount } from '../src/net/counter-file.js';
 import { noNamespaceMessage } from '../src/net/doctor.js';
 import { loadNativeHelper } from '../src/net/native.js';
 import { COUNTER_FD } from '../src/net/worker-protocol.js';
+import { runScenarios } from '../src/scenario/runner.js';
+import { loadScenario } from '../src/scenario/scenario-file.js';
 import {
   CliProcess,
+  commandLine,
+  descendants,
+  exitBeforeLastMessages,
   isRoot,
   namespacesOf,
   noNetnsVia,
@@ -494,6 +499,35 @@ test('a scenario whose plan is over 128 KiB runs (the plan goes over IPC, not ar
   assert.equal(result.code, 0, result.stderr);
   assert.equal(parse(result.stdout).scenarios[0]!.status, 'passed');
   assert.doesNotMatch(result.stderr, /E2BIG/);
+});
+
+test('a scenario’s result counts even when the runner’s exit is seen before its last message', async (t) => {
+  const file = scenarioFile(
+    t,
+    'last-message',
+    'servers:\n  - { id: A, address: 127.0.0.1, port: 6000 }\nsteps:\n  - start: A\nexpect:\n  - { bind: A, outcome: ok }\n',
+  );
+  const scenario = await loadScenario(file);
+  let raced: Promise<void> | undefined;
+  const report = await runScenarios(
+    [scenario],
+    { isolation: 'host' },
+    {
+      signal: new AbortController().signal,
+      // The runner is spawned right after this hook, so it has sent nothing yet:
+      // its 'result' is the last of its messages, all read after its exit is seen.
+      onScenario: () => {
+        raced = exitBeforeLastMessages(() => {
+          const runners = descendants(process.pid).filter((pid) => commandLine(pid).includes('inner-main'));
+          assert.equal(runners.length, 1, `scenario runners below this test: ${runners.join(', ')}`);
+          return runners[0]!;
+        });
+      },
+    },
+  );
+  await raced;
+  const [result] = report.results;
+  assert.equal(result?.status, 'passed', result?.reason);
 });
 
 test("--junit '' is a usage error", async () => {

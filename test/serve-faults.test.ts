@@ -21,6 +21,7 @@ import {
   CLI,
   childClosed,
   cleanups,
+  exitBeforeLastMessages,
   inspectorListeners,
   isRoot,
   runCli,
@@ -262,7 +263,7 @@ test('the text summary says which worker was killed', { timeout: 60_000 }, async
   assert.deepEqual(await waitGone(pids), []);
 });
 
-test('sixteen workers stopped at once all end as stopped (settled on close, not exit)', {
+test('sixteen workers stopped at once all end as stopped', {
   timeout: 60_000,
 }, async () => {
   const binder = await resolveBinder('auto');
@@ -287,6 +288,40 @@ test('sixteen workers stopped at once all end as stopped (settled on close, not 
     exits.map((e) => e.reason),
     exits.map(() => 'stopped'),
   );
+});
+
+test('a worker whose bind fails ends as bind-failed even when its exit is seen before its last message', {
+  timeout: 60_000,
+}, async (t) => {
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.after(() => busy.close());
+  const { port } = busy.address() as net.AddressInfo;
+  const binder = await resolveBinder('auto');
+  const worker = spawnWorker(
+    {
+      workerId: 1,
+      protocol: 'tcp',
+      address: '127.0.0.1',
+      port,
+      reusePort: true,
+      binder,
+      engine: binder === 'native' && engines ? 'native' : 'builtin',
+      statsIntervalMs: 0,
+      holdBind: true,
+    },
+    () => {},
+  );
+  t.after(() => worker.kill());
+  await withTimeout(worker.ready, WAIT_MS, 'the worker to boot');
+  // Its 'bind-error' is the last message before exit(3): settled on 'exit', the worker would count as crashed.
+  await exitBeforeLastMessages(() => {
+    void worker.bind();
+    return worker.pid;
+  });
+  const [bound, exit] = await withTimeout(Promise.all([worker.bound, worker.exited]), WAIT_MS, 'the worker to end');
+  assert.equal(exit.reason, 'bind-failed', JSON.stringify(exit));
+  assert.equal(bound.ok ? 'bound' : bound.error.code, 'EADDRINUSE');
 });
 
 test('a closed stdout (serve | head -1) stops the workers cleanly, without a stack trace', {
