@@ -54,7 +54,8 @@ test('reconcile: connections queued at a SIGSTOPped worker were silent, and acce
   assert.ok(load.silent > 0, 'some connections hashed to the frozen worker');
   process.kill(frozen, 'SIGCONT');
   resumed = true;
-  // Once awake it accepts what queued at it, long after the client gave up: its count says when it has.
+  // Once awake it accepts what queued at it, long after the client gave up (inet_csk_accept takes the queue's
+  // head whatever state the connection is in): its count says when it has.
   await serve.waitFor((e) => e.event === 'stats' && e.pid === frozen && e.accepted === load.silent);
   assert.equal((await serve.stop('SIGTERM')).code, 0);
   writeFileSync(join(dir, 'serve.json'), serve.stdout);

@@ -246,8 +246,8 @@ export function buildProgram(context: RunContext): Command {
   program
     .command('reconcile')
     .description("explain, after both ended, how serve's exact accept counts and load's tally differ")
-    .argument('<serve.json>', 'what `reuseport serve --json` printed, through its "stopped" event')
-    .argument('<load.json>', 'what `reuseport load --json` printed')
+    .argument('<serve>', 'what `reuseport serve --json` printed, through its "stopped" event')
+    .argument('<load>', 'what `reuseport load --json` printed')
     .option('--json', 'print one JSON document instead of text')
     .addHelpText(
       'after',
