@@ -15,6 +15,7 @@ const COMMANDS = [
   [],
   ['serve'],
   ['load'],
+  ['reconcile'],
   ['doctor'],
   ['scenario'],
   ['scenario', 'list'],
@@ -75,7 +76,7 @@ words reuseport compare --ht`;
   assert.equal(out.status, 0, out.stderr);
   const [registered, top, scenario, names, engines, html, compareHtml] = out.stdout.trimEnd().split('\n');
   assert.equal(registered, 'complete -F _reuseport reuseport');
-  assert.equal(top, 'serve load doctor scenario completion compare');
+  assert.equal(top, 'serve load reconcile doctor scenario completion compare');
   assert.equal(scenario, 'list run all check init show');
   for (const name of SHIPPED) assert.ok(names?.split(' ').includes(name), `${name} in "${names}"`);
   assert.equal(engines, 'auto builtin native');

@@ -110,6 +110,8 @@ export const WAIT_MS = 60_000;
 export class ServeProcess {
   readonly child: ChildProcess;
   readonly events: ServeEvent[] = [];
+  /** Everything it printed, as a user's `serve --json > file` would hold it. */
+  stdout = '';
   stderr = '';
   private waiters: (() => void)[] = [];
   readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -122,6 +124,7 @@ export class ServeProcess {
     });
     let buffer = '';
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      this.stdout += chunk;
       buffer += chunk;
       let newline = buffer.indexOf('\n');
       while (newline >= 0) {

@@ -2,7 +2,8 @@
 // are read from the CLI's own definition, so a new --json command without a
 // case here fails the test.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Command } from 'commander';
@@ -42,6 +43,25 @@ const CASES: Record<string, () => Promise<Documents>> = {
   },
   load: async () =>
     parsed((await runCli(['load', '--json', '--port', String(await closedPort()), '-n', '1'])).stdout, 'load'),
+  reconcile: async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'reuseport-reconcile-'));
+    try {
+      const serve = new ServeProcess(['--host', '127.0.0.1', '--port', '0', '--workers', '1']);
+      let load: string;
+      try {
+        const { port } = await serve.listening(1);
+        load = (await runCli(['load', '--json', '--port', String(port), '-n', '1'])).stdout;
+      } finally {
+        await serve.stop();
+      }
+      writeFileSync(join(dir, 'serve.json'), serve.stdout);
+      writeFileSync(join(dir, 'load.json'), load);
+      const result = await runCli(['reconcile', '--json', join(dir, 'serve.json'), join(dir, 'load.json')]);
+      return parsed(result.stdout, 'reconcile');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
   doctor: async () => parsed((await runCli(['doctor', '--json'])).stdout, 'doctor'),
   'scenario list': async () => parsed((await runCli(['scenario', 'list', '--json'])).stdout, 'scenario list'),
   'scenario check': async () =>

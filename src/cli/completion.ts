@@ -46,13 +46,14 @@ export function completionScript(shell: string, program: Command, scenarioNames:
 function describe(command: Command, path: string[], scenarioNames: string[]): CommandSpec[] {
   const children = command.commands.filter((c) => !(c as Command & { _hidden?: boolean })._hidden);
   const takesScenarios = path.join(' ') === 'scenario run';
+  const takesFiles = takesScenarios || path.join(' ') === 'reconcile';
   const own: CommandSpec = {
     path,
     description: command.description(),
     subcommands: children.map((c) => c.name()),
     flags: [...command.options.filter((o) => !o.hidden).map(flag), ...helpFlag(path)],
     operands: takesScenarios ? scenarioNames : path.join(' ') === 'completion' ? [...SHELLS] : [],
-    files: takesScenarios,
+    files: takesFiles,
   };
   return [own, ...children.flatMap((child) => describe(child, [...path, child.name()], scenarioNames))];
 }

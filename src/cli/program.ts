@@ -91,6 +91,7 @@ export function buildProgram(context: RunContext): Command {
           ['reuseport scenario all', "run the article's three experiments, with a verdict"],
           ['reuseport serve --workers 5 --port 6000', 'five processes share 0.0.0.0:6000 (terminal 1)'],
           ['reuseport load --port 6000 -n 1000', '1000 connections, tallied per worker (terminal 2)'],
+          ['reuseport reconcile serve.json load.json', "the workers' counts against load's tally, explained"],
           ['reuseport doctor', 'what this machine can run'],
           ['source <(reuseport completion bash)', 'tab completion in this shell'],
         ],
@@ -240,6 +241,34 @@ export function buildProgram(context: RunContext): Command {
         ...(options.engine ? { engine: options.engine } : {}),
         json: options.json === true,
       });
+    });
+
+  program
+    .command('reconcile')
+    .description("explain, after both ended, how serve's exact accept counts and load's tally differ")
+    .argument('<serve>', 'what `reuseport serve --json` printed, through its "stopped" event')
+    .argument('<load>', 'what `reuseport load --json` printed')
+    .option('--json', 'print one JSON document instead of text')
+    .addHelpText(
+      'after',
+      helpFooter(
+        [
+          ['reuseport serve --port 6000 --json > serve.json', 'terminal 1; Ctrl-C when the load is done'],
+          ['reuseport load --port 6000 --json > load.json', 'terminal 2'],
+          ['reuseport reconcile serve.json load.json', 'each difference, explained exactly'],
+        ],
+        TERMINAL_ENV,
+        "Each worker's final count is set against the greetings the client read from it. A worker may have " +
+          'accepted more: connections the client saw connect but got no greeting on (silent, in flight after ' +
+          '--deadline or Ctrl-C, unrecognized, reset); the rest of those were never accepted. Serve counts every ' +
+          "accept since it started, so this assumes the load was serve's only client: another client's " +
+          'connections show up as unexplained. Exit 0 when every count is explained, 1 when a count is wrong, ' +
+          'unknown or unexplained (or the files are from different runs), 2 for bad input.',
+      ),
+    )
+    .action(async (serveFile: string, loadFile: string, options) => {
+      const { reconcileCommand } = await import('./reconcile-command.js');
+      context.exitCode = await reconcileCommand(serveFile, loadFile, { json: options.json === true });
     });
 
   program

@@ -1,11 +1,9 @@
 import { type ServeEvent, type ServeOptions, serve } from '../net/serve.js';
-import { exitLine, startLine } from '../report/serve-report.js';
+import { exitLine, SERVE_JSON_VERSION, startLine } from '../report/serve-report.js';
 import { fitLines } from '../report/wrap.js';
 import { interruptSignal, openTerminal, statusLine, watchClosedOutput } from './terminal.js';
 
 const LIVE_REFRESH_MS = 200;
-/** Every NDJSON line carries it; bump it when a line's shape changes incompatibly. */
-const SERVE_JSON_VERSION = 1;
 
 export async function serveCommand(options: ServeOptions & { json: boolean }): Promise<number> {
   const terminal = await openTerminal(options);

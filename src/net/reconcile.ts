@@ -5,6 +5,7 @@
 // greeting, so a worker may count more than the client attributed to it, but
 // never fewer. Which silent connection sat at which worker the client cannot
 // know (no greeting names it), so the surplus is explained in total.
+import type { Protocol } from './address.js';
 import type { LoadResult } from './load-client.js';
 
 export interface WorkerCounterDelta {
@@ -71,7 +72,20 @@ const NEVER_ACCEPTED = {
 /** Errors that end a connection that was already up, and so may have been accepted. */
 const AFTER_CONNECT_ERRORS = new Set(['ECONNRESET', 'EPIPE']);
 
-export function reconcileWithWorkers(result: LoadResult, deltas: readonly WorkerCounterDelta[]): Reconciliation {
+export interface ReconcileOptions {
+  /**
+   * The deltas are every server the client could have reached (a post-hoc
+   * check of one serve run): a greeting from anyone else means the load went
+   * elsewhere, a problem rather than an explanation.
+   */
+  closed?: boolean;
+}
+
+export function reconcileWithWorkers(
+  result: LoadResult,
+  deltas: readonly WorkerCounterDelta[],
+  options: ReconcileOptions = {},
+): Reconciliation {
   const noun = result.protocol === 'tcp' ? 'connections' : 'datagrams';
   const matches = (d: WorkerCounterDelta, w: { pid: number; workerId: number }) =>
     d.pid === w.pid && (d.workerId === undefined || d.workerId === w.workerId);
@@ -107,6 +121,11 @@ export function reconcileWithWorkers(result: LoadResult, deltas: readonly Worker
       );
     }
   }
+  if (strangers > 0 && options.closed) {
+    problems.push(
+      `${strangers} ${noun} were answered by processes that are not among the workers: the load did not go only to them`,
+    );
+  }
   if (unexplained > 0) {
     problems.push(
       `${unexplained} ${noun} counted by workers match no client outcome (${acceptedWithoutGreeting} accepted without a greeting, only ${connectedWithoutGreeting} connected without one)`,
@@ -123,7 +142,8 @@ export function reconcileWithWorkers(result: LoadResult, deltas: readonly Worker
     );
   }
   if (neverAccepted > 0) explanations.push(`${neverAccepted} ${noun} ${NEVER_ACCEPTED[result.protocol]}`);
-  if (strangers > 0) explanations.push(`${strangers} ${noun} were answered by workers not in the list`);
+  if (strangers > 0 && !options.closed)
+    explanations.push(`${strangers} ${noun} were answered by workers not in the list`);
   return {
     workers,
     strangers,
@@ -136,4 +156,36 @@ export function reconcileWithWorkers(result: LoadResult, deltas: readonly Worker
     problems,
     explanations,
   };
+}
+
+/** What `serve` recorded when it stopped: each worker's exact count since serve started. */
+export interface ServeCounts {
+  port: number;
+  protocol: Protocol;
+  /** pid null: the worker never started, so it counted nothing. */
+  workers: { workerId: number; pid: number | null; accepted: number }[];
+}
+
+/**
+ * One serve run's final counts against one load run's tally, after both
+ * ended. Serve counts from its start, so every accept must come from this
+ * load: another client's accepts show up as unexplained. A load aimed at
+ * another port or protocol, or greeted by other processes, was not this
+ * serve's load.
+ */
+export function reconcileServeWithLoad(serve: ServeCounts, load: LoadResult): Reconciliation {
+  const deltas = serve.workers.flatMap((w) =>
+    w.pid === null ? [] : [{ pid: w.pid, workerId: w.workerId, accepted: w.accepted }],
+  );
+  const base = reconcileWithWorkers(load, deltas, { closed: true });
+  const mismatches: string[] = [];
+  if (load.protocol !== serve.protocol) {
+    mismatches.push(`the load was ${load.protocol.toUpperCase()} but serve ran ${serve.protocol.toUpperCase()}`);
+  }
+  if (load.target.port !== serve.port) {
+    mismatches.push(`the load went to port ${load.target.port} but serve listened on port ${serve.port}`);
+  }
+  if (mismatches.length === 0) return base;
+  const problems = [`${mismatches.join(', and ')}: these are not one run's files`, ...base.problems];
+  return { ...base, consistent: false, problems, findings: [...problems, ...base.explanations] };
 }

@@ -1,6 +1,9 @@
 import { formatHostPort } from '../errors.js';
 import type { WorkerExit } from '../net/worker-pool.js';
 
+/** Every line of serve --json carries it; bump it when a line's shape changes incompatibly. */
+export const SERVE_JSON_VERSION = 1;
+
 /** The article's test-server lines, spelling fixed. */
 export function startLine(address: string, port: number, pid: number): string {
   return `Start server on ${formatHostPort(address, port)} succeeded, pid is ${pid}`;

@@ -6,8 +6,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isErrnoException, UsageError } from '../errors.js';
+import { displayPath } from '../text-file.js';
 import {
-  displayPath,
   parseScenario,
   readScenarioText,
   resolveScenario,

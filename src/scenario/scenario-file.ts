@@ -7,8 +7,7 @@
  * which quote the source) are replaced by fixed texts, and a file that is not a
  * scenario mapping gets one line that says so.
  */
-import { constants } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type Document,
@@ -21,8 +20,9 @@ import {
   parseDocument,
   type YAMLError,
 } from 'yaml';
-import { isErrnoException, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { resolveUser } from '../net/users.js';
+import { displayPath, fileErrorText, readTextFile, TextFileError } from '../text-file.js';
 import { type Locator, type PathSegment, type Scenario, type SourcePosition, validateScenario } from './schema.js';
 
 /** File extensions tried, in this order, when a bare scenario name is resolved. */
@@ -72,41 +72,23 @@ export async function loadScenario(file: string): Promise<Scenario> {
   return parseScenario(await readScenarioText(absolute), absolute);
 }
 
-/**
- * The text of a scenario file, refusing what cannot be one: not a regular file
- * (a FIFO would block, /dev/zero never ends), too large, or binary.
- */
+/** The text of a scenario file, refusing what cannot be one (src/text-file.ts). */
 export async function readScenarioText(absolute: string): Promise<string> {
-  const whole = (message: string) =>
-    new ScenarioFileError(absolute, [{ file: displayPath(absolute), line: 1, column: 1, message }]);
-  let handle: Awaited<ReturnType<typeof open>>;
   try {
-    handle = await open(absolute, constants.O_RDONLY | constants.O_NONBLOCK);
+    return await readTextFile(absolute, MAX_SCENARIO_FILE_BYTES);
   } catch (err) {
-    throw unreadable(absolute, err);
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw whole('not a regular file; a scenario is a .yaml, .yml or .json file');
-    // /proc files say size 0, so the limit is enforced on what is read, not on what stat says.
-    const buffer = Buffer.alloc(MAX_SCENARIO_FILE_BYTES + 1);
-    let length = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-      if (length > MAX_SCENARIO_FILE_BYTES) {
-        throw whole(`larger than ${MAX_SCENARIO_FILE_BYTES / 1024} KiB, the limit for a scenario file`);
-      }
+    if (!(err instanceof TextFileError)) throw err;
+    const { problem } = err;
+    if (problem.kind === 'unreadable') {
+      throw new UsageError(`cannot read scenario file ${displayPath(absolute)}: ${problem.why}`);
     }
-    const bytes = buffer.subarray(0, length);
-    if (bytes.includes(0)) throw whole('not a text file (it contains NUL bytes); a scenario is YAML or JSON text');
-    return bytes.toString('utf8');
-  } catch (err) {
-    if (err instanceof ScenarioFileError) throw err;
-    throw unreadable(absolute, err);
-  } finally {
-    await handle.close();
+    const message =
+      problem.kind === 'not-regular'
+        ? 'not a regular file; a scenario is a .yaml, .yml or .json file'
+        : problem.kind === 'too-large'
+          ? `larger than ${problem.maxBytes / 1024} KiB, the limit for a scenario file`
+          : 'not a text file (it contains NUL bytes); a scenario is YAML or JSON text';
+    throw new ScenarioFileError(absolute, [{ file: displayPath(absolute), line: 1, column: 1, message }]);
   }
 }
 
@@ -190,7 +172,7 @@ export async function listScenarioFiles(dir: string): Promise<string[]> {
   try {
     names = await readdir(absolute);
   } catch (err) {
-    throw new UsageError(`cannot list scenarios in ${absolute}: ${errorText(err)}`);
+    throw new UsageError(`cannot list scenarios in ${absolute}: ${fileErrorText(err)}`);
   }
   return filterScenarioNames(names).map((n) => path.join(absolute, n));
 }
@@ -206,7 +188,7 @@ export async function resolveScenario(nameOrPath: string, scenariosDir: string):
   if (isPathLike(nameOrPath)) {
     const absolute = path.resolve(nameOrPath);
     const info = await stat(absolute).catch((err: unknown) => {
-      throw new UsageError(`scenario file ${nameOrPath} not found: ${errorText(err)}`);
+      throw new UsageError(`scenario file ${nameOrPath} not found: ${fileErrorText(err)}`);
     });
     if (!info.isFile()) throw new UsageError(`scenario ${nameOrPath} is not a file`);
     return absolute;
@@ -249,27 +231,6 @@ function filterScenarioNames(names: string[]): string[] {
       (n) => !n.startsWith('.') && (SCENARIO_EXTENSIONS as readonly string[]).includes(path.extname(n).toLowerCase()),
     )
     .sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
-}
-
-function unreadable(file: string, err: unknown): UsageError {
-  return new UsageError(`cannot read scenario file ${displayPath(file)}: ${errorText(err)}`);
-}
-
-function errorText(err: unknown): string {
-  if (isErrnoException(err)) {
-    if (err.code === 'ENOENT') return 'no such file or directory';
-    if (err.code === 'EACCES') return 'permission denied';
-    if (err.code === 'EISDIR') return 'is a directory';
-    if (err.code === 'ENOTDIR') return 'not a directory';
-    return err.code ?? err.message;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** The file as shown in messages: relative to the current directory when inside it, else absolute. */
-export function displayPath(absolute: string): string {
-  const rel = path.relative(process.cwd(), absolute);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : absolute;
 }
 
 /** The parser's own messages can quote the source; these say what is wrong without it. */
