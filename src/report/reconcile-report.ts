@@ -1,8 +1,8 @@
 import type { LoadResult } from '../net/load-client.js';
 import type { Reconciliation, ServeCounts } from '../net/reconcile.js';
+import { safeText } from '../untrusted-text.js';
 import type { Style } from './style.js';
 import { renderTable } from './table.js';
-import { safeText } from './untrusted-text.js';
 import { wrapLabelled, wrapProse } from './wrap.js';
 
 /** The --json document's version: bumped when a field changes meaning or goes away. */
