@@ -15,6 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { procStatFields } from '../src/net/proc-stat.js';
 import type { RunDocument } from '../src/report/run-document.js';
 
 /** The package root: the compiled tests live in dist/test/. */
@@ -220,15 +221,12 @@ export function descendants(pid: number): number[] {
   const parents = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = parents.get(ppid) ?? [];
-      list.push(Number(entry));
-      parents.set(ppid, list);
-    } catch {
-      // Gone while we looked.
-    }
+    const fields = procStatFields(Number(entry));
+    if (fields === null) continue; // Gone while we looked.
+    const ppid = Number(fields[1]);
+    const list = parents.get(ppid) ?? [];
+    list.push(Number(entry));
+    parents.set(ppid, list);
   }
   const out: number[] = [];
   const queue = [pid];
@@ -671,13 +669,8 @@ function blockUntilReapable(pid: number, timeoutMs: number): void {
   const deadline = Date.now() + timeoutMs;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
-    let fields: string[] = [];
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    } catch {
-      // Not (yet) readable: nothing else reaps our children while our loop is blocked.
-    }
+    // Null while not (yet) readable: nothing else reaps our children while our loop is blocked.
+    const fields = procStatFields(pid) ?? [];
     // A thread group's leader shows Z while its other threads still exit, and
     // is reapable (exit_notify: thread_group_empty) only once they have gone:
     // field 20 is num_threads.

@@ -15,6 +15,7 @@ import type { EngineName } from '../src/net/engine.js';
 import { unprivilegedPortStart } from '../src/net/explain.js';
 import { runLoad } from '../src/net/load-client.js';
 import { loadNativeHelper } from '../src/net/native.js';
+import { processState } from '../src/net/proc-stat.js';
 import { MAX_UID, resolveUser } from '../src/net/users.js';
 import { spawnWorker, type WorkerExit, type WorkerProcess } from '../src/net/worker-pool.js';
 import {
@@ -97,8 +98,7 @@ function threadNames(pid: number): string[] {
 async function waitStopped(pid: number, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
+    if (processState(pid) === 'T') return;
     if (Date.now() > deadline) throw new Error(`pid ${pid} did not stop`);
     await new Promise((resolve) => setImmediate(resolve));
   }

@@ -1,5 +1,4 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { errnoName, formatHostPort, KernelError } from '../errors.js';
 import { hardenedExecArgv, nodeChildEnv } from '../process-hardening.js';
@@ -7,6 +6,7 @@ import type { Protocol } from './address.js';
 import type { BinderName, EffectiveOptions } from './binder.js';
 import { CounterFile } from './counter-file.js';
 import { explainBindError, explainSpawnError } from './explain.js';
+import { processState } from './proc-stat.js';
 import type { FromWorker, LifecycleAnswer, LifecycleRequest, ToWorker, WorkerConfig } from './worker-protocol.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
@@ -443,16 +443,6 @@ export class WorkerProcess {
   private post(message: ToWorker): void {
     if (this.child?.connected)
       this.child.send(message, (err) => err && this.kill(`lost its IPC channel (${err.message})`));
-  }
-}
-
-/** The one-letter state from /proc/PID/stat (R, S, T, Z, ...), or null if it cannot be read. */
-function processState(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) || null;
-  } catch {
-    return null;
   }
 }
 

@@ -7,6 +7,7 @@ import { chooseEngine, requestedEngine } from '../net/engine.js';
 import { workerKey } from '../net/greeting.js';
 import type { LoadResult } from '../net/load-client.js';
 import { engineAvailability } from '../net/native.js';
+import { processState } from '../net/proc-stat.js';
 import { reconcileWithWorkers } from '../net/reconcile.js';
 import { resolveUser, type UserIdentity } from '../net/users.js';
 import { type BindOutcome, spawnWorker, type WorkerExit } from '../net/worker-pool.js';
@@ -233,29 +234,26 @@ function describeExit(exit: Pick<WorkerExit, 'signal' | 'exitCode'>): string {
 }
 
 /** What /proc says a process is doing, for a worker that does not answer. */
-function processState(pid: number): string {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    const words: Record<string, string> = {
-      T: 'stopped by a signal',
-      t: 'stopped by a tracer',
-      Z: 'exited, not yet reaped',
-      D: 'in uninterruptible sleep',
-      R: 'running',
-      S: 'sleeping',
-    };
-    return words[state] ?? `state ${state}`;
-  } catch {
-    return 'gone';
-  }
+const STATE_WORDS: Record<string, string> = {
+  T: 'stopped by a signal',
+  t: 'stopped by a tracer',
+  Z: 'exited, not yet reaped',
+  D: 'in uninterruptible sleep',
+  R: 'running',
+  S: 'sleeping',
+};
+
+/** A worker's process state in words, for a finding. */
+function describeProcessState(pid: number): string {
+  const state = processState(pid);
+  return state === null ? 'gone' : (STATE_WORDS[state] ?? `state ${state}`);
 }
 
 /** Gives up on a worker that does not answer: records it, and kills it by pid so nothing is left behind. */
 function giveUp(instance: Instance, what: string, position: Position): void {
   instance.observation.fault ??= fault(
     'unresponsive',
-    `${what} within ${ANSWER_TIMEOUT_MS / 1000} s (process state: ${processState(instance.worker.pid)})`,
+    `${what} within ${ANSWER_TIMEOUT_MS / 1000} s (process state: ${describeProcessState(instance.worker.pid)})`,
     position,
   );
   instance.running = false;
@@ -302,7 +300,7 @@ async function readCounters(group: Instance[], position: Position): Promise<(num
       if (instance.running && !(await instance.worker.ping(ANSWER_TIMEOUT_MS))) {
         // A dead worker cannot answer either: its exit, not a ping, says how it died.
         const state = processState(instance.worker.pid);
-        if (state === 'gone' || state.startsWith('exited')) await within(instance.worker.exited, ANSWER_TIMEOUT_MS);
+        if (state === null || state === 'Z') await within(instance.worker.exited, ANSWER_TIMEOUT_MS);
         if (instance.running) giveUp(instance, 'did not answer a ping', position);
       }
       return counterOf(instance);
