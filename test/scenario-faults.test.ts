@@ -313,9 +313,16 @@ test('connections whose SYNs a full accept queue drops time out: the scenario fa
   skip: noLifecycle,
 }, async (t) => {
   const file = scenarioFile(t, 'syns-dropped', SYNS_DROPPED());
-  // Both load engines: each must call a connect() that never completed ETIMEDOUT, not silence.
-  for (const engine of ['builtin', 'native']) {
-    const result = await runCli(['scenario', 'run', file, ...ISOLATION], { env: { REUSEPORT_ENGINE: engine } });
+  // Both load engines: each must call a connect() that never completed ETIMEDOUT, not silence. The native engine
+  // serves only sockets the native helper opened, so that run names its binder (CI also runs with
+  // REUSEPORT_BINDER=builtin).
+  for (const [engine, binder] of [
+    ['builtin', []],
+    ['native', ['--binder', 'native']],
+  ] as const) {
+    const result = await runCli(['scenario', 'run', file, ...ISOLATION, ...binder], {
+      env: { REUSEPORT_ENGINE: engine },
+    });
     assert.equal(result.code, 1, `${engine}: ${result.stdout}${result.stderr}`);
     assert.match(result.stdout, /✘ dropped: every connection answered \(no expectation allows failures\)/, engine);
     assert.match(result.stdout, /observed: 0\/20 answered; ETIMEDOUT 20\n/, engine);
